@@ -200,9 +200,14 @@ def read_audio(path: str | Path, sample_rate: int = AUDIO_RATE) -> np.ndarray:
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"audio decoding failed ({exc})") from exc
+        declared = stream.duration * stream.time_base if stream.duration else None
     if not chunks:
         raise MediaError(path, "audio stream has no decodable samples")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    if declared:
+        # AAC decodes whole 1024-sample frames; the container's duration says where to stop.
+        samples = samples[: int(round(float(declared) * sample_rate))]
+    return samples
 
 
 def write_video(
@@ -228,11 +233,18 @@ def write_video(
         count = _encode(Path(tmp_name), frames, fps, audio, sample_rate, crf, bit_rate)
         if count == 0:
             raise MediaError(path, "no frames to write")
+        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp creates 0600
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _encode(path, frames, fps, audio, sample_rate, crf, bit_rate) -> int:

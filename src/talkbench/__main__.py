@@ -1,0 +1,3 @@
+from talkbench.cli import main
+
+main()
