@@ -20,3 +20,11 @@ class MediaError(TalkbenchError):
 
 class FaceModelError(TalkbenchError):
     """A face-analysis model file that cannot be found or loaded."""
+
+
+class WeightsError(TalkbenchError):
+    """A network weight file that is missing, unknown, or fails its sha256 check."""
+
+
+class MetricError(TalkbenchError):
+    """Inputs a metric cannot compare (frame counts that differ, empty clips, …)."""

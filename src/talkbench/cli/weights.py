@@ -1,0 +1,93 @@
+"""``talkbench weights``: list, fetch, import and verify network weight files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from talkbench.cli.common import console, err_console, print_json
+
+app = typer.Typer(help="Network weight files: list, fetch, import, verify.", no_args_is_help=True)
+
+
+# Modules that register weight files when imported (the metric ones live in talkbench.weights).
+WEIGHT_MODULES = ("talkbench.metrics.registry", "talkbench.vqtalker.losses", "talkbench.vqtalker.speech")
+
+
+def _load_registry() -> None:
+    import importlib
+
+    for module in WEIGHT_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # an optional extra that is not installed registers nothing
+            pass
+
+
+@app.command(name="list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Every registered weight file, its source, licence and whether it is installed."""
+    from talkbench import weights
+
+    _load_registry()
+    rows = [{**spec.to_dict(), "status": weights.status(spec.name).to_dict()} for spec in weights.registered()]
+    if as_json:
+        print_json({"cache_dir": str(weights.cache_dir()), "weights": rows})
+        return
+    table = Table("name", "state", "sha256", "licence", "url")
+    for row in rows:
+        st = row["status"]
+        table.add_row(row["name"], st["state"], (st["sha256"] or row["sha256"] or row["sha256_prefix"] or "-")[:16],
+                      row["licence"], row["url"])
+    console.print(table)
+    console.print(f"cache: {weights.cache_dir()}")
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(..., help="Weight name (see `talkbench weights list`)."),
+    url: str = typer.Option(None, "--url", help="Download from this mirror instead of the registered URL."),
+) -> None:
+    """Download a weight file into the cache and check its sha256."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from talkbench import weights
+
+    _load_registry()
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=err_console) as bar:
+        task = bar.add_task(name, total=None)
+        path = weights.fetch(name, url=url, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"{name}: {path} (sha256 {weights.file_sha256(path)})")
+
+
+@app.command(name="import")
+def import_(
+    name: str = typer.Argument(..., help="Weight name (see `talkbench weights list`)."),
+    path: Path = typer.Argument(..., help="A copy of the file obtained elsewhere."),
+) -> None:
+    """Install a weight file copied from another machine (checked against its sha256)."""
+    from talkbench import weights
+
+    _load_registry()
+    target = weights.import_file(name, path)
+    console.print(f"{name}: installed {target} (sha256 {weights.file_sha256(target)})")
+
+
+@app.command()
+def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Re-hash every installed weight file; exit 1 if any fails its check."""
+    from talkbench import weights
+
+    _load_registry()
+    statuses = weights.verify()
+    if as_json:
+        print_json([s.to_dict() for s in statuses])
+    else:
+        table = Table("name", "state", "sha256", "path")
+        for s in statuses:
+            table.add_row(s.name, s.state, (s.sha256 or "-")[:16], s.path or "-")
+        console.print(table)
+    if any(s.state == "bad-hash" for s in statuses):
+        raise typer.Exit(1)
