@@ -1,0 +1,73 @@
+"""``talkbench data``: build a dataset from a manifest, and show a built dataset's summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from talkbench.cli.common import console, err_console, print_json
+
+app = typer.Typer(help="Build talking-face datasets (HDTF, VoxCeleb, VFHQ, MNTE, local files).", no_args_is_help=True)
+
+
+@app.command()
+def build(
+    source: str = typer.Argument(..., help="hdtf | voxceleb | vfhq | mnte | files"),
+    manifest: list[Path] = typer.Option(..., "--manifest", "-m", help="Manifest file/folder (files: videos or a folder; repeatable)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (catalog.duckdb, clips/, raw/)."),
+    engine: str = typer.Option("local", help="local | ray"),
+    workers: int = typer.Option(2, help="Worker processes (local) or CPUs for a local Ray."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (engine ray)."),
+    limit: int | None = typer.Option(None, help="Build a seeded random subset of this many clips."),
+    split: str | None = typer.Option(None, help="Only this split (HDTF: RD/WDA/WRA; VoxCeleb: train/test)."),
+    languages: str | None = typer.Option(None, help="Only clips whose manifest language is in this comma list."),
+    seed: int = typer.Option(0, help="Seed of --limit's subset."),
+    min_face_px: int = typer.Option(512, help="Reject clips whose face crop is smaller (paper: 512)."),
+    min_seconds: float = typer.Option(3.0, help="Reject clips shorter than this."),
+    check_language: bool | None = typer.Option(None, "--check-language/--no-check-language", help="Reject clips whose Whisper language differs from the manifest's (default: on for mnte)."),
+    lid_engine: str = typer.Option("faster-whisper", help="faster-whisper | openai-whisper"),
+    lid_model: str = typer.Option("base", help="Whisper model name or local folder/checkpoint."),
+    cookies: Path | None = typer.Option(None, help="Cookies file for yt-dlp."),
+    retries: int = typer.Option(3, help="Retries of transient download failures."),
+    rate_limit: int | None = typer.Option(None, help="Download rate limit, bytes/s."),
+    force: bool = typer.Option(False, help="Rebuild clips already in the catalog."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Fetch, cut, crop, filter, language-tag and encode clips into OUT/catalog.duckdb."""
+    from talkbench.datasets.pipeline import build_dataset, summary_tables
+
+    src = [str(m) for m in manifest] if source == "files" else manifest[0]
+    summary = build_dataset(
+        source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split,
+        languages=languages.split(",") if languages else None, seed=seed, min_face_px=min_face_px,
+        min_seconds=min_seconds, check_language=check_language, lid_engine=lid_engine, lid_model=lid_model,
+        cookies=str(cookies) if cookies else None, retries=retries, rate_limit=rate_limit, force=force,
+        console=err_console, progress=not as_json,
+    )
+    if as_json:
+        print_json(summary)
+        return
+    for table in summary_tables(summary):
+        console.print(table)
+    console.print(f"catalog: {summary['catalog']} ({summary['skipped']} clips already done, skipped)")
+
+
+@app.command()
+def status(
+    out: Path = typer.Argument(..., help="A dataset folder built by 'talkbench data build'."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Print a built dataset's summary again: counts per stage and per reason."""
+    from talkbench.datasets.catalog import open_summary
+    from talkbench.datasets.pipeline import summary_tables
+
+    summary = open_summary(out)
+    if as_json:
+        print_json(summary)
+        return
+    for table in summary_tables(summary):
+        console.print(table)
+    params = summary.get("meta", {}).get("params", {})
+    console.print(f"catalog: {summary['catalog']}  min_face_px={params.get('min_face_px')}  "
+                  f"lid={params.get('lid_engine')}/{params.get('lid_model')}")

@@ -1,0 +1,696 @@
+"""The pipeline stages, as plain functions every engine reuses.
+
+fetch -> cut -> face -> filter -> language -> resize. A stage either returns its result or
+raises ``Reject(code, detail)``; ``process_clip`` runs them in order for one clip and always
+returns one catalog row, whatever happens (one bad clip never stops the others).
+
+Language ID runs before the 512x512 encode (the issue lists it last): a clip that will be
+rejected for having no speech is then never encoded. The row records the stage each clip
+stopped at, so the summary still reads in the issue's order.
+
+Face crop (no alignment, as the paper: natural head motion stays in frame): the face is
+detected on ``detect_samples`` frames spread over the clip; the crop is one fixed square per
+clip centred on the median face centre, ``CROP_EXPAND`` times the largest face box plus the
+span the face centre moves, shifted up by ``CROP_SHIFT_UP`` of a face so hair stays in, and
+clamped to the frame. A manifest crop (HDTF, VoxCeleb csv, VFHQ) replaces the detected one;
+detection still runs to reject no-face and multi-person clips. The size filter compares the
+crop side in source pixels with ``min_face_px`` (default 512: the 512x512 output is never
+upscaled).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from talkbench import media
+from talkbench.datasets.sources import ClipSpec
+from talkbench.errors import MediaError
+
+STAGES = ("fetch", "cut", "face", "filter", "language", "resize")
+
+CROP_EXPAND = 2.0  # crop side = CROP_EXPAND x the largest detected face box (+ motion span)
+CROP_SHIFT_UP = 0.1  # crop centre moves up by this fraction of the face size
+DETECT_MAX_SIDE = 960  # frames are downscaled to this longer side for detection
+SECOND_FACE_RATIO = 0.6  # a second face this large (vs the main one) counts as a second person
+
+# reason code -> (stage, meaning). "transient" codes leave the clip 'failed' (retried on re-run);
+# every other code is a final 'rejected'.
+REASONS = {
+    "source_missing": ("fetch", "local source file does not exist"),
+    "http_error": ("fetch", "the server answered with an HTTP error (e.g. 404)"),
+    "video_unavailable": ("fetch", "removed, private or otherwise unavailable video"),
+    "format_unavailable": ("fetch", "no format with video and audio at <= max height"),
+    "rate_limited": ("fetch", "rate limited or bot check (try --cookies, a lower rate, later)"),
+    "network_error": ("fetch", "network failure (timeouts, refused, DNS)"),
+    "fetch_failed": ("fetch", "download failed for another reason (see error)"),
+    "not_video": ("cut", "the file is not a video FFmpeg can read"),
+    "truncated": ("cut", "the video file is truncated or corrupt"),
+    "range_out_of_bounds": ("cut", "the clip's time range is outside the video"),
+    "no_face": ("face", "no face in most sampled frames"),
+    "multiple_faces": ("face", "two or more people in most sampled frames"),
+    "face_too_small": ("filter", "the face crop is smaller than min_face_px"),
+    "too_short": ("filter", "shorter than min_seconds"),
+    "no_audio": ("language", "the video has no audio stream"),
+    "no_speech": ("language", "voice activity detection found no speech"),
+    "language_mismatch": ("language", "Whisper's language differs from the expected one"),
+    "error": ("", "unexpected error (see error text); retried on re-run"),
+}
+TRANSIENT = {"rate_limited", "network_error", "error"}
+
+
+class Reject(Exception):
+    def __init__(self, code: str, detail: str = ""):
+        assert code in REASONS, code
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}" if detail else code)
+
+
+@dataclass
+class BuildConfig:
+    out_dir: Path
+    size: int = 512
+    fps: int = media.DEFAULT_FPS
+    min_face_px: int = 512
+    min_seconds: float = 3.0
+    max_height: int = 1080
+    crop_expand: float = CROP_EXPAND
+    detect_samples: int = 8
+    check_language: bool = False  # reject clips whose detected language differs from the manifest's
+    require_audio: bool = True  # False: clips without audio pass with no language (VFHQ has none)
+    lid_engine: str = "faster-whisper"
+    lid_model: str = "base"
+    lid_threads: int = 1
+    face_backend: str = "dlib"
+    cookies: str | None = None
+    retries: int = 3
+    backoff: float = 2.0  # seconds, doubled per retry
+    rate_limit: int | None = None  # bytes/s for yt-dlp
+    sleep_between: float = 0.0  # seconds between requests (yt-dlp sleep_interval_requests)
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+
+    def params(self) -> dict:
+        """What the built clips depend on (stored in the catalog)."""
+        d = asdict(self)
+        for k in ("out_dir", "cookies", "retries", "backoff", "rate_limit", "sleep_between", "lid_threads"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class Cut:
+    path: Path
+    width: int
+    height: int
+    src_fps: float
+    start: float
+    end: float
+    first: int  # first frame index at cfg.fps (inclusive)
+    last: int  # exclusive
+    audio: np.ndarray | None
+
+    @property
+    def frames(self) -> int:
+        return self.last - self.first
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Face:
+    crop: tuple[int, int, int, int]  # x0, y0, x1, y1 in source pixels (square)
+    method: str  # "manifest" | "detected"
+    face_px: float  # median detected face size (source pixels)
+    sampled: int
+    with_face: int
+    multi: int
+    boxes: list = field(default_factory=list)
+
+    @property
+    def crop_px(self) -> int:
+        return self.crop[2] - self.crop[0]
+
+
+# ---------------------------------------------------------------- fetch
+
+
+def classify_fetch_error(message: str) -> str:
+    m = message.lower()
+    if "http error 429" in m or "too many requests" in m or "sign in to confirm" in m or "not a bot" in m:
+        return "rate_limited"
+    if any(s in m for s in ("private video", "video unavailable", "has been removed", "been terminated",
+                             "no longer available", "this video is not available", "members-only")):
+        return "video_unavailable"
+    if "requested format is not available" in m or "no video formats found" in m:
+        return "format_unavailable"
+    if "unsupported url" in m:
+        return "not_video"
+    if re.search(r"http error \d{3}", m):
+        return "http_error"
+    if any(s in m for s in ("timed out", "timeout", "connection", "name resolution", "network is unreachable",
+                             "temporary failure", "reset by peer", "refused", "remote end closed")):
+        return "network_error"
+    return "fetch_failed"
+
+
+def _format_selector(max_height: int) -> str:
+    single = f"b[height<=?{max_height}][ext=mp4]/b[height<=?{max_height}]"
+    if shutil.which("ffmpeg"):  # yt-dlp needs ffmpeg to merge separate video and audio streams
+        return f"bv*[height<=?{max_height}][ext=mp4]+ba[ext=m4a]/{single}/bv*[height<=?{max_height}]+ba"
+    return single
+
+
+def _raw_done(raw: Path, key: str) -> Path | None:
+    """A finished download ``<key>.<ext>``; not ``.part`` files, locks, or the separate
+    ``<key>.video.*`` / ``<key>.audio.*`` parts awaiting their remux."""
+    for p in sorted(raw.glob(f"{key}.*")):
+        ext = p.name[len(key) + 1 :]
+        if "." not in ext and ext not in ("lock", "part", "ytdl", "tmp") and p.stat().st_size:
+            return p
+    return None
+
+
+def fetch(spec: ClipSpec, cfg: BuildConfig) -> Path:
+    """The source video on disk: a local file as is, a URL downloaded once per video with
+    yt-dlp into ``out/raw/`` (clips of one video share it; a lock keeps two workers from
+    downloading it twice). Transient failures are retried with exponential backoff."""
+    if not spec.is_url:
+        path = Path(spec.source[7:] if spec.source.startswith("file://") else spec.source)
+        if not path.is_file():
+            raise Reject("source_missing", f"{path} does not exist")
+        return path
+
+    import yt_dlp
+
+    raw = cfg.out_dir / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    with open(raw / f"{spec.source_key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = _raw_done(raw, spec.source_key)
+        if done:
+            return done
+        opts = {
+            "outtmpl": str(raw / f"{spec.source_key}.%(ext)s"),
+            "format": _format_selector(cfg.max_height),
+            "merge_output_format": "mp4",
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "noplaylist": True,
+            "retries": cfg.retries,
+            "fragment_retries": cfg.retries,
+            "socket_timeout": 30,
+            "logger": _QuietLogger(),
+        }
+        if cfg.cookies:
+            opts["cookiefile"] = cfg.cookies
+        if cfg.rate_limit:
+            opts["ratelimit"] = cfg.rate_limit
+        if cfg.sleep_between:
+            opts["sleep_interval_requests"] = cfg.sleep_between
+        delay = cfg.backoff
+        for attempt in range(cfg.retries + 1):
+            try:
+                if shutil.which("ffmpeg"):
+                    path = _ydl_download(opts, spec.source)
+                else:
+                    path = _download_and_remux(opts, spec.source, raw / spec.source_key, cfg.max_height)
+                if not path.is_file():
+                    raise Reject("fetch_failed", f"yt-dlp reported {path} but it is not there")
+                return path
+            except yt_dlp.utils.DownloadError as exc:
+                text = _strip_ansi(str(exc))
+                code = classify_fetch_error(text)
+                if code not in TRANSIENT or attempt == cfg.retries:
+                    raise Reject(code, f"{spec.source}: {text}") from None
+                time.sleep(delay)
+                delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _ydl_download(opts: dict, url: str) -> Path:
+    import yt_dlp
+
+    with yt_dlp.YoutubeDL(opts) as ydl:
+        info = ydl.extract_info(url, download=True)
+        downloads = info.get("requested_downloads") or [{}]
+        return Path(downloads[0].get("filepath") or ydl.prepare_filename(info))
+
+
+def _download_and_remux(opts: dict, url: str, stem: Path, max_height: int) -> Path:
+    """Without an ffmpeg binary yt-dlp cannot merge a video-only and an audio-only stream, and
+    YouTube serves 720p/1080p only that way. So: when the best video-only format is taller
+    than the best combined one, download it and the best audio-only format separately and
+    remux them (stream copy) with PyAV's bundled FFmpeg libraries."""
+    import yt_dlp
+
+    with yt_dlp.YoutubeDL({**opts, "format": None}) as ydl:
+        info = ydl.extract_info(url, download=False)
+    picked = pick_separate_formats(info.get("formats") or [], max_height)
+    if picked is None:
+        return _ydl_download(opts, url)  # one file with both streams (or the best there is)
+    best_video, best_audio = picked
+    parts = []
+    for fmt, tag in ((best_video, "video"), (best_audio, "audio")):
+        part_opts = {**opts, "format": fmt["format_id"], "outtmpl": f"{stem}.{tag}.%(ext)s"}
+        parts.append(_ydl_download(part_opts, url))
+    out = stem.with_suffix(".mp4")
+    _remux(parts[0], parts[1], out)
+    for p in parts:
+        p.unlink(missing_ok=True)
+    return out
+
+
+def pick_separate_formats(formats: list[dict], max_height: int) -> tuple[dict, dict] | None:
+    """(video-only, audio-only) formats to download and remux, or None when a combined format
+    is at least as tall as the best video-only one within ``max_height`` (or there is no
+    separate audio). Prefers mp4 video and m4a audio at equal height / bitrate."""
+
+    def height(f):
+        return f.get("height") or 0
+
+    def has(f, kind):
+        return f.get(kind) not in (None, "none")
+
+    fits = [f for f in formats if height(f) <= max_height]
+    combined = [f for f in fits if has(f, "vcodec") and has(f, "acodec")]
+    video_only = [f for f in fits if has(f, "vcodec") and f.get("acodec") == "none"]
+    audio_only = [f for f in formats if f.get("vcodec") == "none" and has(f, "acodec")]
+    if not video_only or not audio_only:
+        return None
+    best_video = max(video_only, key=lambda f: (height(f), f.get("ext") == "mp4", f.get("tbr") or 0))
+    if height(best_video) <= max((height(f) for f in combined), default=-1):
+        return None
+    best_audio = max(audio_only, key=lambda f: (f.get("ext") == "m4a", f.get("abr") or f.get("tbr") or 0))
+    return best_video, best_audio
+
+
+def _remux(video: Path, audio: Path, out: Path) -> None:
+    """Stream-copy the first video stream of ``video`` and audio stream of ``audio`` into an
+    mp4, written to a temporary name and renamed."""
+    import av
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    with av.open(str(video)) as vin, av.open(str(audio)) as ain, av.open(str(tmp), "w", format="mp4") as dst:
+        vs, as_ = vin.streams.video[0], ain.streams.audio[0]
+        ov, oa = dst.add_stream_from_template(vs), dst.add_stream_from_template(as_)
+        for src, ost in ((vin.demux(vs), ov), (ain.demux(as_), oa)):
+            for packet in src:
+                if packet.dts is None:
+                    continue
+                packet.stream = ost
+                dst.mux(packet)
+    os.replace(tmp, out)
+
+
+class _QuietLogger:
+    def debug(self, msg):
+        pass
+
+    def info(self, msg):
+        pass
+
+    def warning(self, msg):
+        pass
+
+    def error(self, msg):
+        pass
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+# ---------------------------------------------------------------- cut
+
+
+def _media_reject(path: Path, exc: MediaError) -> Reject:
+    head = path.read_bytes()[:12] if path.is_file() else b""
+    looks_like_video = head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
+    problem = exc.problem.lower()
+    if "no video stream" in problem or "neither a video" in problem:
+        return Reject("not_video", str(exc))
+    if looks_like_video or problem.startswith(("truncated:", "decoding failed", "video stream has no decodable")):
+        return Reject("truncated", str(exc))
+    return Reject("not_video", str(exc))  # FFmpeg cannot read it and it is no video container
+
+
+def cut(spec: ClipSpec, path: Path, cfg: BuildConfig) -> Cut:
+    """The clip's frame range at ``cfg.fps`` (frame-accurate: frame k is the source frame
+    nearest k/fps) and its audio as 16 kHz mono float32 (None without an audio stream)."""
+    try:
+        info = media.probe(path)
+    except MediaError as exc:
+        raise _media_reject(path, exc) from None
+    if not info.has_video:
+        raise _media_reject(path, MediaError(path, "has no video stream"))
+    duration = info.frame_count / info.fps if info.fps and info.frame_count else info.duration
+    start = max(0.0, spec.start)
+    end = duration if spec.end is None else min(spec.end, duration)
+    if start >= duration or end <= start:
+        raise Reject("range_out_of_bounds", f"range {spec.start}-{spec.end} s, video is {duration:.2f} s")
+    first, last = round(start * cfg.fps), round(end * cfg.fps)
+    if last <= first:
+        raise Reject("range_out_of_bounds", f"range {spec.start}-{spec.end} s holds no frame at {cfg.fps} fps")
+    audio = None
+    if info.has_audio:
+        try:
+            samples = media.read_audio(path)
+        except MediaError as exc:
+            raise _media_reject(path, exc) from None
+        audio = samples[round(start * media.AUDIO_RATE) : round(end * media.AUDIO_RATE)]
+    return Cut(path, info.width, info.height, info.fps, start, end, first, last, audio)
+
+
+SEEK_MARGIN = 2.0  # seconds decoded before a clip's start after seeking to a keyframe
+
+
+def iter_range(c: Cut, fps: int, wanted: set[int] | None = None):
+    """(index, frame) for the frames of the cut (only ``wanted`` indices when given).
+
+    Frame k is exactly frame k of ``media.iter_frames(path, fps)`` (same slot rule: the
+    source frame nearest k/fps after the first frame's time), but decoding starts at a
+    keyframe shortly before the clip instead of at the file's start, and only the frames
+    returned are converted to RGB: HDTF clips start minutes into 1080p videos."""
+    try:
+        count = 0
+        for item in _iter_range_seeking(c.path, c.first, c.last, fps, wanted):
+            count += 1
+            yield item
+        expected = c.frames if wanted is None else len(wanted)
+        if count < expected:
+            raise MediaError(c.path, f"truncated: {count} of the clip's {expected} frames decode")
+    except MediaError as exc:
+        raise _media_reject(c.path, exc) from None
+    except Exception as exc:  # av errors while seeking/decoding
+        import av
+
+        if isinstance(exc, av.error.FFmpegError):
+            raise _media_reject(c.path, MediaError(c.path, f"decoding failed ({exc})")) from None
+        raise
+
+
+def _iter_range_seeking(path: Path, first: int, last: int, fps: int, wanted: set[int] | None):
+    import av
+
+    def emit(slot, frame):
+        if slot >= first and (wanted is None or slot in wanted):
+            return slot, frame.to_ndarray(format="rgb24")
+        return None
+
+    with av.open(str(path)) as container:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        period = 1.0 / float(vs.average_rate or vs.guessed_rate or media.DEFAULT_FPS)
+        origin = None  # time of the file's first decoded frame: slot 0, as in media.iter_frames
+        for frame in container.decode(vs):
+            origin = frame.time
+            break
+        if origin is None:
+            raise MediaError(path, "video stream has no decodable frames (corrupt or truncated)")
+        target = first / fps - SEEK_MARGIN
+        if target > 0:
+            container.seek(int((origin + target) / vs.time_base), stream=vs, backward=True, any_frame=False)
+        else:
+            container.seek(0, stream=vs, backward=True, any_frame=False)
+        pending, next_slot, last_time = None, None, origin
+        for frame in container.decode(vs):
+            if frame.time is None:
+                raise MediaError(path, "frames without timestamps: cannot cut frame-accurately")
+            t = float(frame.time)
+            slot = round((t - origin) * fps)
+            if next_slot is None:
+                if slot > first:  # the keyframe landed after the clip start: decode from 0
+                    yield from _iter_range_full(path, first, last, fps, wanted)
+                    return
+                next_slot = slot
+            while pending is not None and next_slot < slot:
+                if next_slot >= last:
+                    return
+                out = emit(next_slot, pending)
+                if out:
+                    yield out
+                next_slot += 1
+            pending, last_time = frame, t
+        if pending is not None:
+            end_slot = max(round((last_time + period - origin) * fps), next_slot + 1)
+            while next_slot < min(end_slot, last):
+                out = emit(next_slot, pending)
+                if out:
+                    yield out
+                next_slot += 1
+
+
+def _iter_range_full(path: Path, first: int, last: int, fps: int, wanted: set[int] | None):
+    for i, frame in enumerate(media.iter_frames(path, fps=fps)):
+        if i >= last:
+            break
+        if i >= first and (wanted is None or i in wanted):
+            yield i, frame
+
+
+# ---------------------------------------------------------------- face
+
+
+def _square(cx: float, cy: float, side: float, width: int, height: int) -> tuple[int, int, int, int]:
+    side = int(min(side, width, height)) // 2 * 2  # even, fits the frame
+    x0 = int(round(min(max(cx - side / 2, 0), width - side)))
+    y0 = int(round(min(max(cy - side / 2, 0), height - side)))
+    return x0, y0, x0 + side, y0 + side
+
+
+def _manifest_crop(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = spec.crop
+    if spec.crop_frame:
+        ref_w, ref_h = spec.crop_frame
+        sy = c.height / ref_h
+        sx = c.width / ref_w if ref_w else sy  # width 0: only the height is known (HDTF)
+        x0, x1, y0, y1 = x0 * sx, x1 * sx, y0 * sy, y1 * sy
+    side = max(x1 - x0, y1 - y0)
+    if spec.meta.get("crop_is_face"):
+        side *= cfg.crop_expand
+    return _square((x0 + x1) / 2, (y0 + y1) / 2, side, c.width, c.height)
+
+
+def face(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> Face:
+    from talkbench.face import get_backend
+    from talkbench.face.types import pick_main_face
+
+    backend = get_backend(cfg.face_backend)
+    n = max(1, min(cfg.detect_samples, c.frames))
+    wanted = {c.first + int((k + 0.5) * c.frames / n) for k in range(n)}
+    scale = min(1.0, DETECT_MAX_SIDE / max(c.width, c.height))
+    mains, multi = [], 0
+    for _, frame in iter_range(c, cfg.fps, wanted):
+        img = frame
+        if scale < 1.0:
+            from PIL import Image
+
+            img = np.asarray(
+                Image.fromarray(frame).resize((round(c.width * scale), round(c.height * scale)), Image.Resampling.BOX)
+            )
+        boxes = backend.detect(img)
+        main, _ = pick_main_face(boxes)
+        if main is None:
+            continue
+        mains.append(tuple(v / scale for v in (main.left, main.top, main.right, main.bottom)))
+        others = [b for b in boxes if b is not main and b.size >= SECOND_FACE_RATIO * main.size]
+        multi += bool(others)
+    if len(mains) < max(1, n / 2):
+        raise Reject("no_face", f"a face in {len(mains)} of {n} sampled frames")
+    if multi >= max(1, len(mains) / 2):
+        raise Reject("multiple_faces", f"two or more faces in {multi} of {len(mains)} frames with a face")
+    arr = np.array(mains)
+    sizes = np.maximum(arr[:, 2] - arr[:, 0], arr[:, 3] - arr[:, 1])
+    centres = np.stack([(arr[:, 0] + arr[:, 2]) / 2, (arr[:, 1] + arr[:, 3]) / 2], 1)
+    if spec.crop is not None:
+        crop, method = _manifest_crop(spec, c, cfg), "manifest"
+    else:
+        span = float(np.max(centres.max(0) - centres.min(0)))
+        side = cfg.crop_expand * float(sizes.max()) + span
+        cx, cy = np.median(centres, 0)
+        crop, method = _square(cx, cy - CROP_SHIFT_UP * float(np.median(sizes)), side, c.width, c.height), "detected"
+    return Face(crop, method, float(np.median(sizes)), n, len(mains), multi, [list(map(round, b)) for b in mains])
+
+
+# ---------------------------------------------------------------- filter
+
+
+def filter_clip(c: Cut, f: Face, cfg: BuildConfig) -> None:
+    if c.duration < cfg.min_seconds - 1e-6:
+        raise Reject("too_short", f"{c.duration:.2f} s < {cfg.min_seconds} s")
+    if f.crop_px < cfg.min_face_px:
+        raise Reject("face_too_small", f"face crop {f.crop_px} px < {cfg.min_face_px} px (face box {f.face_px:.0f} px)")
+
+
+# ---------------------------------------------------------------- language
+
+
+def language(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> dict:
+    from talkbench.datasets.language import detect_language
+
+    if c.audio is None:
+        if not cfg.require_audio:
+            return {"language": None}
+        raise Reject("no_audio", f"{c.path.name} has no audio stream")
+    res = detect_language(c.audio, engine=cfg.lid_engine, model=cfg.lid_model, threads=cfg.lid_threads)
+    out = {
+        "language": res.language,
+        "language_prob": res.probability,
+        "language_top3": json.dumps(res.top3),
+        "speech_seconds": res.speech_seconds,
+        "lid_engine": res.engine,
+        "lid_model": res.model,
+    }
+    if res.no_speech:
+        raise _RejectWith("no_speech", f"{res.speech_seconds:.2f} s of speech found", out)
+    if cfg.check_language and spec.language and res.language != spec.language:
+        raise _RejectWith(
+            "language_mismatch", f"expected {spec.language}, Whisper says {res.language} ({res.probability:.2f})", out
+        )
+    return out
+
+
+class _RejectWith(Reject):
+    def __init__(self, code: str, detail: str, fields: dict):
+        super().__init__(code, detail)
+        self.fields = fields
+
+
+# ---------------------------------------------------------------- resize
+
+
+def clip_relpath(clip_id: str) -> str:
+    return f"clips/{re.sub(r'[^A-Za-z0-9._#+-]', '_', clip_id)}.mp4"
+
+
+def resize(spec: ClipSpec, c: Cut, f: Face, cfg: BuildConfig) -> Path:
+    """Crop every frame to the clip's square and encode size x size H.264 + AAC, atomically."""
+    from PIL import Image
+
+    x0, y0, x1, y1 = f.crop
+    frames = (
+        np.asarray(Image.fromarray(frame[y0:y1, x0:x1]).resize((cfg.size, cfg.size), Image.Resampling.LANCZOS))
+        for _, frame in iter_range(c, cfg.fps)
+    )
+    out = cfg.out_dir / clip_relpath(spec.clip_id)
+    media.write_video(out, frames, fps=cfg.fps, audio=c.audio)
+    return out
+
+
+# ---------------------------------------------------------------- one clip
+
+
+def tool_versions() -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("talkbench", "yt-dlp", "av", "dlib-bin", "faster-whisper", "openai-whisper", "silero-vad"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def base_row(spec: ClipSpec, cfg: BuildConfig) -> dict:
+    return {
+        "clip_id": spec.clip_id,
+        "dataset": spec.dataset,
+        "source": spec.source,
+        "range_start": spec.start,
+        "range_end": spec.end,
+        "split": spec.split,
+        "person": spec.person,
+        "expected_language": spec.language,
+        "manifest_crop": json.dumps(spec.crop) if spec.crop else None,
+        "meta": json.dumps(spec.meta, sort_keys=True),
+        "min_face_px": cfg.min_face_px,
+        "min_seconds": cfg.min_seconds,
+        "status": "pending",
+        "stage": None,
+        "reason": None,
+        "error": None,
+    }
+
+
+def process_clip(spec: ClipSpec, cfg: BuildConfig, events=None) -> dict:
+    """Run every stage for one clip; always return its catalog row (never raise).
+    ``events``: an optional queue that receives ``(clip_id, stage)`` as each stage starts."""
+    row = base_row(spec, cfg)
+    row["started_at"] = _now()
+    timings: dict[str, float] = {}
+    stage = "fetch"
+
+    def timed(name, fn, *args):
+        nonlocal stage
+        stage = name
+        if events is not None:
+            try:
+                events.put((spec.clip_id, name))
+            except Exception:  # noqa: BLE001 - progress display must never fail a clip
+                pass
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            timings[name] = round(time.perf_counter() - t0, 3)
+
+    try:
+        path = timed("fetch", fetch, spec, cfg)
+        row["raw_path"] = _rel(path, cfg.out_dir)
+        c = timed("cut", cut, spec, path, cfg)
+        row.update(
+            source_width=c.width, source_height=c.height, source_fps=c.src_fps,
+            clip_start=c.start, clip_end=c.end, duration=round(c.frames / cfg.fps, 3),
+        )
+        f = timed("face", face, spec, c, cfg)
+        row.update(
+            face_px=round(f.face_px, 1), crop_px=f.crop_px, crop_box=json.dumps(list(f.crop)),
+            crop_method=f.method, face_frames=f"{f.with_face}/{f.sampled}", multi_face_frames=f.multi,
+        )
+        timed("filter", filter_clip, c, f, cfg)
+        row.update(timed("language", language, spec, c, cfg))
+        out = timed("resize", resize, spec, c, f, cfg)
+        row.update(path=_rel(out, cfg.out_dir), width=cfg.size, height=cfg.size, fps=cfg.fps, frames=c.frames)
+        row.update(status="accepted", stage="done")
+    except Reject as exc:
+        if isinstance(exc, _RejectWith):
+            row.update(exc.fields)
+        row.update(
+            status="failed" if exc.code in TRANSIENT else "rejected",
+            stage=stage, reason=exc.code, error=exc.detail or None,
+        )
+    except Exception as exc:  # noqa: BLE001 - one clip must never stop the others
+        row.update(status="failed", stage=stage, reason="error",
+                   error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+    row["timings"] = json.dumps(timings)
+    row["tool_versions"] = json.dumps(tool_versions(), sort_keys=True)
+    row["finished_at"] = _now()
+    return row
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
