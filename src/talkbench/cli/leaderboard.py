@@ -1,0 +1,110 @@
+"""``talkbench submit``, ``talkbench leaderboard``, ``talkbench tables``: thin wrappers over
+``talkbench.leaderboard``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from talkbench.cli.common import console, err_console, print_json
+
+STORE_HELP = "Leaderboard store (DuckDB); default $TALKBENCH_LEADERBOARD or the user data dir."
+
+
+def _store(path: Optional[Path]):
+    from talkbench.leaderboard.reported import load_reported
+    from talkbench.leaderboard.store import Store, default_store_path
+
+    store = Store(path or default_store_path())
+    load_reported(store)
+    return store
+
+
+def _settings(metrics: Optional[str]):
+    from talkbench.leaderboard.evaluate import default_settings
+
+    return default_settings(tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None)
+
+
+def submit(
+    path: Path = typer.Argument(..., help="Submission folder or zip: submission.yaml + videos/<clip_id>.mp4."),
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (sample, mnte, hdtf-test)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="'talkbench data build' output holding the benchmark's clips."),
+    store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metrics (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stored run as JSON."),
+) -> None:
+    """Validate a submission (every problem at once), evaluate it with the metrics engine, store it."""
+    from talkbench.leaderboard.evaluate import submit as do_submit
+
+    db = _store(store)
+    run_id = do_submit(path, benchmark, db, data_dir=data, settings=_settings(metrics),
+                       progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
+    run = next(r for r in db.runs(provenance="measured") if r["run_id"] == run_id)
+    if as_json:
+        print_json({"run_id": run_id, "store": str(db.path), "run": run})
+        return
+    console.print(f"stored run [bold]{run_id}[/] for {escape(run['method'])} on {run['benchmark']}@{run['benchmark_version']} "
+                  f"(protocol {run['protocol_hash'][:12]}) in {db.path}")
+
+
+def leaderboard(
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b", help="Only this benchmark."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | md | latex | csv | html | json"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here (a directory for html)."),
+    store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """The ranking: each metric on Indo-European and non-Indo-European clips and the gap."""
+    from talkbench.leaderboard import tables
+    from talkbench.leaderboard.ranking import boards_json, leaderboard as build
+
+    db = _store(store)
+    boards = build(db, benchmark)
+    if fmt == "html":
+        from talkbench.leaderboard.site import build_site
+
+        index = build_site(db, out or Path("talkbench-site"), benchmark)
+        console.print(f"site: {index}")
+        return
+    renderers = {"md": tables.boards_markdown, "latex": tables.boards_latex, "csv": tables.boards_csv,
+                 "json": boards_json}
+    if fmt == "table":
+        if not boards:
+            console.print("no runs yet: try 'talkbench demo' or 'talkbench submit'")
+        for t in tables.boards_rich(boards):
+            console.print(t)
+        return
+    if fmt not in renderers:
+        raise typer.BadParameter(f"unknown format {fmt!r}; choose table, md, latex, csv, html or json")
+    text = renderers[fmt](boards)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+def tables_cmd(
+    paper: str = typer.Option(..., "--paper", help="vqtalker | flowvqtalker"),
+    fmt: str = typer.Option("md", "--format", "-f", help="md | latex"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file."),
+    store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """The papers' tables in their own layout, every cell marked reported or measured."""
+    from talkbench.leaderboard.paper import PAPERS
+    from talkbench.leaderboard.tables import render_paper
+
+    if paper.lower() not in PAPERS:
+        raise typer.BadParameter(f"unknown paper {paper!r}; choose {' or '.join(PAPERS)}")
+    if fmt not in ("md", "latex"):
+        raise typer.BadParameter(f"unknown format {fmt!r}; choose md or latex")
+    text = render_paper(_store(store), paper, fmt)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)

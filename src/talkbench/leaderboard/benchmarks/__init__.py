@@ -1,0 +1,194 @@
+"""Benchmark specs shipped with the package, versioned like MTEB's ``TaskMetadata``.
+
+Each ``<name>-v<version>.yaml`` here is one version of one benchmark: its clip list (id,
+language, family, and, where the references ship with talkbench, their frame count and
+sha256), tasks, main score, licence and citation. The spec pins ``clip_list_sha256``; loading
+checks it, so editing a clip list in place fails loudly: a changed list is a new file with a
+new version, and the old one gets ``superseded_by``.
+
+Clips resolve from the package (``sample``) or from a ``talkbench data build`` output directory
+(``mnte``, ``hdtf-test``: the clip ids are looked up in its ``catalog.duckdb``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from talkbench.clip import Clip
+from talkbench.errors import TalkbenchError
+
+INDO_EUROPEAN = "Indo-European"
+
+
+class BenchmarkError(TalkbenchError):
+    """A benchmark spec that is unknown, malformed, or whose clips cannot be found."""
+
+
+class BenchmarkClip(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    language: str = Field(min_length=2, max_length=3)
+    family: str
+    duration: float | None = None
+    frames: int | None = None  # at the benchmark's fps, when the reference ships with talkbench
+    reference_sha256: str | None = None
+
+    @property
+    def indo_european(self) -> bool:
+        return self.family == INDO_EUROPEAN
+
+
+class BenchmarkSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    description: str
+    source: Literal["package:sample", "catalog"]
+    dataset: str
+    revision: str  # what the clip list was derived from, pinned
+    tasks: list[Literal["speech-driven", "reconstruction"]]
+    main_score: str
+    languages: list[str]
+    fps: float = 25.0
+    licence: str
+    citation: str = ""
+    selection: str = ""  # how the clip list was chosen, reproducibly
+    superseded_by: str | None = None
+    clip_list_sha256: str
+    clips: list[BenchmarkClip]
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def clip(self, clip_id: str) -> BenchmarkClip:
+        for c in self.clips:
+            if c.id == clip_id:
+                return c
+        raise KeyError(clip_id)
+
+
+def clip_list_sha256(clips) -> str:
+    """sha256 of the sorted (id, language, family, reference_sha256) list."""
+    items = sorted((c.id, c.language, c.family, c.reference_sha256 or "") for c in clips)
+    return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
+
+
+def _spec_files() -> list:
+    root = resources.files(__name__)
+    return sorted((e for e in root.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name)
+
+
+def parse_spec(text: str, where: str) -> BenchmarkSpec:
+    try:
+        data = yaml.safe_load(text)
+        spec = BenchmarkSpec.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise BenchmarkError(f"{where}: not a valid benchmark spec ({exc})") from None
+    actual = clip_list_sha256(spec.clips)
+    if actual != spec.clip_list_sha256:
+        raise BenchmarkError(
+            f"{where}: the clip list of {spec.key} does not match its clip_list_sha256 "
+            f"({actual[:12]}… vs {spec.clip_list_sha256[:12]}…); a changed clip list must be a "
+            "new version (a new file), never an edit in place"
+        )
+    ids = [c.id for c in spec.clips]
+    if len(set(ids)) != len(ids):
+        raise BenchmarkError(f"{where}: duplicate clip ids in {spec.key}")
+    return spec
+
+
+def all_specs() -> list[BenchmarkSpec]:
+    specs = [parse_spec(e.read_text(encoding="utf-8"), e.name) for e in _spec_files()]
+    seen = set()
+    for s in specs:
+        if s.key in seen:
+            raise BenchmarkError(f"benchmark {s.key} is defined twice")
+        seen.add(s.key)
+    return specs
+
+
+def get_benchmark(name: str, version: str | None = None) -> BenchmarkSpec:
+    """A benchmark by name: the given version, or the current one (not superseded)."""
+    if "@" in name and version is None:
+        name, version = name.split("@", 1)
+    specs = [s for s in all_specs() if s.name == name]
+    if not specs:
+        names = sorted({s.name for s in all_specs()})
+        raise BenchmarkError(f"unknown benchmark {name!r}; choose from {', '.join(names)}")
+    if version is not None:
+        for s in specs:
+            if s.version == version:
+                return s
+        raise BenchmarkError(f"benchmark {name} has no version {version!r}; versions: {[s.version for s in specs]}")
+    current = [s for s in specs if not s.superseded_by]
+    return current[-1] if current else specs[-1]
+
+
+def benchmark_names() -> list[str]:
+    return sorted({s.name for s in all_specs()})
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verify: bool = True) -> list[Clip]:
+    """The benchmark's clips as ``Clip`` records with absolute reference paths, in spec order.
+    Package clips are checked against their pinned sha256 (``verify``)."""
+    if spec.source == "package:sample":
+        from talkbench.samples import load_sample_corpus
+
+        by_id = {c.id: c for c in load_sample_corpus()}
+        out = []
+        for bc in spec.clips:
+            if bc.id not in by_id:
+                raise BenchmarkError(f"benchmark {spec.key}: clip {bc.id} is not in the sample corpus")
+            clip = by_id[bc.id]
+            if verify and bc.reference_sha256 and sha256_file(clip.video) != bc.reference_sha256:
+                raise BenchmarkError(
+                    f"{clip.video}: sha256 differs from benchmark {spec.key}; the sample corpus "
+                    "changed, so the benchmark needs a new version"
+                )
+            out.append(Clip(id=clip.id, dataset=clip.dataset, language=bc.language,
+                            duration=clip.duration, video=clip.video, family=bc.family,
+                            provenance=clip.provenance))
+        return out
+
+    if data_dir is None:
+        raise BenchmarkError(
+            f"benchmark {spec.key} needs the clips built by 'talkbench data build {spec.dataset} "
+            "--out DIR'; pass that DIR (--data)"
+        )
+    from talkbench.datasets.catalog import Catalog
+
+    with Catalog(data_dir, read_only=True) as catalog:
+        rows = {r["clip_id"]: r for r in catalog.rows() if r.get("status") == "accepted"}
+    missing = [c.id for c in spec.clips if c.id not in rows]
+    if missing:
+        raise BenchmarkError(
+            f"{Path(data_dir) / 'catalog.duckdb'}: {len(missing)} of {len(spec.clips)} clips of "
+            f"{spec.key} are not built (e.g. {', '.join(missing[:5])}); build them with "
+            f"'talkbench data build {spec.dataset}'"
+        )
+    out = []
+    for bc in spec.clips:
+        r = rows[bc.id]
+        out.append(Clip(id=bc.id, dataset=spec.dataset, language=bc.language,
+                        duration=float(r.get("duration") or 0.0),
+                        video=(Path(data_dir) / r["path"]).resolve(), family=bc.family,
+                        provenance={"catalog": str(Path(data_dir) / "catalog.duckdb")}))
+    return out

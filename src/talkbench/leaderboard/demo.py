@@ -1,0 +1,60 @@
+"""The leaderboard part of ``talkbench demo``: sample corpus → built-in methods → metrics
+engine → DuckDB → terminal leaderboard and static HTML site."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from talkbench.baselines.builtin import BUILTIN
+
+# What the demo scores on the sample benchmark: the bounds and tiny VQTalker on the speech-driven
+# task (Table 2's setting); the tiny tokenizer beside the H.264 codec on reconstruction (Table 1's).
+# The bounds ignore the task, so scoring all of them twice would only repeat their numbers.
+DEMO_RUNS: tuple[tuple[str, str], ...] = (
+    *((name, "speech-driven") for name in BUILTIN),
+    ("vqtalker-tiny", "speech-driven"),
+    ("h264", "reconstruction"),
+    ("vqtalker-tokenizer-tiny", "reconstruction"),
+)
+
+
+@dataclass
+class DemoResult:
+    store: Path
+    site: Path  # index.html
+    run_ids: dict[tuple[str, str], str]  # (method, task) -> run id
+    boards: list = field(default_factory=list)  # ranking.Board
+
+    def rich_tables(self) -> list:
+        from talkbench.leaderboard.tables import boards_rich
+
+        return boards_rich([b for b in self.boards if b.provenance == "measured"])
+
+
+def run_demo_leaderboard(
+    out_dir: str | Path,
+    metrics: tuple[str, ...] | None = None,
+    runs: tuple[tuple[str, str], ...] = DEMO_RUNS,
+    progress: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Generate each (method, task) of ``runs`` on the ``sample`` benchmark, evaluate with the
+    metrics engine, store the runs (plus the papers' reported numbers) in
+    ``out_dir/leaderboard.duckdb`` and build the site in ``out_dir/site``."""
+    from talkbench.leaderboard.evaluate import default_settings, run_method
+    from talkbench.leaderboard.ranking import leaderboard
+    from talkbench.leaderboard.reported import load_reported
+    from talkbench.leaderboard.site import build_site
+    from talkbench.leaderboard.store import Store
+
+    out = Path(out_dir)
+    store = Store(out / "leaderboard.duckdb")
+    load_reported(store)
+    settings = default_settings(metrics)
+    run_ids = {}
+    for name, task in runs:
+        run_ids[name, task] = run_method(store, name, "sample", task, out / "outputs" / task,
+                                         settings=settings, progress=progress)
+    site = build_site(store, out / "site")
+    return DemoResult(store.path, site, run_ids, leaderboard(store, "sample"))

@@ -1,0 +1,301 @@
+"""Rendering: the papers' tables in their own layout, and leaderboard boards, as Markdown,
+LaTeX (best **bold**, second underlined, ties sharing a mark, as in the papers), CSV and rich.
+
+Every cell of a paper table carries its provenance: ``reported`` (the published number, as
+printed) or ``measured`` (talkbench computed it, on the table's benchmark and task). Markdown
+marks them with a superscript r / m, LaTeX with ``\\textsuperscript{r}`` / ``{m}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from talkbench.leaderboard.paper import PaperTable, table, tables_of
+from talkbench.leaderboard.ranking import IE, NON_IE, Board, label, marks
+from talkbench.leaderboard.store import Store
+
+PROVENANCE_MARK = {"reported": "r", "measured": "m"}
+# measured value names that stand for a paper's metric column
+MEASURED_NAMES = {"csim": ("csim_dlib", "csim_arcface", "csim")}
+
+
+@dataclass
+class Cell:
+    text: str
+    value: float | None
+    provenance: str  # reported | measured | '' (a label)
+    mark: str = ""  # best | second | ''
+
+
+@dataclass
+class TableRow:
+    label: str
+    provenance: str
+    cells: list[Cell]
+
+
+@dataclass
+class RenderedTable:
+    spec: PaperTable
+    header_groups: list[tuple[str, int]]  # (group header, span) over the value columns; [] if none
+    headers: list[str]  # first column + value columns
+    rows: list[TableRow]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.spec.paper} Table {self.spec.number}: {self.spec.title}"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+def _columns(t: PaperTable) -> list[tuple[str | None, str]]:
+    """(group dataset or None, column key) per value column, in the paper's order."""
+    if t.groups:
+        return [(g[0], c.key) for g in t.groups for c in t.columns]
+    return [(None, c.key) for c in t.columns]
+
+
+def build_table(store: Store, paper: str, number: str | int, measured: bool = True) -> RenderedTable:
+    """A paper table from the store: its reported rows as printed, then measured rows for the
+    same benchmark(s) and task (when any), every cell marked with its provenance."""
+    t = table(paper, number)
+    runs = store.runs(provenance="reported", source_paper=t.paper, source_table=t.number)
+    aggs = store.aggregates([r["run_id"] for r in runs])
+    cols = _columns(t)
+    # rows keyed by (label, order) so Table 3/4's repeated labels stay separate rows
+    ordered: dict[tuple, dict] = {}
+    for r in runs:
+        dataset = r["attributes"].get(t.dataset_column) if t.dataset_column else None
+        key = (r["row_label"],) if t.groups else (r["row_label"], r["row_order"])
+        entry = ordered.setdefault(key, {"label": r["row_label"], "cells": {}})
+        for (_, metric), cell in aggs.get(r["run_id"], {}).items():
+            entry["cells"][(dataset, metric)] = Cell(cell["text"] or "", cell["value"], "reported")
+    rows = [
+        TableRow(e["label"], "reported", [e["cells"].get(c, Cell("", None, "reported")) for c in cols])
+        for e in ordered.values()
+    ]
+    notes = [t.note] if t.note else []
+    if measured:
+        rows += _measured_rows(store, t, cols, notes)
+    _mark(t, cols, rows)
+    headers = ["Method"] + [next(c.header for c in t.columns if c.key == k) for _, k in cols]
+    groups = [(g[1], len(t.columns)) for g in t.groups] if t.groups else []
+    return RenderedTable(t, groups, headers, rows, notes)
+
+
+def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[TableRow]:
+    bench_of = {g[0]: g[2] for g in t.groups} if t.groups else {None: t.benchmark}
+    runs = [r for r in store.runs(provenance="measured")
+            if r["task"] == t.task and r["benchmark"] in bench_of.values()]
+    if not runs:
+        return []
+    ids = [r["run_id"] for r in runs]
+    means, aggs = store.group_means(ids), store.aggregates(ids)
+    by_method: dict[str, dict] = {}
+    for r in sorted(runs, key=lambda r: r["created_at"]):
+        dataset = next(d for d, b in bench_of.items() if b == r["benchmark"])
+        cells = by_method.setdefault(r["method"], {})
+        for key in (c.key for c in t.columns):
+            value = None
+            for name in MEASURED_NAMES.get(key, (key,)):
+                value = means.get(r["run_id"], {}).get(("all", name))
+                if value is None:
+                    cell = aggs.get(r["run_id"], {}).get(("all", name))
+                    value = cell["value"] if cell else None
+                if value is not None:
+                    break
+            if value is None and key == "bitrate_kbps":
+                value = r["attributes"].get("mean_measured_kbps")
+            if value is None and key == "resolution":
+                value = r["protocol"].get("resolution")
+            if value is not None:
+                text = str(int(value)) if key == "resolution" else _fmt(float(value))
+                cells[(dataset, key)] = Cell(text, float(value), "measured")
+    notes.append("measured rows: talkbench runs on " + ", ".join(sorted(set(bench_of.values()))) +
+                 f" ({t.task}); protocol records in the leaderboard store")
+    return [TableRow(f"{m} (talkbench)", "measured", [cells.get(c, Cell("", None, "measured")) for c in cols])
+            for m, cells in by_method.items()]
+
+
+def _mark(t: PaperTable, cols, rows: list[TableRow]) -> None:
+    metric = {c.key: c for c in t.metrics}
+    skip = [r.label in t.reference_rows for r in rows]
+    for j, (_, key) in enumerate(cols):
+        if key not in metric:
+            continue
+        got = marks([r.cells[j].value for r in rows], bool(metric[key].higher_is_better), skip)
+        for r, m in zip(rows, got):
+            r.cells[j].mark = m
+
+
+# -- paper tables: text formats ------------------------------------------------------------
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def table_markdown(rt: RenderedTable) -> str:
+    lines = [f"### {rt.title}", ""]
+    headers = list(rt.headers)
+    if rt.header_groups:
+        expanded = [g for g, span in rt.header_groups for _ in range(span)]
+        headers = [headers[0]] + [f"{g}: {h}" for g, h in zip(expanded, headers[1:])]
+    lines.append("| " + " | ".join(_md_escape(h) for h in headers) + " |")
+    lines.append("|" + "---|" * len(headers))
+    for r in rt.rows:
+        lines.append("| " + " | ".join([_md_escape(r.label)] + [_cell(c, "md") for c in r.cells]) + " |")
+    lines += ["", "<sup>r</sup> reported (as published) · <sup>m</sup> measured by talkbench · "
+              "**bold** best, <u>underlined</u> second"] + [f"{n}" for n in rt.notes]
+    return "\n".join(lines) + "\n"
+
+
+LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                 "≈": r"$\approx$", "<": r"$<$", ">": r"$>$", "✓": r"\checkmark{}", "↑": r"$\uparrow$",
+                 "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+STYLES = {
+    "md": {"empty": "–", "escape": _md_escape, "best": "**{}**", "second": "<u>{}</u>", "sup": "{}<sup>{}</sup>"},
+    "latex": {"empty": "-", "escape": latex_escape, "best": r"\textbf{{{}}}", "second": r"\underline{{{}}}",
+              "sup": r"{}\textsuperscript{{{}}}"},
+}
+
+
+def styled(text: str, mark: str, style: str) -> str:
+    """``text`` escaped for ``style`` (md | latex), bold when best, underlined when second."""
+    st = STYLES[style]
+    text = st["escape"](text)
+    return st[mark].format(text) if mark else text
+
+
+def _cell(c: Cell, style: str) -> str:
+    if not c.text:
+        return STYLES[style]["empty"]
+    text = styled(c.text, c.mark, style)
+    return STYLES[style]["sup"].format(text, PROVENANCE_MARK[c.provenance]) if c.provenance else text
+
+
+def table_latex(rt: RenderedTable) -> str:
+    n = len(rt.headers)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(rt.title)}}}",
+             rf"\begin{{tabular}}{{l{'c' * (n - 1)}}}", r"\toprule"]
+    if rt.header_groups:
+        groups = " & ".join(rf"\multicolumn{{{span}}}{{c}}{{{latex_escape(g)}}}" for g, span in rt.header_groups)
+        lines.append(f" & {groups} \\\\")
+    lines.append(" & ".join(latex_escape(h) for h in rt.headers) + r" \\")
+    lines.append(r"\midrule")
+    for r in rt.rows:
+        lines.append(" & ".join([latex_escape(r.label)] + [_cell(c, "latex") for c in r.cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              r"\\[2pt]{\footnotesize \textsuperscript{r} reported, \textsuperscript{m} measured by talkbench; "
+              r"\textbf{bold} best, \underline{underlined} second.}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def paper_tables(store: Store, paper: str, numbers: list[str] | None = None) -> list[RenderedTable]:
+    wanted = numbers or (["1", "2", "3", "4"] if paper.lower() == "vqtalker" else ["1"])
+    return [build_table(store, paper, t.number) for t in tables_of(paper) if t.number in wanted]
+
+
+def render_paper(store: Store, paper: str, fmt: str = "md") -> str:
+    render = {"md": table_markdown, "latex": table_latex}[fmt]
+    return "\n".join(render(rt) for rt in paper_tables(store, paper))
+
+
+# -- leaderboard boards ---------------------------------------------------------------------
+
+SIDE_LABEL = {IE: "IE", NON_IE: "non-IE", "gap": "gap%"}
+
+
+def _board_header(board: Board) -> list[str]:
+    return ["#", "Method", "Prov."] + [f"{label(m)} {SIDE_LABEL[s]}" for s, m in board.columns()]
+
+
+def _board_text(v: float | None, side: str) -> str:
+    if v is None:
+        return "–"
+    return f"{v + 0.0:+.1f}".replace("-0.0", "+0.0") if side == "gap" else _fmt(v)
+
+
+def _board_matrix(board: Board) -> tuple[list[list[str]], list[list[str]]]:
+    cols = board.columns()
+    col_marks = [board.column_marks(c) for c in cols]
+    texts, mk = [], []
+    for i, r in enumerate(board.rows):
+        texts.append([str(i + 1), r.method, r.provenance] + [_board_text(board.cell(r, c), c[0]) for c in cols])
+        mk.append(["", "", ""] + [col_marks[j][i] for j in range(len(cols))])
+    return texts, mk
+
+
+def boards_markdown(boards: list[Board]) -> str:
+    out = []
+    for b in boards:
+        texts, mk = _board_matrix(b)
+        out += [f"### {b.title}", "", f"protocol `{b.protocol_sha256[:12]}` · benchmarks: {', '.join(b.benchmarks)}"]
+        if b.note:
+            out.append(f"*{b.note}*")
+        out += ["", "| " + " | ".join(_board_header(b)) + " |", "|" + "---|" * len(_board_header(b))]
+        for row, m in zip(texts, mk):
+            out.append("| " + " | ".join(styled(t, k, "md") for t, k in zip(row, m)) + " |")
+        out += ["", "IE = Indo-European clips, non-IE = the others; gap% = how much worse outside "
+                "Indo-European (positive = worse); **bold** best, <u>underlined</u> second.", ""]
+    return "\n".join(out) + "\n"
+
+
+def boards_latex(boards: list[Board]) -> str:
+    out = []
+    for b in boards:
+        texts, mk = _board_matrix(b)
+        header = _board_header(b)
+        out += [r"\begin{table}[t]", r"\centering",
+                rf"\caption{{{latex_escape(b.title)} (protocol {b.protocol_sha256[:12]})}}",
+                rf"\begin{{tabular}}{{rll{'c' * (len(header) - 3)}}}", r"\toprule",
+                " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+        for row, m in zip(texts, mk):
+            out.append(" & ".join(styled(t, k, "latex") for t, k in zip(row, m)) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def boards_csv(boards: list[Board]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["board", "protocol_sha256", "rank", "method", "provenance", "side", "metric", "value", "mark"])
+    for b in boards:
+        cols = b.columns()
+        col_marks = [b.column_marks(c) for c in cols]
+        for i, r in enumerate(b.rows):
+            for j, (side, metric) in enumerate(cols):
+                v = b.cell(r, (side, metric))
+                w.writerow([b.key, b.protocol_sha256, i + 1, r.method, r.provenance, side, metric,
+                            "" if v is None else repr(float(v)), col_marks[j][i]])
+    return buf.getvalue()
+
+
+def boards_rich(boards: list[Board]):
+    """rich Tables, one per board."""
+    from rich.table import Table
+
+    tables = []
+    for b in boards:
+        texts, mk = _board_matrix(b)
+        t = Table(title=b.title, title_justify="left",
+                  caption=f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else ""))
+        for h in _board_header(b):
+            t.add_column(h, justify="left" if h in ("Method", "Prov.") else "right")
+        for row, m in zip(texts, mk):
+            t.add_row(*[f"[bold]{x}[/]" if k == "best" else f"[underline]{x}[/]" if k == "second" else x
+                        for x, k in zip(row, m)])
+        tables.append(t)
+    return tables

@@ -1,0 +1,68 @@
+"""Benchmark specs: versioned clip lists that cannot change in place, resolvable clips."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from talkbench.leaderboard.benchmarks import (
+    BenchmarkError, all_specs, clip_list_sha256, get_benchmark, parse_spec, resolve_clips,
+)
+from talkbench.leaderboard.benchmarks import make_specs
+
+
+def test_shipped_specs_load_and_pin_their_clip_lists():
+    specs = {s.name: s for s in all_specs()}
+    assert set(specs) == {"sample", "mnte", "hdtf-test"}
+    for s in specs.values():
+        assert s.clip_list_sha256 == clip_list_sha256(s.clips)
+    assert len(specs["sample"].clips) == 8 and len(specs["hdtf-test"].clips) == 20
+    mnte = Counter(c.language for c in specs["mnte"].clips)
+    assert mnte == {lang: 5 for lang in ("ar", "sw", "zh", "ko", "ja", "tr")}
+    assert all(c.family != "Indo-European" for c in specs["mnte"].clips)
+    assert {c.language for c in specs["sample"].clips if c.family == "Indo-European"} == {"en", "de"}
+
+
+def test_editing_a_clip_list_in_place_is_refused():
+    from importlib import resources
+
+    text = (resources.files("talkbench.leaderboard.benchmarks") / "sample-v1.yaml").read_text()
+    edited = text.replace("id: de_001", "id: de_002")
+    with pytest.raises(BenchmarkError, match="must be a\nnew version|must be a new version"):
+        parse_spec(edited, "sample-v1.yaml")
+
+
+def test_get_benchmark_by_name_and_version():
+    assert get_benchmark("sample").key == "sample@1"
+    assert get_benchmark("sample@1").version == "1"
+    with pytest.raises(BenchmarkError, match="unknown benchmark 'nope'; choose from hdtf-test, mnte, sample"):
+        get_benchmark("nope")
+    with pytest.raises(BenchmarkError, match="has no version '9'"):
+        get_benchmark("sample", "9")
+
+
+def test_sample_clips_resolve_and_match_their_pinned_hashes():
+    clips = resolve_clips(get_benchmark("sample"))
+    assert [c.id for c in clips] == ["ar_001", "sw_001", "zh_001", "ko_001", "ja_001", "tr_001", "en_001", "de_001"]
+    assert all(c.video.is_file() for c in clips)
+    assert clips[-1].family == "Indo-European" and clips[0].family == "Afro-Asiatic"
+
+
+def test_catalog_benchmarks_need_a_data_dir_and_name_missing_clips(tmp_path):
+    with pytest.raises(BenchmarkError, match="talkbench data build mnte"):
+        resolve_clips(get_benchmark("mnte"))
+    from talkbench.datasets.catalog import Catalog
+
+    with Catalog(tmp_path) as cat:
+        cat.upsert({"clip_id": "mnte_ar_001", "status": "accepted", "path": "clips/mnte_ar_001.mp4"})
+    with pytest.raises(BenchmarkError, match=r"29 of 30 clips of mnte@1 are not built \(e.g. mnte_ar_002"):
+        resolve_clips(get_benchmark("mnte"), tmp_path)
+
+
+def test_hdtf_test_split_is_reproducible_from_the_official_lists(shared_data):
+    spec = make_specs.hdtf_spec(shared_data / "manifests" / "hdtf")
+    shipped = get_benchmark("hdtf-test")
+    assert [c["id"] for c in spec["clips"]] == [c.id for c in shipped.clips]
+    people = [c.id.rsplit("_", 1)[0] for c in shipped.clips]
+    assert len(set(people)) == 20  # identity-disjoint: one clip per person

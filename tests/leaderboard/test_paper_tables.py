@@ -1,0 +1,133 @@
+"""The papers' tables rebuilt from the store: cell for cell equal to the shipped CSVs (which are
+the published numbers), in the papers' layout, with bold/underline where the papers put them."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from talkbench.leaderboard.paper import TABLES, csv_text, table
+from talkbench.leaderboard.reported import load_reported
+from talkbench.leaderboard.tables import build_table, render_paper, table_latex, table_markdown
+
+SHARED_PAPER = Path(__file__).resolve().parents[3] / "shared" / "paper"
+PAPER_TEXT = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "vqtalker-paper.txt"
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    from talkbench.leaderboard.store import Store
+
+    store = Store(tmp_path_factory.mktemp("paper") / "lb.duckdb")
+    load_reported(store)
+    return store
+
+
+def test_shipped_csvs_are_the_shared_published_numbers():
+    if not SHARED_PAPER.is_dir():
+        pytest.skip("../shared/paper not present")
+    for t in TABLES:
+        assert csv_text(t.csv) == (SHARED_PAPER / t.csv).read_text(encoding="utf-8"), t.csv
+
+
+@pytest.mark.parametrize("paper,number", [("vqtalker", 1), ("vqtalker", 2), ("vqtalker", 3),
+                                          ("vqtalker", 4), ("flowvqtalker", 1)])
+def test_reported_table_reproduces_the_csv_cell_for_cell(loaded, paper, number):
+    t = table(paper, number)
+    rt = build_table(loaded, paper, number)
+    rows = list(csv.DictReader(csv_text(t.csv).splitlines()))
+    assert all(r.provenance == "reported" for r in rt.rows)
+    if t.groups:  # long CSV, wide paper layout: (method) x (dataset, metric)
+        keys = [(g[0], c.key) for g in t.groups for c in t.columns]
+        expected = {}
+        for r in rows:
+            expected.setdefault(r["method"], {}).update({(r["dataset"], k): r[k] for _, k in keys})
+        assert [r.label for r in rt.rows] == list(expected)
+        for r in rt.rows:
+            assert [c.text for c in r.cells] == [expected[r.label][k] for k in keys], r.label
+    else:
+        assert [r.label for r in rt.rows] == [r["method"] for r in rows]
+        for got, want in zip(rt.rows, rows):
+            assert [c.text for c in got.cells] == [want[c.key] for c in t.columns], got.label
+    assert all(c.provenance == "reported" for r in rt.rows for c in r.cells)
+
+
+def _paper_underlines(number: int) -> set[tuple[str, int]]:
+    """(row label, column index) of the cells the paper underlines in VQTalker Table N."""
+    text = PAPER_TEXT.read_text(encoding="utf-8")
+    start = text.index(f"Table {number}:")
+    block = text[start:].split("\n\n", 3)
+    lines = [ln for ln in "\n".join(block[1:3]).splitlines() if "\t" in ln]
+    out = set()
+    for ln in lines:
+        cells = ln.split("\t")
+        for j, cell in enumerate(cells[1:]):
+            if "<u>" in cell:
+                out.add((cells[0].split(" (")[0], j))
+    return out
+
+
+PAPER_NAMES = {"EDTalker": "EDTalk", "VQTalker": "VQTalker"}
+
+
+@pytest.mark.parametrize("number", [1, 2, 4])
+def test_second_best_marks_match_the_papers_underlines(loaded, number):
+    if not PAPER_TEXT.is_file():
+        pytest.skip("paper text not present")
+    rt = build_table(loaded, "vqtalker", number, measured=False)
+    ours = set()
+    for i, r in enumerate(rt.rows):
+        for j, c in enumerate(r.cells):
+            if c.mark == "second":
+                ours.add((r.label, j, i))
+    paper = {(PAPER_NAMES.get(lbl, lbl), j) for lbl, j in _paper_underlines(number)}
+    assert {(lbl, j) for lbl, j, _ in ours} == paper
+
+
+def test_latex_bold_and_underline_sit_on_the_right_cells(loaded):
+    latex = table_latex(build_table(loaded, "vqtalker", 2))
+    rows = {ln.split(" & ")[0]: ln.split(" & ")[1:] for ln in latex.splitlines() if ln.endswith(r"\\") and " & " in ln}
+    vq, ed, echo = rows["VQTalker"], rows["EDTalk"], rows["EchoMimic"]
+    # HDTF SSIM: VQTalker best, EDTalk second; MNTE SSIM (column 7): EDTalk best, VQTalker second
+    assert vq[0].startswith(r"\textbf{0.835}") and ed[0].startswith(r"\underline{0.823}")
+    assert ed[6].startswith(r"\textbf{0.745}") and vq[6].startswith(r"\underline{0.730}")
+    # HDTF CSIM tie for second: both EDTalk and EchoMimic underlined
+    assert ed[1].startswith(r"\underline{0.881}") and echo[1].startswith(r"\underline{0.881}")
+    # lower is better: LMD and FID
+    assert vq[2].startswith(r"\textbf{0.067}") and vq[4].startswith(r"\textbf{28.783}")
+    assert r"\textsuperscript{r}" in vq[0]
+    assert latex.count(r"\textbf{") == 12 + 1  # one best per metric column, plus the legend
+    assert r"\multicolumn{6}{c}{HDTF (Indo-European)}" in latex
+    assert latex.count(r"\begin{tabular}") == 1 and latex.count("{") == latex.count("}")
+
+
+def test_latex_escapes_printed_symbols_and_flow_table_skips_gt(loaded):
+    t4 = table_latex(build_table(loaded, "vqtalker", 4))
+    assert r"\textbf{0.410}\textsuperscript{r}" in t4  # tie for best CPBD: both C-C and D-C bold
+    assert t4.count(r"\textbf{0.410}") == 2 and t4.count(r"\underline{0.408}") == 3
+    flow = build_table(loaded, "flowvqtalker", 1)
+    gt = next(r for r in flow.rows if r.label == "GT")
+    assert all(c.mark == "" for c in gt.cells)  # the reference is never ranked
+    ssim_mead = [r.cells[0].mark for r in flow.rows]
+    assert ssim_mead[[r.label for r in flow.rows].index("FlowVQTalker")] == "best"
+
+
+def test_markdown_marks_every_cell_with_its_provenance(loaded):
+    md = table_markdown(build_table(loaded, "vqtalker", 1))
+    body = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| Method")]
+    assert len(body) == 11
+    for ln in body:
+        cells = [c.strip() for c in ln.strip("|").split("|")][1:]
+        assert all(c == "–" or c.endswith("<sup>r</sup>") for c in cells), ln
+    assert "| AniTalker | 256<sup>r</sup> | 16<sup>r</sup> | **0.905**<sup>r</sup> |" in md
+    assert re.search(r"\| VQTalker \| 512<sup>r</sup> \| 11<sup>r</sup> \| <u>0\.874</u><sup>r</sup>", md)
+
+
+def test_render_paper_gives_tables_1_to_4(loaded):
+    md = render_paper(loaded, "vqtalker", "md")
+    assert [ln for ln in md.splitlines() if ln.startswith("### ")] == [
+        f"### VQTalker Table {n}: {table('vqtalker', n).title}" for n in (1, 2, 3, 4)]
+    assert render_paper(loaded, "flowvqtalker", "latex").count(r"\begin{table}") == 1
