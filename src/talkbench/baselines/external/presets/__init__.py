@@ -1,0 +1,1 @@
+"""Preset data files, one YAML per competitor method (see ``talkbench.baselines.external.preset``)."""
