@@ -1,0 +1,100 @@
+"""VQTalker as leaderboard methods:
+
+- ``vqtalker-tokenizer`` (reconstruction, VQTalker Table 1): the stage-1 motion tokenizer
+  encodes the driving video into GRFSQ tokens and renders them from the first frame.
+- ``vqtalker`` (speech-driven, Table 2): speech → motion tokens (coarse-to-fine generator) →
+  rendered from the portrait; head pose, gaze and blinks follow the ground truth, as the paper's
+  controls do (``uses_ground_truth_controls``).
+
+Each takes checkpoints (``tokenizer=`` / ``generator=``). The ``-tiny`` names run the tiny
+checkpoints the project trained itself on the sample corpus (``talkbench.vqtalker.pretrained``):
+they show the pipeline works end to end, not the paper's quality.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from talkbench.baselines.protocol import MethodError, MethodInfo, Task, register_method
+
+PAPER = "VQTalker (Liu et al., AAAI 2025)"
+MIN_OUTPUT = 256  # the leaderboard's minimum side; small models' renders are upscaled to it
+
+
+def _tokenizer_bitrate(model) -> float:
+    from talkbench.vqtalker.quantize import bitrate
+
+    return bitrate(model.config.quantizer) / 1000.0
+
+
+def _required(path: str | Path | None, name: str, option: str) -> Path:
+    if path is None:
+        raise MethodError(f"method {name!r} needs a checkpoint ({option}=PATH); "
+                          f"'{name}-tiny' runs the tiny model shipped with talkbench")
+    return Path(path)
+
+
+class VQTalkerTokenizer:
+    def __init__(self, tokenizer: str | Path | None = None, tiny: bool = False):
+        from talkbench.vqtalker.pretrained import TINY_TOKENIZER
+        from talkbench.vqtalker.train import load_tokenizer
+
+        self.checkpoint = Path(TINY_TOKENIZER) if tiny else _required(tokenizer, "vqtalker-tokenizer", "tokenizer")
+        self.model = load_tokenizer(self.checkpoint)
+        self.info = MethodInfo(
+            name="vqtalker-tokenizer" + ("-tiny" if tiny else ""),
+            kind="builtin",
+            description="VQTalker stage 1: GRFSQ motion tokens of the driving video rendered from the first frame"
+            + (" (tiny model trained by talkbench on its sample corpus)" if tiny else ""),
+            paper=PAPER,
+            year=2025,
+            resolution=self.model.config.size,
+            bitrate_kbps=_tokenizer_bitrate(self.model),
+            tasks=["reconstruction"],
+        )
+
+    def generate(self, task: Task, out: Path) -> Path:
+        from talkbench.vqtalker.codec import reconstruct_video
+
+        path, _ = reconstruct_video(self.model, task.driving_video(), out, fps=task.fps, output_size=MIN_OUTPUT)
+        return path
+
+
+class VQTalker:
+    def __init__(self, generator: str | Path | None = None, tokenizer: str | Path | None = None, tiny: bool = False):
+        from talkbench.vqtalker.generator_train import load_generator_checkpoint
+        from talkbench.vqtalker.pretrained import TINY_GENERATOR, TINY_TOKENIZER
+        from talkbench.vqtalker.train import load_tokenizer
+
+        if tiny:
+            self.generator, self.tokenizer = Path(TINY_GENERATOR), Path(TINY_TOKENIZER)
+        else:
+            self.generator = _required(generator, "vqtalker", "generator")
+            trained_with = load_generator_checkpoint(self.generator).get("meta", {}).get("tokenizer_checkpoint")
+            self.tokenizer = _required(tokenizer or trained_with, "vqtalker", "tokenizer")
+        model = load_tokenizer(self.tokenizer)
+        self.info = MethodInfo(
+            name="vqtalker" + ("-tiny" if tiny else ""),
+            kind="builtin",
+            description="VQTalker: speech tokens -> coarse-to-fine GRFSQ motion tokens -> rendered portrait"
+            + (" (tiny model trained by talkbench on its sample corpus)" if tiny else ""),
+            paper=PAPER,
+            year=2025,
+            resolution=model.config.size,
+            bitrate_kbps=_tokenizer_bitrate(model),
+            tasks=["speech-driven"],
+            uses_ground_truth_controls=True,
+        )
+
+    def generate(self, task: Task, out: Path) -> Path:
+        from talkbench.vqtalker.generator_train import generate_video
+
+        summary = generate_video(self.generator, task.portrait(), task.audio(), out, controls_from=task.reference,
+                                 tokenizer_checkpoint=self.tokenizer, output_size=MIN_OUTPUT)
+        return Path(summary["out"])
+
+
+register_method("vqtalker-tokenizer", VQTalkerTokenizer)
+register_method("vqtalker-tokenizer-tiny", lambda: VQTalkerTokenizer(tiny=True))
+register_method("vqtalker", VQTalker)
+register_method("vqtalker-tiny", lambda: VQTalker(tiny=True))

