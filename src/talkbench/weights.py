@@ -340,6 +340,15 @@ register_weight(
 )
 register_weight(
     WeightSpec(
+        name="fan-2d",
+        url="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
+        sha256_prefix="11f355bf06",
+        licence="BSD-3-Clause (face-alignment)",
+        description="2D-FAN 68-point landmarks, 4 hourglass stacks (face-alignment 1.5.0's 2DFAN-4)",
+    )
+)
+register_weight(
+    WeightSpec(
         name="i3d-torchscript",
         url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
         licence="Apache-2.0 (DeepMind kinetics-i3d, TorchScript export by StyleGAN-V/StyleGAN2-ADA)",

@@ -160,6 +160,35 @@ def test_evaluators_merge_by_addition(sample_clips):
     assert np.allclose(one.fid_generated.mean_cov()[1], whole.fid_generated.mean_cov()[1], atol=1e-12)
 
 
+def test_each_clip_is_face_analysed_once_per_process(clip):
+    """Scoring several methods against one ground truth analyses the ground truth once; the
+    ground-truth method, being its own reference, costs one analysis, not two."""
+    from talkbench.face import get_backend
+    from talkbench.metrics import engine
+
+    class Counting:  # the real dlib backend, counting its detector calls
+        name = "dlib"
+
+        def __init__(self):
+            self.inner, self.detected = get_backend("dlib"), 0
+
+        def detect(self, image):
+            self.detected += 1
+            return self.inner.detect(image)
+
+        def __getattr__(self, item):
+            return getattr(self.inner, item)
+
+    backend = Counting()
+    frames = engine.media.read_frames(clip.video, size=256)[:20]
+    first = engine.face_track(frames, backend)
+    again = engine.face_track(frames.copy(), backend)
+    assert backend.detected == 20 and again is first
+    assert not first.landmarks.flags.writeable
+    engine.face_track(frames[::-1].copy(), backend)  # other content: analysed
+    assert backend.detected == 40
+
+
 def test_merged_evaluator_keeps_the_face_model_hashes(clip):
     """The leaderboard merges per-language-group evaluators into a fresh one: the protocol it
     stores must still name the face models that produced the landmarks."""

@@ -18,6 +18,7 @@ def eval_(
     ),
     metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated subset, e.g. ssim,cpbd,lmd."),
     identity_backend: str = typer.Option("dlib", "--identity", help="CSIM embedding: dlib (offline) or arcface."),
+    face_backend: str = typer.Option("dlib", "--face-backend", help="Landmarks for LMD and MSI: dlib (offline) or fan."),
     csim_reference: str = typer.Option("auto", "--csim-reference", help="portrait, ground-truth-frame or auto."),
     csim_stride: int = typer.Option(None, "--csim-stride", help="Embed every Nth frame (default 5 for dlib, 1 for arcface)."),
     fid_stride: int = typer.Option(1, "--fid-stride", help="Use every Nth frame for FID."),
@@ -37,6 +38,7 @@ def eval_(
     settings = EvalSettings(
         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else DEFAULT_METRICS,
         identity_backend=identity_backend,
+        face_backend=face_backend,
         csim_reference=csim_reference,
         csim_frame_stride=csim_stride,
         fid_frame_stride=fid_stride,

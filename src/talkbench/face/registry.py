@@ -36,4 +36,11 @@ def _dlib() -> FaceBackend:
     return DlibBackend()
 
 
+def _fan() -> FaceBackend:
+    from talkbench.face.fan_backend import FanBackend
+
+    return FanBackend()
+
+
 register_backend("dlib", _dlib)
+register_backend("fan", _fan)  # needs: talkbench weights fetch fan-2d
