@@ -43,3 +43,14 @@ def test_mnte_rules_and_report(shared_data, tmp_path):
     assert report["tr"]["rejected"] == {"tr_001": "too_short"}
     assert report["sw"] == report["zh"] == {"accepted": [], "missing": 5, "rejected": {}}
     assert sum(r["missing"] for r in report.values()) == 29
+    # and the terminal summary shows the curator the same gaps
+    from rich.console import Console
+
+    from talkbench.datasets.pipeline import summary_tables
+
+    console = Console(width=200, record=True)
+    for table in summary_tables(summary):
+        console.print(table)
+    text = console.export_text()
+    assert "MNTE: 5 clips per language" in text and "ko_001 (language_mismatch)" in text
+    assert "ar_001 (face_too_small)" in text

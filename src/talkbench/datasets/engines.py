@@ -42,8 +42,9 @@ def _crashed(spec: ClipSpec, cfg: BuildConfig, why: str) -> dict:
 class LocalEngine:
     name = "local"
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, task=process_clip):
         self.workers = max(0, int(workers))
+        self.task = task  # a picklable (spec, cfg, events) -> row; the pipeline's stages by default
 
     def run(self, specs: Iterable[ClipSpec], cfg: BuildConfig, on_stage=None) -> Iterator[dict]:
         """Clips run in ``workers`` fresh (spawned) processes; ``workers=0`` runs them in this
@@ -55,7 +56,7 @@ class LocalEngine:
         if self.workers == 0:
             events = _CallbackQueue(on_stage) if on_stage else None
             for spec in specs:
-                yield process_clip(spec, cfg, events)
+                yield self.task(spec, cfg, events)
             return
         import multiprocessing as mp
 
@@ -71,26 +72,37 @@ class LocalEngine:
                     os.environ[k] = v
 
     def _pool(self, specs, cfg, mp, on_stage) -> Iterator[dict]:
+        """A worker that dies (a codec segfault, the OOM killer) breaks the whole pool and every
+        clip in flight with it. Those clips are then run again one per fresh process, so only
+        the clip that kills its worker again is marked failed; the others still land."""
         ctx = mp.get_context("spawn")
         manager = ctx.Manager() if on_stage else None
         events = manager.Queue() if manager else None
+        broken: list[ClipSpec] = []
         try:
-            with ProcessPoolExecutor(
-                max_workers=min(self.workers, len(specs)), mp_context=ctx, initializer=_init_worker
-            ) as pool:
-                futures = {pool.submit(process_clip, s, cfg, events): s for s in specs}
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                    _drain(events, on_stage)
-                    for fut in done:
-                        try:
-                            yield fut.result()
-                        except BrokenProcessPool as exc:
-                            yield _crashed(futures[fut], cfg, f"worker process died ({exc}); re-run to retry")
+            yield from self._run_pool(specs, cfg, ctx, events, on_stage, min(self.workers, len(specs)), broken)
+            for spec in broken:
+                again: list[ClipSpec] = []
+                yield from self._run_pool([spec], cfg, ctx, events, on_stage, 1, again)
+                if again:
+                    yield _crashed(spec, cfg, "the worker process died while processing this clip (twice); "
+                                              "re-run to retry")
         finally:
             if manager is not None:
                 manager.shutdown()
+
+    def _run_pool(self, specs, cfg, ctx, events, on_stage, workers: int, broken: list) -> Iterator[dict]:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+            futures = {pool.submit(self.task, s, cfg, events): s for s in specs}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                _drain(events, on_stage)
+                for fut in done:
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        broken.append(futures[fut])
 
 
 class _CallbackQueue:

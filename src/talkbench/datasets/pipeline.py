@@ -164,4 +164,12 @@ def summary_tables(summary: dict) -> list[Table]:
     langs = ", ".join(f"{k}:{v}" for k, v in summary.get("languages", {}).items()) or "-"
     totals.add_row(str(summary["clips"]), str(summary["accepted"]), str(summary["rejected"]),
                    str(summary["failed"]), langs)
-    return [totals, stages, reasons]
+    tables = [totals, stages, reasons]
+    if "mnte" in summary:  # the curator's view: what each MNTE language still lacks
+        mnte = Table("language", "accepted", "still needed", "rejected candidates (reason)",
+                     title="MNTE: 5 clips per language")
+        for lang, r in summary["mnte"].items():
+            rejected = ", ".join(f"{cid} ({why})" for cid, why in r["rejected"].items()) or "-"
+            mnte.add_row(lang, str(len(r["accepted"])), str(r["missing"]), rejected)
+        tables.append(mnte)
+    return tables
