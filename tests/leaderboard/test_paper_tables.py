@@ -131,3 +131,22 @@ def test_render_paper_gives_tables_1_to_4(loaded):
     assert [ln for ln in md.splitlines() if ln.startswith("### ")] == [
         f"### VQTalker Table {n}: {table('vqtalker', n).title}" for n in (1, 2, 3, 4)]
     assert render_paper(loaded, "flowvqtalker", "latex").count(r"\begin{table}") == 1
+
+
+def test_measured_rows_keep_protocols_apart_and_never_rank_against_the_paper(tmp_path):
+    from talkbench.leaderboard.store import ClipValue, Run, Store
+
+    store = Store(tmp_path / "lb.duckdb")
+    load_reported(store)
+    for resolution, ssim in ((256, 0.99), (512, 0.5)):
+        store.add_run(Run(method="mine", benchmark="hdtf-test", benchmark_version="1", task="reconstruction",
+                          provenance="measured", protocol={"resolution": resolution}),
+                      [ClipValue("c1", "ssim", ssim)])
+    rendered = build_table(store, "vqtalker", 1)
+    measured = [r for r in rendered.rows if r.provenance == "measured"]
+    assert len(measured) == 2 and all("mine (talkbench, protocol " in r.label for r in measured)
+    j = rendered.headers.index("SSIM") - 1  # cells exclude the Method column
+    assert sorted(r.cells[j].value for r in measured) == [0.5, 0.99]
+    assert {r.cells[j].mark for r in measured} == {"best", "second"}  # ranked among themselves
+    reported = {r.label: r.cells[j].mark for r in rendered.rows if r.provenance == "reported"}
+    assert reported["AniTalker"] == "best" and reported["VQTalker"] == "second"  # the paper's marks stay

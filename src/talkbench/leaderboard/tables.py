@@ -96,10 +96,14 @@ def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[
         return []
     ids = [r["run_id"] for r in runs]
     means, aggs = store.group_means(ids), store.aggregates(ids)
+    # One row per method and protocol: numbers measured under different protocols never share
+    # a row; the protocol is named in the label as soon as there is more than one.
+    several = len({r["protocol_hash"] for r in runs}) > 1
     by_method: dict[str, dict] = {}
     for r in sorted(runs, key=lambda r: r["created_at"]):
         dataset = next(d for d, b in bench_of.items() if b == r["benchmark"])
-        cells = by_method.setdefault(r["method"], {})
+        label = f"{r['method']} (talkbench" + (f", protocol {r['protocol_hash'][:8]})" if several else ")")
+        cells = by_method.setdefault(label, {})
         for key in (c.key for c in t.columns):
             value = None
             for name in MEASURED_NAMES.get(key, (key,)):
@@ -118,19 +122,24 @@ def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[
                 cells[(dataset, key)] = Cell(text, float(value), "measured")
     notes.append("measured rows: talkbench runs on " + ", ".join(sorted(set(bench_of.values()))) +
                  f" ({t.task}); protocol records in the leaderboard store")
-    return [TableRow(f"{m} (talkbench)", "measured", [cells.get(c, Cell("", None, "measured")) for c in cols])
-            for m, cells in by_method.items()]
+    return [TableRow(label, "measured", [cells.get(c, Cell("", None, "measured")) for c in cols])
+            for label, cells in by_method.items()]
 
 
 def _mark(t: PaperTable, cols, rows: list[TableRow]) -> None:
+    """Best and second best, among the reported rows as in the paper, and separately among the
+    measured rows: a paper's numbers and ours come from different protocols and never rank
+    against each other."""
     metric = {c.key: c for c in t.metrics}
-    skip = [r.label in t.reference_rows for r in rows]
-    for j, (_, key) in enumerate(cols):
-        if key not in metric:
-            continue
-        got = marks([r.cells[j].value for r in rows], bool(metric[key].higher_is_better), skip)
-        for r, m in zip(rows, got):
-            r.cells[j].mark = m
+    for provenance in ("reported", "measured"):
+        skip = [r.label in t.reference_rows or r.provenance != provenance for r in rows]
+        for j, (_, key) in enumerate(cols):
+            if key not in metric:
+                continue
+            got = marks([r.cells[j].value for r in rows], bool(metric[key].higher_is_better), skip)
+            for r, m, skipped in zip(rows, got, skip):
+                if not skipped:
+                    r.cells[j].mark = m
 
 
 # -- paper tables: text formats ------------------------------------------------------------
@@ -283,19 +292,32 @@ def boards_csv(boards: list[Board]) -> str:
     return buf.getvalue()
 
 
+SIDE_TITLE = {IE: "Indo-European clips", NON_IE: "non-Indo-European clips",
+              "gap": "cross-lingual gap, % worse outside Indo-European"}
+
+
 def boards_rich(boards: list[Board]):
-    """rich Tables, one per board."""
+    """rich Tables for a terminal: per board one table per side (IE, non-IE, gap), so a board
+    with every metric still fits 80 columns; bold best, underlined second, as in the papers."""
     from rich.table import Table
 
     tables = []
     for b in boards:
         texts, mk = _board_matrix(b)
-        t = Table(title=b.title, title_justify="left",
-                  caption=f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else ""))
-        for h in _board_header(b):
-            t.add_column(h, justify="left" if h in ("Method", "Prov.") else "right")
-        for row, m in zip(texts, mk):
-            t.add_row(*[f"[bold]{x}[/]" if k == "best" else f"[underline]{x}[/]" if k == "second" else x
-                        for x, k in zip(row, m)])
-        tables.append(t)
+        cols = b.columns()
+        for side in dict.fromkeys(side for side, _ in cols):
+            picked = [j for j, (s, _) in enumerate(cols) if s == side]
+            caption = f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else "")
+            t = Table(title=f"{b.title} — {SIDE_TITLE[side]}", title_justify="left", caption=caption,
+                      caption_justify="left")
+            t.add_column("#", justify="right")
+            t.add_column("Method")
+            for j in picked:
+                t.add_column(label(cols[j][1]), justify="right")
+            for row, m in zip(texts, mk):
+                cells = [row[3 + j] for j in picked]
+                marks = [m[3 + j] for j in picked]
+                t.add_row(row[0], row[1], *[f"[bold]{x}[/]" if k == "best" else f"[underline]{x}[/]" if k == "second"
+                                             else x for x, k in zip(cells, marks)])
+            tables.append(t)
     return tables
