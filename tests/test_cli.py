@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from talkbench import __version__
@@ -36,12 +38,25 @@ def test_media_probe_json(sample_clips, tmp_path):
     assert data["errors"][0]["path"] == str(bad)
 
 
+@pytest.mark.slow
 def test_console_script_runs_demo(tmp_path):
+    """`talkbench demo` end to end, as `make demo` runs it: every stage prints its part and
+    leaves its files behind."""
+    out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "talkbench", "demo", "--out", str(tmp_path / "demo")],
+        [sys.executable, "-m", "talkbench", "demo", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
+        env={**os.environ, "COLUMNS": "120"},
     )
     assert result.returncode == 0, result.stderr
-    assert "ar_001" in result.stdout and "de_001" in result.stdout
+    text = result.stdout
+    assert "ar_001" in text and "de_001" in text  # the corpus table
+    assert "dataset pipeline" in text and f"catalog: {out / 'dataset' / 'catalog.duckdb'}" in text
+    for method in ("ground-truth", "static-source", "h264", "vqtalker-tiny", "vqtalker-tokenizer-tiny"):
+        assert method in text
+    assert "cross-lingual gap" in text and "Competitor methods" in text and "reported only" in text
+    assert (out / "leaderboard" / "site" / "index.html").is_file()
+    assert "language-bias audit" in text and (out / "audit" / "report.html").is_file()
+    assert text.rstrip().splitlines()[-1].startswith("report: ")  # the demo ends with the audit

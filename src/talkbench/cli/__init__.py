@@ -9,6 +9,15 @@ import typer
 from talkbench import __version__
 from talkbench.cli import demo as demo_cmd
 from talkbench.cli import media as media_cmd
+from talkbench.cli import leaderboard as leaderboard_cmd
+from talkbench.cli import data as data_cmd
+from talkbench.cli import lid as lid_cmd
+from talkbench.cli import eval as eval_cmd
+from talkbench.cli import weights as weights_cmd
+from talkbench.cli import audit as audit_cmd
+from talkbench.cli import baselines as baselines_cmd
+from talkbench.cli import vqtalker as vqtalker_cmd
+from talkbench.cli import vqtalker_generate  # noqa: F401  (adds the stage-2 commands to `vqtalker`)
 from talkbench.cli.common import console, run_guarded
 
 app = typer.Typer(
@@ -28,6 +37,16 @@ def version() -> None:
 
 app.command(name="demo")(demo_cmd.demo)
 app.add_typer(media_cmd.app, name="media")
+app.command(name="submit")(leaderboard_cmd.submit)
+app.command(name="leaderboard")(leaderboard_cmd.leaderboard)
+app.command(name="tables")(leaderboard_cmd.tables_cmd)
+app.add_typer(data_cmd.app, name="data")
+app.command(name="lid")(lid_cmd.lid)
+app.add_typer(weights_cmd.app, name="weights")
+app.command(name="audit")(audit_cmd.audit)
+app.add_typer(baselines_cmd.app, name="baselines")
+app.add_typer(vqtalker_cmd.app, name="vqtalker")
+app.command(name="eval")(eval_cmd.eval_)
 
 
 def main() -> None:

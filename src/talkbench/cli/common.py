@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from talkbench.errors import TalkbenchError
 
@@ -25,5 +26,6 @@ def run_guarded(app: typer.Typer) -> None:
     try:
         app(standalone_mode=True)
     except TalkbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        # escape: messages quote file names and submission fields, which may contain "[...]"
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise SystemExit(2) from None

@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from talkbench import media
-from talkbench.cli.common import console
+from rich.markup import escape
+
+from talkbench.cli.common import console, err_console
 from talkbench.face import analyse_image, get_backend
 from talkbench.samples import load_sample_corpus
 
@@ -49,7 +51,37 @@ def corpus_table() -> Table:
 def demo(
     out: Path = typer.Option(Path("talkbench-demo"), help="Where the demo writes its outputs."),
 ) -> None:
-    """Run the main job on the embedded sample corpus and print what it found."""
+    """Run the main job on the embedded sample corpus, end to end: probe and face analysis, the
+    dataset pipeline, every built-in method (tiny VQTalker included) scored into the leaderboard,
+    the competitor methods' status, and the language-bias audit."""
+    from talkbench.cli.audit import print_summary
+    from talkbench.cli.baselines import status_table
+    from talkbench.datasets.audit import audit
+    from talkbench.datasets.pipeline import build_clips, summary_tables
+    from talkbench.leaderboard.demo import run_demo_leaderboard
+
     out.mkdir(parents=True, exist_ok=True)
     console.rule("talkbench demo")
     console.print(corpus_table())
+
+    console.rule("1. dataset pipeline: the sample clips as local files")
+    dataset = out / "dataset"
+    # Whisper tags every clip; check_language=False keeps clips it hears as another language
+    # (espeak-ng's voices fool it) so the audit below can show those misses against the labels.
+    summary = build_clips(load_sample_corpus(), dataset, check_language=False, console=err_console)
+    for table in summary_tables(summary):
+        console.print(table)
+    console.print(f"catalog: {summary['catalog']}")
+
+    console.rule("2. leaderboard: built-in methods scored on the sample benchmark")
+    result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
+    for table in result.rich_tables():
+        console.print(table)
+    for name, why in result.unavailable().items():
+        console.print(f"[yellow]{name} not measured[/]: {escape(why.split('. ')[-1])}")
+    console.print(f"store: {result.store}\nsite:  {result.site}")
+    console.print(status_table(detail=False))
+
+    console.rule("3. language-bias audit of the sample corpus (its catalog's language tags)")
+    result = audit(dataset, out / "audit", dataset="sample")
+    print_summary(result.report, result.files)

@@ -27,6 +27,15 @@ class DemoResult:
     run_ids: dict[tuple[str, str], str]  # (method, task) -> run id
     boards: list = field(default_factory=list)  # ranking.Board
 
+    def unavailable(self) -> dict[str, str]:
+        """Metrics no run could measure (their weights are not installed), with the fix."""
+        from talkbench.leaderboard.store import Store
+
+        out: dict[str, str] = {}
+        for run in Store(self.store).runs(provenance="measured"):
+            out.update(run["attributes"].get("unavailable", {}))
+        return dict(sorted(out.items()))
+
     def rich_tables(self) -> list:
         from talkbench.leaderboard.tables import boards_rich
 
