@@ -125,12 +125,13 @@ def bench_lpips(gen, ref):
     return "LPIPS (lpips)", t_ours, c_ours, t_ref, c_ref, np.abs(ours - theirs).max(), None
 
 
-def bench_full_eval(gen, ref):
+def bench_full_eval(gen, ref, csim_stride: int = 1):
     """SSIM + CPBD + dlib CSIM (vs the first ground-truth frame) + 68-point landmarks for LMD:
-    the reference tools one after another per frame, against one engine pass. Both sides do
-    the same work: every frame embedded (CSIM stride 1), HOG without upsampling (what the
-    engine uses on faces this size); the tools detect the face once per tool, as separate tools
-    do, where the engine detects it once per frame and shares it."""
+    the reference tools one after another per frame, against one engine pass. The tools embed
+    every frame and detect with HOG without upsampling (what the engine uses on faces this
+    size), once per tool, as separate tools do; the engine detects once per frame and shares
+    it. dlib's ResNet embedding (~65 ms a frame here) is the same call on both sides, so with
+    ``csim_stride=1`` it bounds the speed-up; the protocol's default embeds every 5th frame."""
     import cpbd
     import dlib
     from skimage.metrics import structural_similarity
@@ -164,7 +165,7 @@ def bench_full_eval(gen, ref):
             values.append((s, c, sim, lms))
         return values
 
-    settings = EvalSettings(metrics=("ssim", "cpbd", "csim", "lmd"), csim_frame_stride=1)
+    settings = EvalSettings(metrics=("ssim", "cpbd", "csim", "lmd"), csim_frame_stride=csim_stride)
 
     def ours():
         evaluator = Evaluator(settings)
@@ -177,13 +178,16 @@ def bench_full_eval(gen, ref):
     cpbd_ref = float(np.mean([v[1] for v in theirs]))
     csim_ref = float(np.mean([v[2] for v in theirs if v[2] is not None]))
     diff = max(abs(values["ssim"] - ssim_ref), abs(values["cpbd"] - cpbd_ref), abs(values["csim_dlib"] - csim_ref))
-    return "full eval: SSIM+CPBD+CSIM+LMD", t_ours, c_ours, t_ref, c_ref, diff, 5
+    if csim_stride == 1:
+        return "full eval, CSIM every frame", t_ours, c_ours, t_ref, c_ref, diff, 5
+    # the protocol's default for dlib: a different (recorded) CSIM sample, so no |diff| to report
+    return f"full eval, CSIM every {csim_stride}th (default)", t_ours, c_ours, t_ref, c_ref, None, 5
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=24, help="frames per measurement (default 24)")
-    parser.add_argument("--only", default="", help="comma-separated subset: ssim,cpbd,fid,lpips,full")
+    parser.add_argument("--only", default="", help="comma-separated subset: ssim,cpbd,fid,lpips,full,full-default")
     parser.add_argument("--json", action="store_true", help="print JSON rows")
     args = parser.parse_args()
 
@@ -196,6 +200,7 @@ def main() -> None:
         "fid": lambda: bench_fid(gen[:16]),
         "lpips": lambda: bench_lpips(gen[:8], ref[:8]),
         "full": lambda: bench_full_eval(gen, ref),
+        "full-default": lambda: bench_full_eval(gen, ref, csim_stride=5),
     }
     chosen = [k for k in runs if not args.only or k in args.only.split(",")]
     rows = []
