@@ -270,6 +270,17 @@ def test_fid_streams_frames_and_caches_ground_truth_statistics(sample_clips, ran
     assert again["timing"]["reference_stats_cached"]
     assert again["distribution"]["fid"] == pytest.approx(first["distribution"]["fid"], rel=1e-12)
 
+    # The cached ground truth is all reference frames: not cut to what a method generated
+    # (two frames short here, within the protocol), and not tied to the other metrics chosen.
+    shorter = [(cid, gen[:-2], ref, None) for cid, gen, ref, _ in shifted]
+    other_metrics = EvalSettings(metrics=("ssim", "fid", "csim"), fid_frame_stride=12, csim_frame_stride=50)
+    third = evaluate_pairs(shorter, other_metrics, models={"fid": model})
+    assert third["timing"]["reference_stats_cached"]
+    assert third["distribution"]["fid_samples"]["reference"] == reference.count
+    fresh = evaluate_pairs(shorter, EvalSettings(metrics=("fid",), fid_frame_stride=12, cache_reference_stats=False),
+                           models={"fid": model})
+    assert fresh["distribution"]["fid"] == pytest.approx(third["distribution"]["fid"], rel=1e-9)
+
 
 @pytest.mark.shared_data
 def test_real_clip_at_another_frame_rate(shared_data):

@@ -148,6 +148,18 @@ def _read_image(path: Path) -> np.ndarray:
         raise MetricError(f"{path}: cannot read the portrait image ({exc})") from exc
 
 
+def _module_fingerprint(model) -> str:
+    """A caller-supplied network by content (its tensors), for the statistics cache key."""
+    import torch
+
+    digest = hashlib.blake2b(digest_size=16)
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else {}
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest() if state else f"{type(model).__name__}@{id(model)}"
+
+
 def _file_key(path: Path) -> str:
     return f"{path.name}:{weights.file_sha256(path)}"
 
@@ -288,6 +300,7 @@ class Evaluator:
                     f"at {s.fps:g} fps; the protocol allows a difference of at most 2"
                 )
             n = min(len(gen), len(ref))
+            whole_reference = ref  # FID/FVD: every ground-truth frame, whatever a method generated
             gen, ref = gen[:n], ref[:n]
         counts["compared"] = len(gen)
         values: dict[str, float] = {}
@@ -319,7 +332,7 @@ class Evaluator:
 
         faces = self._face_metrics(gen, ref, portrait, values, unavailable, skip)
         if ref is not None:
-            self._stream_distributions(gen, ref)
+            self._stream_distributions(gen, whole_reference)
 
         self.seconds += time.perf_counter() - start
         self.cpu_seconds += time.process_time() - cpu_start
@@ -451,10 +464,17 @@ class Evaluator:
         self.frames += other.frames
 
     def _stats_cache_file(self, kind: str, references: list[Path]) -> Path:
-        protocol = self.protocol().hashed_dict()
-        protocol.pop("face_models_sha256", None)
-        key = json.dumps({"kind": kind, "protocol": protocol, "references": sorted(_file_key(p) for p in references)},
-                         sort_keys=True)  # fmt: skip
+        """Ground-truth statistics depend on the reference files, the frame sampling and the
+        feature network, nothing else (not on the other metrics, faces or generated lengths)."""
+        p = self.protocol().hashed_dict()
+        depends = {k: p[k] for k in ("name", "resolution", "fps", "resize_interpolation", "crop", "seed",
+                                     "fid_frame_stride", "fvd_clip_frames", "fvd_clip_stride", "fvd_max_clips_per_video")}
+        depends["metric_version"] = p["metric_versions"].get(kind)
+        depends["weights"] = {w: p["weights_sha256"].get(w) for w in get_metric(kind).weights}
+        if kind in self._models:
+            depends["weights"] = {"caller-supplied": _module_fingerprint(self._models[kind])}
+        key = json.dumps({"kind": kind, "protocol": depends, "references": sorted(_file_key(p) for p in references)},
+                         sort_keys=True, default=str)  # fmt: skip
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return stats_cache_dir() / f"{kind}-{digest}.npz"
 
