@@ -53,3 +53,11 @@ def test_embedding_follows_the_face_not_its_place_in_the_frame(arcface, real_fra
     assert embeddings[0].shape == (512,)
     assert same > 0.99
     assert same > cosine_similarity(embeddings[0], embeddings[2])
+
+
+def test_degenerate_landmarks_are_a_clear_error():
+    from talkbench.errors import MetricError
+    from talkbench.metrics.arcface import align
+
+    with pytest.raises(MetricError, match="ArcFace alignment failed: degenerate landmarks"):
+        align(np.zeros((256, 256, 3), np.uint8), np.zeros((68, 2)))

@@ -17,6 +17,7 @@ from skimage.transform import SimilarityTransform
 from torch import nn
 
 from talkbench import weights
+from talkbench.errors import MetricError
 
 WEIGHTS = "arcface-r100"
 SIZE = 112
@@ -33,11 +34,15 @@ def five_points(landmarks68: np.ndarray) -> np.ndarray:
 
 def align(image: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
     """The 112×112 ArcFace crop of a uint8 RGB image."""
-    if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26
-        transform = SimilarityTransform.from_estimate(five_points(landmarks68), TEMPLATE)
+    points = five_points(landmarks68)
+    if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26: a falsy result on failure
+        transform = SimilarityTransform.from_estimate(points, TEMPLATE)
+        ok = bool(transform)
     else:
         transform = SimilarityTransform()
-        transform.estimate(five_points(landmarks68), TEMPLATE)
+        ok = transform.estimate(points, TEMPLATE)
+    if not ok or not np.all(np.isfinite(transform.params)):
+        raise MetricError(f"ArcFace alignment failed: degenerate landmarks {points.round(1).tolist()}")
     return cv2.warpAffine(image, transform.params[0:2, :], (SIZE, SIZE), borderValue=0.0)
 
 
