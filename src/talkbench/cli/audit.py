@@ -111,4 +111,5 @@ def print_summary(r: dict, files: dict) -> None:
     if r.get("labels"):
         console.print(f"labels: {len(r['labels']['misses'])} language-ID misses of {r['labels']['labelled']} "
                       f"(listed in the report); labels say Indo-European {fmt_pct(r['labels']['indo_european']['clips'])}")
-    console.print(f"report: {files.get('html')}  (also {Path(files.get('markdown', '')).name}, report.json, CSV)")
+    console.print(f"report: {files.get('html')}  (also {Path(files.get('markdown', '')).name}, report.json, CSV)",
+                  soft_wrap=True)  # a path stays on one line, for copying

@@ -71,7 +71,7 @@ def demo(
     summary = build_clips(load_sample_corpus(), dataset, check_language=False, console=err_console)
     for table in summary_tables(summary):
         console.print(table)
-    console.print(f"catalog: {summary['catalog']}")
+    console.print(f"catalog: {summary['catalog']}", soft_wrap=True)
 
     console.rule("2. leaderboard: built-in methods scored on the sample benchmark")
     result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
@@ -79,7 +79,7 @@ def demo(
         console.print(table)
     for name, why in result.unavailable().items():
         console.print(f"[yellow]{name} not measured[/]: {escape(why.split('. ')[-1])}")
-    console.print(f"store: {result.store}\nsite:  {result.site}")
+    console.print(f"store: {result.store}\nsite:  {result.site}", soft_wrap=True)
     console.print(status_table(detail=False))
 
     console.rule("3. language-bias audit of the sample corpus (its catalog's language tags)")

@@ -187,7 +187,7 @@ def check_submission_name(path: str | Path, name: str, store: Store) -> None:
 
     key = _name_key(name)
     if key in {_name_key(m) for m in (*method_names(), *REFERENCE_METHODS)}:
-        raise EvaluationError(f"{path}: method name {name!r} is reserved for a built-in method; "
+        raise EvaluationError(f"{path}: method name {name!r} is reserved for a built-in or external method; "
                               "choose another name in submission.yaml (nothing was stored)")
     for other, info in store.methods().items():
         if _name_key(other) == key and (info.get("kind") != "submission" or other != name):
