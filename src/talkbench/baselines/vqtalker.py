@@ -27,6 +27,17 @@ def _tokenizer_bitrate(model) -> float:
     return bitrate(model.config.quantizer) / 1000.0
 
 
+def _info(name: str, what: str, tiny: bool, model, checkpoints: list[Path], **fields) -> MethodInfo:
+    """Metadata that names the exact weights: a method's numbers are only as good as its checkpoint."""
+    from talkbench.weights import file_sha256
+
+    made = " (tiny model trained by talkbench on its sample corpus)" if tiny else ""
+    hashes = ", ".join(f"{c.name} sha256 {file_sha256(c)[:12]}" for c in checkpoints)
+    return MethodInfo(name=name + ("-tiny" if tiny else ""), kind="builtin", description=f"{what}{made}; {hashes}",
+                      paper=PAPER, year=2025, resolution=model.config.size, bitrate_kbps=_tokenizer_bitrate(model),
+                      **fields)
+
+
 def _required(path: str | Path | None, name: str, option: str) -> Path:
     if path is None:
         raise MethodError(f"method {name!r} needs a checkpoint ({option}=PATH); "
@@ -41,17 +52,8 @@ class VQTalkerTokenizer:
 
         self.checkpoint = Path(TINY_TOKENIZER) if tiny else _required(tokenizer, "vqtalker-tokenizer", "tokenizer")
         self.model = load_tokenizer(self.checkpoint)
-        self.info = MethodInfo(
-            name="vqtalker-tokenizer" + ("-tiny" if tiny else ""),
-            kind="builtin",
-            description="VQTalker stage 1: GRFSQ motion tokens of the driving video rendered from the first frame"
-            + (" (tiny model trained by talkbench on its sample corpus)" if tiny else ""),
-            paper=PAPER,
-            year=2025,
-            resolution=self.model.config.size,
-            bitrate_kbps=_tokenizer_bitrate(self.model),
-            tasks=["reconstruction"],
-        )
+        self.info = _info("vqtalker-tokenizer", "VQTalker stage 1: GRFSQ motion tokens of the driving video "
+                          "rendered from the first frame", tiny, self.model, [self.checkpoint], tasks=["reconstruction"])
 
     def generate(self, task: Task, out: Path) -> Path:
         from talkbench.vqtalker.codec import reconstruct_video
@@ -73,18 +75,9 @@ class VQTalker:
             trained_with = load_generator_checkpoint(self.generator).get("meta", {}).get("tokenizer_checkpoint")
             self.tokenizer = _required(tokenizer or trained_with, "vqtalker", "tokenizer")
         model = load_tokenizer(self.tokenizer)
-        self.info = MethodInfo(
-            name="vqtalker" + ("-tiny" if tiny else ""),
-            kind="builtin",
-            description="VQTalker: speech tokens -> coarse-to-fine GRFSQ motion tokens -> rendered portrait"
-            + (" (tiny model trained by talkbench on its sample corpus)" if tiny else ""),
-            paper=PAPER,
-            year=2025,
-            resolution=model.config.size,
-            bitrate_kbps=_tokenizer_bitrate(model),
-            tasks=["speech-driven"],
-            uses_ground_truth_controls=True,
-        )
+        self.info = _info("vqtalker", "VQTalker: speech tokens -> coarse-to-fine GRFSQ motion tokens -> rendered "
+                          "portrait", tiny, model, [self.generator, self.tokenizer], tasks=["speech-driven"],
+                          uses_ground_truth_controls=True)
 
     def generate(self, task: Task, out: Path) -> Path:
         from talkbench.vqtalker.generator_train import generate_video
