@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from talkbench import media
-from rich.markup import escape
-
 from talkbench.cli.common import console, err_console
 from talkbench.face import analyse_image, get_backend
 from talkbench.samples import load_sample_corpus
@@ -74,11 +74,15 @@ def demo(
     console.print(f"catalog: {summary['catalog']}", soft_wrap=True)
 
     console.rule("2. leaderboard: built-in methods scored on the sample benchmark")
-    result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
+    with err_console.status("scoring") as status:
+        result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: status.update(escape(m)))
     for table in result.rich_tables():
         console.print(table)
-    for name, why in result.unavailable().items():
-        console.print(f"[yellow]{name} not measured[/]: {escape(why.split('. ')[-1])}")
+    missing = result.unavailable()
+    if missing:
+        weights = sorted({w for why in missing.values() for w in re.findall(r"weights fetch ([\w.-]+)", why)})
+        console.print(f"[yellow]not measured here[/]: {', '.join(missing)} (their weights are not installed: "
+                      f"talkbench weights fetch {' | '.join(weights)}, or weights import NAME FILE offline)")
     console.print(f"store: {result.store}\nsite:  {result.site}", soft_wrap=True)
     console.print(status_table(detail=False))
 

@@ -164,7 +164,7 @@ def summary_tables(summary: dict) -> list[Table]:
     langs = ", ".join(f"{k}:{v}" for k, v in summary.get("languages", {}).items()) or "-"
     totals.add_row(str(summary["clips"]), str(summary["accepted"]), str(summary["rejected"]),
                    str(summary["failed"]), langs)
-    tables = [totals, stages, reasons]
+    tables = [totals, stages] + ([reasons] if summary["reasons"] else [])
     if "mnte" in summary:  # the curator's view: what each MNTE language still lacks
         mnte = Table("language", "accepted", "still needed", "rejected candidates (reason)",
                      title="MNTE: 5 clips per language")
