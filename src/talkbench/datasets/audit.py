@@ -643,7 +643,7 @@ def _save(fig, ax, path: Path) -> Path:
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     _pyplot().close(fig)
     return path
 
@@ -682,7 +682,7 @@ def figure_languages(report: dict, path: Path) -> Path:
                  f"Indo-European {fmt_pct(ie['clips'])} of clips (95% CI {fmt_ci(ie['clips_ci95'])})", fontsize=10)
     ax.legend(handles=[Patch(color=IE_COLOUR, label="Indo-European"),
                        Patch(facecolor=OTHER_COLOUR, hatch="//", edgecolor="white", label="other families")],
-              loc="lower right", fontsize=8, frameon=False)
+              loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)  # beside the bars, clear of them
     return _save(fig, ax, path)
 
 
