@@ -3,7 +3,6 @@ moves with the speech."""
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -45,12 +44,26 @@ def test_mouth_opening_follows_speech(sample_clips):
     assert np.corrcoef(opening, envelope)[0, 1] > 0.5
 
 
+def test_every_clip_names_its_speech_source_and_licence(sample_clips):
+    recorded = [c for c in sample_clips if c.provenance["speech"]["kind"] == "recorded"]
+    assert {c.language for c in recorded} == {"ar", "sw", "zh", "ko", "ja", "en", "de"}
+    for clip in recorded:
+        speech = clip.provenance["speech"]
+        assert speech["licence"] in {"MIT", "Apache-2.0"}, clip.id
+        assert "@" in speech["source"] and len(speech["source"].split("@")[1]) == 40, clip.id
+        start, end = speech["excerpt"]
+        assert end - start == pytest.approx(clip.duration, abs=0.05), clip.id
+    (turkish,) = [c for c in sample_clips if c.provenance["speech"]["kind"] == "synthesised"]
+    assert turkish.language == "tr" and turkish.provenance["speech"]["voice"] == "espeak-ng tr"
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
-def test_generator_reproduces_a_clip(tmp_path, sample_clips):
+@pytest.mark.shared_data
+def test_generator_reproduces_a_recorded_clip(tmp_path, sample_clips, shared_data):
     spec = next(s for s in generate.SPECS if s.language == "de")
-    entry = generate.make_clip(spec, tmp_path, seed=generate.SPECS.index(spec))
+    entry = generate.make_clip(spec, tmp_path, seed=generate.SPECS.index(spec), speech_dir=shared_data / "speech")
     committed = next(c for c in sample_clips if c.id == spec.id)
+    assert entry["speech"] == committed.provenance["speech"]
     assert entry["duration"] == pytest.approx(committed.duration, abs=0.05)
     new = media.read_frames(tmp_path / entry["file"])
     old = media.read_frames(committed.video)

@@ -34,8 +34,8 @@ def test_editing_a_clip_list_in_place_is_refused():
 
 
 def test_get_benchmark_by_name_and_version():
-    assert get_benchmark("sample").key == "sample@1"
-    assert get_benchmark("sample@1").version == "1"
+    assert get_benchmark("sample").key == "sample@2"
+    assert get_benchmark("sample@1").superseded_by == "2"
     with pytest.raises(BenchmarkError, match="unknown benchmark 'nope'; choose from hdtf-test, mnte, sample"):
         get_benchmark("nope")
     with pytest.raises(BenchmarkError, match="has no version '9'"):
@@ -47,6 +47,11 @@ def test_sample_clips_resolve_and_match_their_pinned_hashes():
     assert [c.id for c in clips] == ["ar_001", "sw_001", "zh_001", "ko_001", "ja_001", "tr_001", "en_001", "de_001"]
     assert all(c.video.is_file() for c in clips)
     assert clips[-1].family == "Indo-European" and clips[0].family == "Afro-Asiatic"
+
+
+def test_a_superseded_sample_version_no_longer_resolves_against_the_new_files():
+    with pytest.raises(BenchmarkError, match="ar_001"):
+        resolve_clips(get_benchmark("sample@1"))
 
 
 def test_catalog_benchmarks_need_a_data_dir_and_name_missing_clips(tmp_path):

@@ -1,10 +1,11 @@
 """The sample corpus: a tiny multilingual benchmark the project generates itself and ships
 inside the package, so the demo and the tests run with nothing downloaded.
 
-Eight clips of 3-5 s at 25 fps, 512x512, 16 kHz speech in Arabic, Swahili, Mandarin, Korean,
-Japanese, Turkish, English and German, synthesised by espeak-ng; the face is a real photo that
-ships with a dependency, its jaw and lips driven by the speech envelope. ``generate.py`` made
-them; ``samples.json`` lists them.
+Eight clips of 3-5 s at 25 fps, 512x512, with 16 kHz speech in Arabic, Swahili, Mandarin, Korean,
+Japanese, Turkish, English and German. The speech is real (short excerpts of MIT/Apache-2.0
+recordings, attributed in ``samples.json``), except Turkish, which espeak-ng synthesises; the face
+is a real photo that ships with a dependency, its jaw and lips driven by the speech envelope.
+``generate.py`` made them; ``samples.json`` lists them with each clip's source and licence.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def load_sample_corpus() -> list[Clip]:
             language=e["language"],
             duration=e["duration"],
             video=root / e["file"],
-            provenance={k: e[k] for k in ("portrait", "voice", "text", "generator")},
+            provenance={k: e[k] for k in ("portrait", "speech", "generator")},
         )
         for e in entries
     ]

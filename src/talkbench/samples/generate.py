@@ -1,18 +1,23 @@
-"""Generate the sample corpus: ``python -m talkbench.samples.generate [--out DIR]``.
+"""Generate the sample corpus: ``python -m talkbench.samples.generate --speech DIR [--out DIR]``.
 
 Each clip is a real face photo that ships with a dependency (scikit-image's astronaut, Eileen
 Collins; matplotlib's Grace Hopper), animated by landmark-driven warping: the jaw and lower lip
 open with the speech envelope, the upper lip lifts a little, the eyes blink every couple of
-seconds and the head sways slowly. The speech is synthesised by espeak-ng (a system program:
-`apt-get install espeak-ng`). Output: 512x512, 25 fps, 16 kHz mono AAC, plus ``samples.json``.
+seconds and the head sways slowly.
 
-The result is deterministic for a given espeak-ng version (recorded in samples.json).
+The speech is real: a short excerpt of a recording published under a permissive licence (MIT or
+Apache-2.0), read from ``DIR`` (the ``speech/`` folder of talkbench's shared real media, whose
+``catalog.csv`` records each file's source). Turkish is the exception: no permissively licensed
+Turkish recording was available, so that clip's speech is synthesised by espeak-ng (which Whisper
+recognises as Turkish). ``samples.json`` records every clip's source, licence and excerpt.
+Output: 512x512, 25 fps, 16 kHz mono AAC.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -30,27 +35,75 @@ FPS = 25
 SIZE = 512
 FACE_SCALE = 1.8  # crop side = face-box side x this, before resizing to 512
 JAW_OPENING = 0.11  # chin drop at full loudness, as a share of the nose-bridge-to-chin height
+MAX_SECONDS = 5.0  # an excerpt ends at the quietest 20 ms between MIN_SECONDS and this
+MIN_SECONDS = 3.8
+FADE_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class RecordedSpeech:
+    """An excerpt of a real recording: ``path`` under the speech folder, from ``start`` seconds."""
+
+    path: str
+    start: float
+    licence: str
+    source: str  # repository/path@commit, as the shared data's catalog.csv gives it
+    speaker: str
+
+
+@dataclass(frozen=True)
+class SynthesisedSpeech:
+    """espeak-ng speech, for a language without a permissively licensed recording."""
+
+    voice: str
+    text: str
 
 
 @dataclass(frozen=True)
 class SampleSpec:
     id: str
     language: str  # ISO 639-1
-    voice: str  # espeak-ng voice
     portrait: str
-    text: str
+    speech: RecordedSpeech | SynthesisedSpeech
 
 
 SPECS = [
-    SampleSpec("ar_001", "ar", "ar", "astronaut", "مرحبا بكم. نحن نتحدث العربية اليوم."),
-    SampleSpec("sw_001", "sw", "sw", "grace_hopper", "Habari za asubuhi. Leo tunazungumza Kiswahili."),
-    SampleSpec("zh_001", "zh", "cmn", "astronaut", "大家好，我们说普通话。"),
-    SampleSpec("ko_001", "ko", "ko", "grace_hopper", "안녕하세요. 오늘은 한국어로 이야기합니다."),
-    SampleSpec("ja_001", "ja", "ja", "astronaut", "こんにちは。きょうはにほんごではなします。よろしく。"),
-    SampleSpec("tr_001", "tr", "tr", "grace_hopper", "Merhaba, bugün Türkçe konuşuyoruz."),
-    SampleSpec("en_001", "en", "en-us", "astronaut", "Hello everyone, today we are speaking English together."),
-    SampleSpec("de_001", "de", "de", "grace_hopper", "Guten Morgen, heute sprechen wir zusammen Deutsch."),
+    SampleSpec("ar_001", "ar", "astronaut", RecordedSpeech(
+        "ar/IRQ.wav", 0.0, "MIT",
+        "Hashad1/Habibi-TTS src/habibi_tts/assets/IRQ.wav@b2c92b880ac11603f09e13475c1cc1612dd1dd3b",
+        "Iraqi Arabic speaker of the Habibi benchmark")),
+    SampleSpec("sw_001", "sw", "grace_hopper", RecordedSpeech(
+        "sw/200701-101457_swh_35d_elicit_1.wav", 2.0, "MIT",
+        "CateGitau/Swahili-Speech data/records/test/200701-101457_swh_35d_elicit_1.wav"
+        "@3f51a8d096f68e3df8ad80a8145cca6f41e21800",
+        "Swahili read speech (VOA text)")),
+    SampleSpec("zh_001", "zh", "astronaut", RecordedSpeech(
+        "zh/BAC009S0764W0121.wav", 0.0, "Apache-2.0",
+        "xingchensong/S3Tokenizer s3tokenizer/assets/BAC009S0764W0121.wav@2abe1c503b863ec8c6ee7e98f86e25cd01f5f587",
+        "Mandarin read speech, AISHELL-1 utterance")),
+    SampleSpec("ko_001", "ko", "grace_hopper", RecordedSpeech(
+        "ko/ko.mp3", 0.0, "Apache-2.0",
+        "DakeQQ/Automatic-Speech-Recognition-ASR-ONNX Test_Examples/ko/ko.mp3@4d85807c5349005ba04dd35c882c068f0ac3e40f",
+        "Korean example utterance")),
+    SampleSpec("ja_001", "ja", "astronaut", RecordedSpeech(
+        "ja/ja.mp3", 0.0, "Apache-2.0",
+        "DakeQQ/Automatic-Speech-Recognition-ASR-ONNX Test_Examples/ja/ja.mp3@4d85807c5349005ba04dd35c882c068f0ac3e40f",
+        "Japanese example utterance")),
+    SampleSpec("tr_001", "tr", "grace_hopper", SynthesisedSpeech("tr", "Merhaba, bugün Türkçe konuşuyoruz.")),
+    SampleSpec("en_001", "en", "astronaut", RecordedSpeech(
+        "en/jfk.flac", 0.0, "MIT",
+        "openai/whisper tests/jfk.flac@c0d2f624c09dc18e709e37c2ad90c039a4eb72a2",
+        "John F. Kennedy, inaugural address (1961)")),
+    SampleSpec("de_001", "de", "grace_hopper", RecordedSpeech(
+        "de/deyu.wav", 0.0, "Apache-2.0",
+        "OpenTalker/SadTalker examples/driven_audio/deyu.wav@cd4c0465ae0b54a6f85af57f5c65fec9fe23e7f8",
+        "German example utterance")),
 ]
+
+
+def default_speech_dir() -> Path | None:
+    shared = os.environ.get("TALKBENCH_SHARED_DATA")
+    return Path(shared) / "speech" if shared else None
 
 
 def load_portrait(name: str) -> np.ndarray:
@@ -89,6 +142,42 @@ def synthesise(text: str, voice: str) -> np.ndarray:
         wav = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
         return media.read_audio(wav)
+
+
+def excerpt(audio: np.ndarray, start: float) -> np.ndarray:
+    """From ``start``, up to the quietest 20 ms between MIN_SECONDS and MAX_SECONDS, so the cut
+    falls in a pause rather than mid-word; short fades keep the edges click-free."""
+    rate = media.AUDIO_RATE
+    audio = audio[int(round(start * rate)) :]
+    window = rate // 50
+    lo, hi = int(MIN_SECONDS * rate) // window, int(MAX_SECONDS * rate) // window
+    if len(audio) > hi * window:
+        rms = np.sqrt(np.mean(audio[: hi * window].reshape(hi, window) ** 2, axis=1))
+        audio = audio[: (lo + int(np.argmin(rms[lo:]))) * window + window // 2]
+    fade = int(FADE_SECONDS * rate)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    audio = audio.copy()
+    audio[:fade] *= ramp
+    audio[-fade:] *= ramp[::-1]
+    return audio
+
+
+def load_speech(speech: RecordedSpeech | SynthesisedSpeech, speech_dir: Path | None) -> np.ndarray:
+    if isinstance(speech, SynthesisedSpeech):
+        return synthesise(speech.text, speech.voice)
+    if speech_dir is None:
+        raise RuntimeError("the recorded speech needs --speech DIR (or TALKBENCH_SHARED_DATA)")
+    return excerpt(media.read_audio(speech_dir / speech.path), speech.start)
+
+
+def speech_record(speech: RecordedSpeech | SynthesisedSpeech, seconds: float) -> dict:
+    """What samples.json says about a clip's speech: where it came from and under what licence."""
+    if isinstance(speech, SynthesisedSpeech):
+        return {"kind": "synthesised", "voice": f"espeak-ng {speech.voice}", "text": speech.text,
+                "licence": "generated by talkbench (espeak-ng output is not covered by its GPL)"}
+    return {"kind": "recorded", "source": speech.source, "file": Path(speech.path).name,
+            "excerpt": [speech.start, round(speech.start + seconds, 3)], "licence": speech.licence,
+            "speaker": speech.speaker}
 
 
 def speech_envelope(audio: np.ndarray, n_frames: int) -> np.ndarray:
@@ -168,12 +257,12 @@ def darken_mouth(frame: np.ndarray, lm: np.ndarray, opening: float) -> np.ndarra
     return (frame.astype(np.float32) * shade[..., None]).astype(np.uint8)
 
 
-def make_clip(spec: SampleSpec, out_dir: Path, seed: int) -> dict:
+def make_clip(spec: SampleSpec, out_dir: Path, seed: int, speech_dir: Path | None = None) -> dict:
     portrait = crop_face(load_portrait(spec.portrait))
     face = analyse_image(portrait, get_backend())
     if face.landmarks is None:
         raise RuntimeError(f"{spec.id}: no face in the cropped portrait")
-    audio = synthesise(spec.text, spec.voice)
+    audio = load_speech(spec.speech, speech_dir if speech_dir is not None else default_speech_dir())
     duration = len(audio) / media.AUDIO_RATE
     n_frames = int(round(duration * FPS))
     audio = np.pad(audio, (0, max(0, n_frames * media.AUDIO_RATE // FPS - len(audio))))
@@ -194,8 +283,7 @@ def make_clip(spec: SampleSpec, out_dir: Path, seed: int) -> dict:
         "frames": info.frame_count,
         "file": path.name,
         "portrait": spec.portrait,
-        "voice": f"espeak-ng {spec.voice}",
-        "text": spec.text,
+        "speech": speech_record(spec.speech, len(audio) / media.AUDIO_RATE),
         "generator": "talkbench.samples.generate",
     }
 
@@ -207,11 +295,13 @@ def espeak_version() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speech", type=Path, default=default_speech_dir(),
+                        help="the shared real media's speech/ folder (default: $TALKBENCH_SHARED_DATA/speech)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args(argv)
     clips = []
     for i, spec in enumerate(SPECS):
-        clips.append(make_clip(spec, args.out, seed=i))
+        clips.append(make_clip(spec, args.out, seed=i, speech_dir=args.speech))
         print(f"{spec.id}: {clips[-1]['duration']:.2f} s, {clips[-1]['frames']} frames")
     manifest = {"espeak_ng": espeak_version(), "fps": FPS, "size": SIZE, "clips": clips}
     (args.out / "samples.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

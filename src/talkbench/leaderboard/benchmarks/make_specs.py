@@ -2,7 +2,8 @@
 spec's clip list in place). ``python -m talkbench.leaderboard.benchmarks.make_specs OUT_DIR
 [--hdtf-manifests DIR]`` writes the YAML files.
 
-- ``sample`` v1: the eight clips of the embedded sample corpus, frame counts and sha256 pinned.
+- ``sample`` v2: the eight clips of the embedded sample corpus, frame counts and sha256 pinned.
+  (v1 was the earlier corpus with espeak-ng speech; superseded when real speech replaced it.)
 - ``mnte`` v1: the paper's quota, 5 clips in each of Arabic, Swahili, Mandarin, Korean,
   Japanese, Turkish, with ids ``mnte_<lang>_<nnn>``; an MNTE manifest for
   ``talkbench data build mnte`` must use these ids. MNTE is not public, so the references are
@@ -54,13 +55,14 @@ def sample_spec() -> dict:
         for c in load_sample_corpus()
     ]
     return {
-        "name": "sample", "version": "1",
-        "description": "The embedded sample corpus: 8 synthetic-speech clips (ar, sw, zh, ko, ja, tr, en, de) "
-        "on real photos; runs with nothing downloaded. Indo-European: en, de.",
+        "name": "sample", "version": "2",
+        "description": "The embedded sample corpus: 8 clips (ar, sw, zh, ko, ja, tr, en, de) of real photos "
+        "animated by real speech (tr: espeak-ng); runs with nothing downloaded. Indo-European: en, de.",
         "source": "package:sample", "dataset": "sample", "revision": "talkbench 0.1.0 samples.json",
         "tasks": ["speech-driven", "reconstruction"], "main_score": "ssim",
         "languages": sorted({c["language"] for c in clips}), "fps": 25.0,
-        "licence": "see talkbench/samples (photos from scikit-image / matplotlib, espeak-ng speech)",
+        "licence": "see talkbench/samples/samples.json (photos from scikit-image / matplotlib; speech MIT or "
+        "Apache-2.0 excerpts, attributed per clip; tr synthesised by espeak-ng)",
         "selection": "all clips of the sample corpus", "clips": clips,
     }
 
