@@ -56,22 +56,10 @@ def test_architecture_has_face_alignments_state_dict_keys(random_fan):
     assert list(ours) == list(reference) and all(ours[k].shape == reference[k].shape for k in ours)
 
 
-def _frames(sample_clips, shared_data_root):
-    frames = [next(media.iter_frames(c.video, size=256)) for c in sample_clips[:3]]
-    if shared_data_root is not None:
-        for name in ("WDA_KatieHill_000.mp4", "retalking_2.mp4"):
-            frames.append(next(media.iter_frames(shared_data_root / "video" / name)))
-    return frames
-
-
-@pytest.mark.slow
-def test_landmarks_equal_face_alignment_given_the_same_weights_and_boxes(both, sample_clips):
-    from tests.conftest import shared_data_dir
-
+def _assert_landmarks_equal(both, frames) -> None:
     reference, ours = both
     dlib = get_backend("dlib")
-    checked = 0
-    for frame in _frames(sample_clips, shared_data_dir()):
+    for frame in frames:
         boxes = dlib.detect(frame)
         assert boxes, "the test frames all show a face"
         box = boxes[0]
@@ -80,8 +68,22 @@ def test_landmarks_equal_face_alignment_given_the_same_weights_and_boxes(both, s
         got = ours.landmarks(frame, box)
         assert got.shape == (68, 2)
         np.testing.assert_array_equal(got, expected)
-        checked += 1
-    assert checked >= 3
+
+
+@pytest.mark.slow
+def test_landmarks_equal_face_alignment_given_the_same_weights_and_boxes(both, sample_clips):
+    frames = [next(media.iter_frames(c.video, size=256)) for c in sample_clips[:3]]
+    assert len(frames) == 3
+    _assert_landmarks_equal(both, frames)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_landmarks_equal_face_alignment_on_real_hdtf_and_talking_frames(both, shared_data):
+    """The same on real frames at their own size: an HDTF crop (512 px) and a retalking clip."""
+    frames = [next(media.iter_frames(shared_data / "video" / name))
+              for name in ("WDA_KatieHill_000.mp4", "retalking_2.mp4")]
+    _assert_landmarks_equal(both, frames)
 
 
 def test_fan_weights_come_from_the_weights_manager(tmp_path, monkeypatch, random_fan):

@@ -86,8 +86,17 @@ print(f"wrote {n} frames")
 '''
 
 
-def task_for(clip, frames=85):
-    return Task(kind="speech-driven", clip_id=clip.id, reference=clip.video, fps=25.0, frames=frames)
+FPS = 25.0
+
+
+def clip_frames(clip, fps: float = FPS) -> int:
+    """The reference's frame count at ``fps``, from the clip's duration in the corpus listing."""
+    return round(clip.duration * fps)
+
+
+def task_for(clip, frames: int | None = None):
+    frames = clip_frames(clip) if frames is None else frames
+    return Task(kind="speech-driven", clip_id=clip.id, reference=clip.video, fps=FPS, frames=frames)
 
 
 def fake_preset(*args: str, **overrides) -> Preset:

@@ -15,10 +15,12 @@ from talkbench import media
 from talkbench.baselines.external import ExternalMethod, ExternalMethodError
 from talkbench.baselines.external.run import logs_dir_for, run_benchmark
 from talkbench.baselines.protocol import Task
+from talkbench.samples import load_sample_corpus
 
-from .fakes import FAKE_METHOD, fake_preset, method, task_for
+from .fakes import FAKE_METHOD, clip_frames, fake_preset, method, task_for
 
-CLIP = "de_001"  # the shortest sample clip (85 frames)
+# the shortest sample clip, the quickest to run; its frame count comes from its duration
+CLIP = min(load_sample_corpus(), key=lambda c: c.duration).id
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_wrong_fps_and_size_are_normalised_and_pass_the_validator(clip, repo, tm
     video = out / "videos" / f"{CLIP}.mp4"
     info = media.probe(video)
     assert (info.width, info.height) == (512, 512) and info.fps == pytest.approx(25.0)
-    assert sum(1 for _ in media.iter_frames(video, fps=None)) == 85
+    assert sum(1 for _ in media.iter_frames(video, fps=None)) == clip_frames(clip)
     # the clip's own audio is muxed in (the method wrote none)
     ref_audio, got_audio = media.read_audio(clip.video), media.read_audio(video)
     k = min(len(ref_audio), len(got_audio))
@@ -133,7 +135,7 @@ def test_panel_of_a_side_by_side_output_is_cut_out(clip, repo, tmp_path):
     portrait = next(media.iter_frames(clip.video)).astype(float)
     assert np.abs(first[40:] - portrait[40:]).mean() < 12  # the middle panel, not black (0) or grey (128)
     assert m.records[CLIP].normalised.panel == {"cols": 3, "rows": 1, "index": 1, "native_panel": [256, 256]}
-    assert "driving frames: 85 0001.jpg" in (tmp_path / "logs" / f"{CLIP}.log").read_text()
+    assert f"driving frames: {clip_frames(clip)} 0001.jpg" in (tmp_path / "logs" / f"{CLIP}.log").read_text()
 
 
 def test_config_file_staging_and_cleanup(clip, repo, tmp_path):
@@ -148,7 +150,7 @@ def test_config_file_staging_and_cleanup(clip, repo, tmp_path):
     outside.write_text("not the method's")
     m = method(preset, repo, log_dir=tmp_path / "logs")
     out = m.generate(task_for(clip), tmp_path / "out.mp4")
-    assert media.probe(out).frame_count == 85
+    assert media.probe(out).frame_count == clip_frames(clip)
     assert not (repo / "inbox" / f"{CLIP}.png").exists()  # staged input removed
     assert not (repo / "cache" / CLIP).exists()  # what the method left behind, removed
     assert (repo / "fake_method.py").exists() and outside.exists()  # and nothing else, never outside

@@ -16,6 +16,11 @@ from talkbench.baselines.external.import_dir import (ImportDirError, Target, imp
 IDS = ["ar_001", "sw_001", "zh_001", "ko_001", "ja_001", "tr_001", "en_001", "de_001"]
 
 
+def _target(clip) -> Target:
+    """A clip as the import targets it: the reference's frame count at 25 fps, from its duration."""
+    return Target(clip.id, clip.video, round(clip.duration * 25))
+
+
 def test_match_by_name_case_and_unmatched(tmp_path):
     for name in ("de_001.mp4", "EN_001.MP4", "extra.mp4", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
@@ -62,12 +67,13 @@ def test_import_normalises_and_the_validator_accepts(sample_clips, tmp_path):
     (tmp_path / "map.csv").write_text("file,clip_id\nresult_07.mp4,de_001\n")
     info = get_preset("SadTalker").method_info()
     out = tmp_path / "sub"
-    result = import_dir(src, out, [Target("de_001", clip.video, 85)], info, "speech-driven",
+    result = import_dir(src, out, [_target(clip)], info, "speech-driven",
                         mapping=read_mapping(tmp_path / "map.csv"))
     assert result.matched == {"de_001": str(src / "result_07.mp4")} and not result.missing
     video = out / "videos" / "de_001.mp4"
     probe = media.probe(video)
     assert (probe.width, probe.height, probe.fps) == (512, 512, 25.0) and probe.has_audio
+    assert probe.frame_count == _target(clip).frames  # 30 fps resampled onto the reference's count
     meta = yaml.safe_load((out / "submission.yaml").read_text())
     assert meta["method"] == "SadTalker" and meta["code"] == "https://github.com/OpenTalker/SadTalker"
     assert meta["resolution"] == 512 and meta["task"] == "speech-driven" and meta["authors"][0] == "Wenxuan Zhang"
@@ -83,10 +89,10 @@ def test_missing_clips_are_an_error_unless_allowed(sample_clips, tmp_path):
     src = tmp_path / "released"
     src.mkdir()
     media.write_video(src / "de_001.mp4", media.iter_frames(by_id["de_001"].video, size=256), fps=25)
-    targets = [Target("de_001", by_id["de_001"].video, 85), Target("tr_001", by_id["tr_001"].video, 86)]
+    targets = [_target(by_id["de_001"]), _target(by_id["tr_001"])]
     info = get_preset("EAT").method_info()
     with pytest.raises(ImportDirError, match="no video for 1 of 2 clips .*tr_001"):
         import_dir(src, tmp_path / "a", targets, info, "speech-driven")
     r = import_dir(src, tmp_path / "b", targets, info, "speech-driven", allow_missing=True)
     assert r.missing == ["tr_001"] and (tmp_path / "b" / "videos" / "de_001.mp4").exists()
-    assert media.probe(tmp_path / "b" / "videos" / "de_001.mp4").frame_count == 85
+    assert media.probe(tmp_path / "b" / "videos" / "de_001.mp4").frame_count == round(by_id["de_001"].duration * 25)

@@ -15,7 +15,7 @@ from talkbench.baselines.external.import_grid import GridError, check_grid, pars
 from talkbench.cli import app
 
 PANEL = 256
-IDS = ("tr_001", "en_001", "de_001")  # Turkish, English, German; 85-95 frames
+IDS = ("tr_001", "en_001", "de_001")  # Turkish, English, German; 86-123 frames
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,12 +1,15 @@
-"""The language-bias audit: numbers, reports, cache, catalog reuse, compare, and the HTML page
-in headless Chromium. Language ID is the real Whisper base model (faster-whisper)."""
+"""The language-bias audit: numbers, reports, cache, catalog reuse, compare, the low-confidence
+threshold and the LID model named in the report, and the HTML page in headless Chromium.
+Language ID is the real Whisper base model (faster-whisper). Labels are asserted only where
+the top probability clears ``SURE`` (see test_language.py); borderline results are reported."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
-import time
+import shutil
 import wave
 from collections import Counter
 from pathlib import Path
@@ -18,6 +21,8 @@ from typer.testing import CliRunner
 from talkbench.cli import app
 from talkbench.datasets import audit as A
 from talkbench.datasets import families as fam
+from talkbench.datasets import language as lid
+from tests.datasets.test_language import SURE, report_borderline
 
 runner = CliRunner()
 
@@ -99,10 +104,13 @@ def test_paper_table6_values():
     assert A.match_paper("HDTF")["indo_european_pct"] == 100
     assert A.match_paper("celebv_hq")["dataset"] == "CelebV-HQ"
     assert A.match_paper("speech") is None
-    shared = os.environ.get("TALKBENCH_SHARED_DATA")
-    published = Path(shared).parent / "paper" / "vqtalker_table6_indo_european_share.csv" if shared else None
-    if published is None or not published.is_file():
-        pytest.skip("the transcribed paper tables (../shared/paper) are not available")
+
+
+@pytest.mark.shared_data
+def test_paper_table6_matches_the_transcribed_table(shared_data):
+    published = shared_data.parent / "paper" / "vqtalker_table6_indo_european_share.csv"
+    if not published.is_file():
+        pytest.skip(f"{published}: the transcribed paper tables are not beside the shared data")
     with open(published) as fh:
         rows = {r["dataset"]: float(r["indo_european_pct"]) for r in csv.DictReader(fh)}
     ours = {r["dataset"]: r["indo_european_pct"] for r in A.paper_shares() if r["kind"] == "measured"}
@@ -147,6 +155,95 @@ def test_clear_errors(tmp_path):
     assert isinstance(result.exception, A.AuditError) and "--compare" in str(result.exception)
 
 
+# ---------------------------------------------------------------- low confidence and the model
+
+
+# (language, top probability, seconds): tagged by a build, so no language ID runs. At the default
+# threshold 0.7 three are low confidence: en 0.65, sw 0.55, tr 0.47; at 0.5 only tr; at 0.75 ar too.
+TAGGED = [("en", 0.95, 60), ("en", 0.65, 50), ("de", 0.90, 40), ("sw", 0.94, 30), ("sw", 0.55, 20),
+          ("zh", 0.999, 15), ("ar", 0.72, 12), ("tr", 0.47, 10)]
+
+
+@pytest.fixture()
+def tagged_catalog(tmp_path):
+    from talkbench.datasets.catalog import Catalog
+
+    root = tmp_path / "tagged"
+    with Catalog(root) as cat:
+        for i, (lang, p, seconds) in enumerate(TAGGED):
+            cat.upsert({"clip_id": f"{lang}_{i}", "dataset": "tagged", "status": "accepted", "stage": "done",
+                        "path": f"clips/{lang}_{i}.mp4", "duration": float(seconds), "expected_language": lang,
+                        "language": lang, "language_prob": p, "language_top3": f'[["{lang}", {p}]]',
+                        "speech_seconds": seconds - 1.0, "lid_engine": "faster-whisper", "lid_model": "base"})
+    return root
+
+
+def test_min_confidence_option_sets_the_threshold(tagged_catalog, tmp_path):
+    assert A.DEFAULT_THRESHOLD == 0.7  # measured on the shared speech: docs/language-id.md
+    outcomes = {}
+    for flag in ([], ["--min-confidence", "0.5"], ["--threshold", "0.75"]):  # --threshold: the old name
+        out = tmp_path / f"out{len(outcomes)}"
+        result = runner.invoke(app, ["audit", str(tagged_catalog), "--out", str(out), "--no-cache", *flag])
+        assert result.exit_code == 0, result.output
+        r = json.loads((out / "report.json").read_text())
+        assert r["language_sources"]["lid"] == 0
+        outcomes[r["settings"]["threshold"]] = (sorted(x["id"] for x in r["low_confidence"]["clips"]),
+                                                r["indo_european"]["confident_only"]["clips"])
+    assert outcomes == {
+        0.7: (["en_1", "sw_4", "tr_7"], 2 / 5),  # confident: en 0.95, de, sw 0.94, zh, ar 0.72
+        0.5: (["tr_7"], 3 / 7),
+        0.75: (["ar_6", "en_1", "sw_4", "tr_7"], 2 / 4),
+    }
+    result = runner.invoke(app, ["audit", str(tagged_catalog), "--out", str(tmp_path / "bad"), "--no-cache",
+                                 "--min-confidence", "1.5"])
+    assert isinstance(result.exception, A.AuditError) and "within [0, 1], got 1.5" in str(result.exception)
+
+
+def test_low_confidence_clips_reported_apart_with_family_shares_in_every_format(tagged_catalog, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["audit", str(tagged_catalog), "--out", str(out), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    expected = {"Indo-European": (3, 1, 1 / 3), "Atlantic-Congo": (2, 1, 1 / 2), "Turkic": (1, 1, 1.0),
+                "Sino-Tibetan": (1, 0, 0.0), "Afro-Asiatic": (1, 0, 0.0)}
+    # terminal: the families that have low-confidence clips, largest family first
+    assert ("low confidence (p < 0.7): 3 of 8 clips; of each family: Indo-European 1 of 3 (33.3%), "
+            "Atlantic-Congo 1 of 2 (50.0%), Turkic 1 of 1 (100.0%)") in result.output
+    r = json.loads((out / "report.json").read_text())
+    assert {f["family"]: (f["clips"], f["low_confidence"], f["share"]) for f in r["low_confidence"]["by_family"]} \
+        == expected
+    assert [(x["id"], x["family"], x["probability"]) for x in r["low_confidence"]["clips"]] == [
+        ("en_1", "Indo-European", 0.65), ("sw_4", "Atlantic-Congo", 0.55), ("tr_7", "Turkic", 0.47)]
+    with open(out / "family_shares.csv") as fh:
+        rows = {row["family"]: row for row in csv.DictReader(fh)}
+    assert {k: (int(v["clips"]), int(v["low_confidence"]), float(v["low_confidence_share"])) for k, v in rows.items()} \
+        == expected
+    with open(out / "low_confidence.csv") as fh:
+        low = list(csv.DictReader(fh))
+    assert [(x["id"], x["label"], x["language"], float(x["probability"]), float(x["threshold"])) for x in low] == [
+        ("en_1", "en", "en", 0.65, 0.7), ("sw_4", "sw", "sw", 0.55, 0.7), ("tr_7", "tr", "tr", 0.47, 0.7)]
+    with open(out / "clips.csv") as fh:
+        assert sorted(x["id"] for x in csv.DictReader(fh) if x["low_confidence"] == "1") == ["en_1", "sw_4", "tr_7"]
+    md = (out / "report.md").read_text()
+    section = md.split("## Low confidence (p < 0.7)")[1].split("\n## ")[0]
+    assert "3 of 8 clips (37.5%)" in section
+    assert "| Indo-European | 3 | 1 | 33.3% |" in section and "| Turkic | 1 | 1 | 100.0% |" in section
+    assert "| tr_7 | tr | tr | Turkic | 0.470 | tr 0.47 |" in section
+    page = (out / "report.html").read_text()
+    assert "<h2>Low confidence (p &lt; 0.7)</h2>" in page
+    assert "<tr><td>Atlantic-Congo</td><td>2</td><td>1</td><td>50.0%</td></tr>" in page
+
+
+def test_report_names_the_model_file_or_says_it_is_missing(tagged_catalog, tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKBENCH_WHISPER_DIR", str(tmp_path / "whisper"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["audit", str(tagged_catalog), "--out", str(out), "--no-cache",
+                                 "--model", str(tmp_path / "not-here")])
+    assert result.exit_code == 0, result.output  # every clip is tagged: no model is needed
+    r = json.loads((out / "report.json").read_text())
+    assert (r["settings"]["model_file"], r["settings"]["model_sha256"]) == (None, None)
+    assert "no sha256" in (out / "report.md").read_text()
+
+
 # ---------------------------------------------------------------- real language ID
 
 
@@ -177,27 +274,61 @@ def test_no_speech_and_unreadable_files_are_reported_not_dropped(tmp_path, sampl
     assert "broken" in md and "silence" in md
 
 
+@needs_lid
+def test_model_flag_resolves_a_larger_model_from_the_cache_and_names_it(tmp_path, monkeypatch, sample_clips):
+    """`--model small` finds `faster-whisper-small` in our cache (here the base weights under
+    that name: no internet) and the report names engine, model and the file's sha256; an
+    unknown name stops with a message that says which names exist."""
+    base = Path(lid.resolve_model("base"))
+    small = tmp_path / "whisper" / "faster-whisper-small"
+    small.mkdir(parents=True)
+    for f in base.iterdir():
+        (small / f.name).symlink_to(f)
+    monkeypatch.setenv("TALKBENCH_WHISPER_DIR", str(tmp_path / "whisper"))
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(next(c for c in sample_clips if c.language == "de").video, folder / "de_001.mp4")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["audit", str(folder), "--out", str(out), "--no-cache", "--model", "small"])
+    assert result.exit_code == 0, result.output
+    sha = hashlib.sha256((base / "model.bin").read_bytes()).hexdigest()
+    r = json.loads((out / "report.json").read_text())
+    assert (r["settings"]["engine"], r["settings"]["model"]) == ("faster-whisper", "small")
+    assert (r["settings"]["model_file"], r["settings"]["model_sha256"]) == (str(small / "model.bin"), sha)
+    assert [x["code"] for x in r["languages"]] == ["de"]  # the weights were loaded and used
+    assert f"Language ID: faster-whisper / small (`model.bin` sha256 {sha})" in (out / "report.md").read_text()
+    assert sha in result.output
+    result = runner.invoke(app, ["audit", str(folder), "--out", str(tmp_path / "huge"), "--no-cache",
+                                 "--model", "huge"])
+    assert isinstance(result.exception, lid.LanguageIdError)
+    assert "unknown Whisper model 'huge' for faster-whisper" in str(result.exception)
+    assert "large-v3" in str(result.exception)
+
+
 @pytest.fixture(scope="module")
 def speech_audit(tmp_path_factory, shared_data):
-    root = shared_data
-    if not (root / "speech").is_dir():
+    if not (shared_data / "speech").is_dir():
         pytest.skip("TALKBENCH_SHARED_DATA/speech is not available")
     if not _lid_available():
         pytest.skip("language ID is not installed")
     tmp = tmp_path_factory.mktemp("speech_audit")
+    speech = tmp / "speech"  # a copy, blanked before the second run
+    shutil.copytree(shared_data / "speech", speech)
     cache = tmp / "lid-cache.sqlite"
-    t0 = time.perf_counter()
-    first = A.audit(root / "speech", tmp / "first", labels_from_folders=True, cache=cache)
-    t1 = time.perf_counter()
-    second = A.audit(root / "speech", tmp / "second", labels_from_folders=True, cache=cache)
-    t2 = time.perf_counter()
-    return {"root": root / "speech", "first": first, "second": second, "t_first": t1 - t0, "t_second": t2 - t1,
-            "tmp": tmp}
+    first = A.audit(speech, tmp / "first", labels_from_folders=True, cache=cache)
+    # Every file blanked, its size and mtime (the cache key) kept: a second run that probed,
+    # decoded or identified anything would now find errors or other numbers.
+    for f in sorted(x for x in speech.rglob("*") if x.is_file()):
+        st = f.stat()
+        f.write_bytes(bytes(st.st_size))
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = A.audit(speech, tmp / "second", labels_from_folders=True, cache=cache)
+    return {"root": shared_data / "speech", "first": first, "second": second, "tmp": tmp}
 
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_shared_speech_counts_match_labels_except_listed_misses(speech_audit):
+def test_shared_speech_counts_match_labels_except_listed_misses(speech_audit, record_property):
     res = speech_audit["first"]
     r = res.report
     files = sorted(p for p in speech_audit["root"].rglob("*") if p.is_file())
@@ -211,15 +342,19 @@ def test_shared_speech_counts_match_labels_except_listed_misses(speech_audit):
         out_ = sum(1 for m in misses if m["label"] == code)
         in_ = sum(1 for m in misses if m["detected"] == code)
         assert detected.get(code, 0) == labels.get(code, 0) - out_ + in_, code
-    # Whisper base has no Cantonese token: yue is heard as zh, and that is the only miss
-    assert [(m["id"], m["label"], m["detected"]) for m in misses] == [("yue/yue", "yue", "zh")]
-    # the Indo-European share equals the labels' share within the misses
+    # Whisper base has no Cantonese token: yue is heard as zh (p 0.999), the one sure miss. Any
+    # other miss is borderline (ru reader4091 came out lt on another CPU at p < 0.5)
+    assert [(m["id"], m["label"], m["detected"]) for m in misses if m["probability"] >= SURE] == [
+        ("yue/yue", "yue", "zh")]
+    report_borderline(record_property, [f"{it.id} {it.language} {it.probability:.3f}" for it in res.items
+                                        if it.probability < SURE])
+    assert len(misses) - 1 <= 2  # at least 29 of 31 right
+    # the Indo-European share is the labels' share moved by exactly the misses that cross it
     ie, lab = r["indo_european"], r["labels"]
     assert ie["clips"] - lab["indo_european"]["clips"] == pytest.approx(lab["explained_difference_clips"])
     ie_labels = sum(n for code, n in labels.items() if fam.is_indo_european(code))
-    crossing = sum(m["crosses_indo_european"] for m in misses)
-    assert abs(ie["clips"] - ie_labels / 31) <= crossing / 31 + 1e-12
-    assert ie["clips"] == pytest.approx(12 / 31)  # en 4, fr 2, ru 2, de, es, nl, pt
+    assert ie_labels == 12  # en 4, fr 2, ru 2, de, es, nl, pt
+    assert ie["clips"] == pytest.approx((ie_labels + lab["ie_gained_by_misses"] - lab["ie_lost_by_misses"]) / 31)
     lo, hi = ie["clips_ci95"]
     assert lo < ie["clips"] < hi and r["settings"]["seed"] == 0
     assert 0 < ie["hours"] < 1 and ie["hours_ci95"][0] < ie["hours"] < ie["hours_ci95"][1]
@@ -239,9 +374,10 @@ def test_second_run_uses_the_cache(speech_audit):
     first, second = speech_audit["first"].report, speech_audit["second"].report
     assert first["language_sources"]["lid"] == 31 and first["language_sources"]["cache"] == 0
     assert second["language_sources"]["lid"] == 0 and second["language_sources"]["cache"] == 31
+    # the second run read only the cache: its files were blanked (speech_audit) and nothing changed
+    assert second["totals"] == first["totals"] and second["errors"] == []
     for key in ("languages", "families", "indo_european", "labels", "no_speech", "low_confidence"):
         assert first[key] == second[key], key
-    assert speech_audit["t_second"] < 5.0 and speech_audit["t_second"] < speech_audit["t_first"] / 4
 
 
 @pytest.mark.slow
@@ -259,7 +395,8 @@ def test_html_report_in_headless_chromium(speech_audit, tmp_path):
         imgs = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().height])")
         assert len(imgs) == 2 and all(ok and w > 400 and h > 100 for ok, w, h in imgs)
         headline = page.evaluate("document.querySelector('table').innerText")
-        assert "38.7%" in headline and "Indo-European by clips" in headline
+        ours = A.fmt_pct(speech_audit["first"].report["indo_european"]["clips"])  # 38.7% measured: 12 of 31
+        assert ours in headline and "Indo-European by clips" in headline
         shot = page.screenshot(tmp_path / "speech_report.png")
     assert shot.stat().st_size > 20_000
 
@@ -326,7 +463,8 @@ def test_compare_in_table6_layout(speech_audit, hdtf_catalog, tmp_path):
     rows = json.loads(result.stdout)["rows"]
     assert [r["dataset"] for r in rows] == ["hdtf", "speech"]
     assert rows[0]["paper_pct"] == 100 and rows[0]["indo_european_clips"] == 1.0
-    assert rows[1]["paper_pct"] is None and rows[1]["indo_european_clips"] == pytest.approx(12 / 31)
+    speech_ie = speech_audit["first"].report["indo_european"]["clips"]
+    assert rows[1]["paper_pct"] is None and rows[1]["indo_european_clips"] == speech_ie
     md = (out / "compare.md").read_text()
     assert "Table 6" in md and "| hdtf | 100.00% |" in md and "| 100% |" in md
     assert (out / "compare.html").is_file() and (out / "compare.csv").is_file()
@@ -334,26 +472,34 @@ def test_compare_in_table6_layout(speech_audit, hdtf_catalog, tmp_path):
 
 @pytest.mark.slow
 @needs_lid
-def test_audit_sample_corpus_with_the_package_alone(tmp_path, sample_clips):
+def test_audit_sample_corpus_with_the_package_alone(tmp_path, sample_clips, record_property):
     """No shared data: the embedded corpus and the packaged Whisper model (make demo's install).
-    espeak-ng's voices fool Whisper base on several clips; the report must list exactly those
-    misses, and its Indo-European share must differ from the labels' by what they explain."""
+    Seven clips are recorded speech, which Whisper base is sure of (p >= 0.93 measured); the
+    Turkish one is espeak-ng's voice, borderline (p 0.47), reported and not asserted. The
+    headline then agrees with the labels."""
     html = A.audit_sample_corpus(tmp_path / "sample", cache=tmp_path / "cache.sqlite")
     assert html == tmp_path / "sample" / "report.html" and html.is_file()
     r = json.loads((tmp_path / "sample" / "report.json").read_text())
     assert r["totals"]["items"] == 8 and r["labels"]["labelled"] == 8
     assert r["labels"]["counts"] == {c.language: 1 for c in sorted(sample_clips, key=lambda c: c.language)}
-    detected = {d["id"]: d["language"] for d in r["clips_detail"]}
-    assert {i: d for i, d in detected.items() if i in ("en_001", "de_001", "tr_001")} == {
-        "en_001": "en", "de_001": "de", "tr_001": "tr"}  # the voices Whisper base does recognise
-    misses = {m["id"]: m["detected"] for m in r["labels"]["misses"]}
-    assert misses == {i: d for i, d in detected.items() if d != i[:2]}
-    labels_ie = r["labels"]["indo_european_all_labelled"]["clips"]
-    assert labels_ie == pytest.approx(2 / 8)  # en and de
-    ours = r["indo_european"]["clips"]
+    clips = {d["id"]: d for d in r["clips_detail"]}
+    unsure = sorted(i for i, d in clips.items() if d["probability"] < SURE)
+    report_borderline(record_property, [f"{i} {clips[i]['language']} {clips[i]['probability']:.3f}" for i in unsure])
+    assert set(unsure) <= {"tr_001"}
+    for i, d in clips.items():
+        if d["probability"] >= SURE:
+            assert d["language"] == d["label"], (i, d["language"], d["probability"])
+    misses = {m["id"] for m in r["labels"]["misses"]}
+    assert misses == {i for i, d in clips.items() if d["language"] != d["label"]} and len(misses) <= 1
+    # the headline: over the confident clips (all sure, so all right) it is the labels' share
+    threshold = r["settings"]["threshold"]
+    confident = [d for d in clips.values() if d["probability"] >= threshold]
+    assert r["indo_european"]["confident_only"]["clips"] == pytest.approx(
+        sum(fam.is_indo_european(d["label"]) for d in confident) / len(confident))
+    assert sorted(x["id"] for x in r["low_confidence"]["clips"]) == sorted(
+        i for i, d in clips.items() if d["probability"] < threshold)
+    # over all clips it is the labels' share (en, de: 2 of 8) moved by the misses that cross it
+    assert r["labels"]["indo_european_all_labelled"]["clips"] == pytest.approx(2 / 8)
     shift = (r["labels"]["ie_gained_by_misses"] - r["labels"]["ie_lost_by_misses"]) / 8
-    assert ours == pytest.approx(labels_ie + shift)
-    from talkbench.datasets import families
-
-    assert ours == pytest.approx(sum(families.is_indo_european(d) for d in detected.values()) / 8)
+    assert r["indo_european"]["clips"] == pytest.approx(2 / 8 + shift)
     assert (tmp_path / "sample" / "figures" / "languages.png").is_file()

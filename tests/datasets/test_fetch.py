@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+import pytest
 
 from talkbench import media
 from talkbench.datasets.stages import _raw_done, _remux, classify_fetch_error, pick_separate_formats
@@ -59,6 +60,7 @@ def _aac_only(path, audio: np.ndarray) -> None:
         out.mux(stream.encode(None))
 
 
+@pytest.mark.shared_data
 def test_remux_joins_real_video_only_and_audio_only(shared_data, tmp_path):
     video = shared_data / "video" / "liveportrait_d13.mp4"  # real, video only, 720x1280 30 fps
     speech = media.read_audio(shared_data / "speech" / "en" / "jfk.flac")
@@ -74,6 +76,7 @@ def test_remux_joins_real_video_only_and_audio_only(shared_data, tmp_path):
     assert _raw_done(tmp_path, "k") is None
 
 
+@pytest.mark.shared_data
 def test_truncated_file_whose_header_survives(shared_data, tmp_path):
     """A 'faststart' mp4 (index first) cut short still probes as 8 s; the cut frames run out,
     and the clip is rejected as truncated instead of being encoded short."""

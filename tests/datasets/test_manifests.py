@@ -19,6 +19,7 @@ def _lines(path: Path) -> list[str]:
     return [l for l in path.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
 
 
+@pytest.mark.shared_data
 def test_hdtf_counts_match_files(shared_data):
     folder = shared_data / "manifests" / "hdtf"
     subsets = parse_hdtf(folder)
@@ -59,6 +60,7 @@ def test_hdtf_counts_match_files(shared_data):
     assert sum(s.crop is not None and s.crop_frame is None for s in specs) == 5
 
 
+@pytest.mark.shared_data
 def test_voxceleb_metadata_counts(shared_data):
     path = shared_data / "manifests" / "voxceleb" / "vox-metadata.csv"
     data_lines = len(_lines(path)) - 1
@@ -137,6 +139,7 @@ def test_mnte_manifest_and_rules(tmp_path):
     assert load_mnte(tmp_path / "m.yaml")[0].end is None
 
 
+@pytest.mark.shared_data
 def test_select_is_deterministic(shared_data):
     specs = load_hdtf(shared_data / "manifests" / "hdtf")
     a = select(specs, limit=10, seed=3)

@@ -22,6 +22,7 @@ def _dub(shared, out, seconds: float, speech_file: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
 def test_mnte_rules_and_report(shared_data, tmp_path):
     cand = tmp_path / "candidates"
     cand.mkdir()

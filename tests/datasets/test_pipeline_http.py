@@ -87,6 +87,7 @@ EXPECTED = {
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
 def test_hdtf_style_manifest_over_http_with_faults(shared_data, http_root, tmp_path):
     root, base = http_root
     _serve(shared_data, root)

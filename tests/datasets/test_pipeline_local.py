@@ -15,6 +15,7 @@ from talkbench.datasets.sources import ClipSpec
 from talkbench.errors import TalkbenchError
 
 
+@pytest.mark.shared_data
 def test_video_only_clip_and_missing_source(shared_data, tmp_path):
     d0 = shared_data / "video" / "liveportrait_d0.mp4"  # real face, 512x512, no audio stream
     specs = [

@@ -14,6 +14,7 @@ CLIPS = ["retalking_5.mp4", "latentsync_demo1_video.mp4", "RD_Radio10_0_clip_0.m
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
 def test_ray_engine_matches_local(shared_data, tmp_path):
     pytest.importorskip("ray")
     videos = tmp_path / "videos"

@@ -48,6 +48,7 @@ def _kill_when(proc: subprocess.Popen, out: Path, clips_done: int, timeout: floa
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
 def test_kill_and_resume_gives_same_catalog(shared_data, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -18,7 +18,7 @@ def mini_spec():
     from talkbench.leaderboard.benchmarks import clip_list_sha256, get_benchmark
 
     full = get_benchmark("sample")
-    # the two shortest clips: one Indo-European (de), one not (tr)
+    # the shortest Indo-European clip (de, 120 frames) and the shortest of the others (tr, 86)
     clips = [c for c in full.clips if c.id in ("de_001", "tr_001")]
     return full.model_copy(update={"name": "sample-mini", "clips": clips,
                                    "clip_list_sha256": clip_list_sha256(clips)})

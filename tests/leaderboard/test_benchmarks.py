@@ -65,6 +65,7 @@ def test_catalog_benchmarks_need_a_data_dir_and_name_missing_clips(tmp_path):
         resolve_clips(get_benchmark("mnte"), tmp_path)
 
 
+@pytest.mark.shared_data
 def test_hdtf_test_split_is_reproducible_from_the_official_lists(shared_data):
     spec = make_specs.hdtf_spec(shared_data / "manifests" / "hdtf")
     shipped = get_benchmark("hdtf-test")

@@ -13,8 +13,16 @@ from talkbench.leaderboard.paper import TABLES, csv_text, table
 from talkbench.leaderboard.reported import load_reported
 from talkbench.leaderboard.tables import build_table, render_paper, table_latex, table_markdown
 
-SHARED_PAPER = Path(__file__).resolve().parents[3] / "shared" / "paper"
-PAPER_TEXT = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "vqtalker-paper.txt"
+
+
+def shared_paper(shared_data: Path) -> Path:
+    """The published tables as CSV, beside the real media ($TALKBENCH_SHARED_DATA/../paper)."""
+    return shared_data.parent / "paper"
+
+
+def paper_text(shared_data: Path) -> Path:
+    """The VQTalker paper's text ($TALKBENCH_SHARED_DATA/../seeds)."""
+    return shared_data.parent / "seeds" / "vqtalker-paper.txt"
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +34,10 @@ def loaded(tmp_path_factory):
     return store
 
 
-def test_shipped_csvs_are_the_shared_published_numbers():
-    if not SHARED_PAPER.is_dir():
-        pytest.skip("../shared/paper not present")
+@pytest.mark.shared_data
+def test_shipped_csvs_are_the_shared_published_numbers(shared_data):
     for t in TABLES:
-        assert csv_text(t.csv) == (SHARED_PAPER / t.csv).read_text(encoding="utf-8"), t.csv
+        assert csv_text(t.csv) == (shared_paper(shared_data) / t.csv).read_text(encoding="utf-8"), t.csv
 
 
 @pytest.mark.parametrize("paper,number", [("vqtalker", 1), ("vqtalker", 2), ("vqtalker", 3),
@@ -55,9 +62,9 @@ def test_reported_table_reproduces_the_csv_cell_for_cell(loaded, paper, number):
     assert all(c.provenance == "reported" for r in rt.rows for c in r.cells)
 
 
-def _paper_underlines(number: int) -> set[tuple[str, int]]:
+def _paper_underlines(path: Path, number: int) -> set[tuple[str, int]]:
     """(row label, column index) of the cells the paper underlines in VQTalker Table N."""
-    text = PAPER_TEXT.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     start = text.index(f"Table {number}:")
     block = text[start:].split("\n\n", 3)
     lines = [ln for ln in "\n".join(block[1:3]).splitlines() if "\t" in ln]
@@ -73,17 +80,16 @@ def _paper_underlines(number: int) -> set[tuple[str, int]]:
 PAPER_NAMES = {"EDTalker": "EDTalk", "VQTalker": "VQTalker"}
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("number", [1, 2, 4])
-def test_second_best_marks_match_the_papers_underlines(loaded, number):
-    if not PAPER_TEXT.is_file():
-        pytest.skip("paper text not present")
+def test_second_best_marks_match_the_papers_underlines(loaded, number, shared_data):
     rt = build_table(loaded, "vqtalker", number, measured=False)
     ours = set()
     for i, r in enumerate(rt.rows):
         for j, c in enumerate(r.cells):
             if c.mark == "second":
                 ours.add((r.label, j, i))
-    paper = {(PAPER_NAMES.get(lbl, lbl), j) for lbl, j in _paper_underlines(number)}
+    paper = {(PAPER_NAMES.get(lbl, lbl), j) for lbl, j in _paper_underlines(paper_text(shared_data), number)}
     assert {(lbl, j) for lbl, j, _ in ours} == paper
 
 

@@ -61,14 +61,31 @@ def test_values_equal_the_metric_functions_on_the_same_frames(clip, sample_clips
     assert values["cpbd"] == pytest.approx(cpbd.cpbd_frames(gen).mean(), abs=1e-12)
 
 
-def test_no_reference_metrics_run_without_ground_truth(clip):
-    portrait = clip.video.parent / "portrait.png"
-    result = evaluate_pair(clip.video, None, settings=FAST)
+def test_no_reference_metrics_run_without_ground_truth(clip, tmp_path):
+    """Without ground truth and without --source-portrait: the no-reference metrics run, the
+    others say why not, and a portrait.png lying beside the video is not picked up (the only
+    portrait is the one the caller names)."""
+    from PIL import Image
+
+    from talkbench import media
+
+    video = tmp_path / clip.video.name
+    shutil.copy(clip.video, video)
+    Image.fromarray(next(media.iter_frames(clip.video))).save(tmp_path / "portrait.png")
+    Image.fromarray(next(media.iter_frames(clip.video))).save(tmp_path / f"{clip.id}.png")
+    result = evaluate_pair(video, None, settings=FAST)
     clip_result = result["clips"][0]
-    assert set(clip_result["values"]) >= {"cpbd", "msi", "msi_face"}
-    assert clip_result["unavailable"]["ssim"] == "no ground-truth video given"
-    assert "portrait" in clip_result["unavailable"]["csim"]
-    assert not portrait.exists()
+    assert set(clip_result["values"]) == {"cpbd", "msi", "msi_face"}
+    assert clip_result["unavailable"] == {
+        "ssim": "no ground-truth video given",
+        "lmd": "no ground-truth video given",
+        "csim": "CSIM needs a source portrait or the ground-truth video",
+    }
+    assert result["protocol"]["csim_reference"] == "auto"  # CSIM measured against nothing
+    assert "csim_frames" not in clip_result["faces"]
+    # the same frames in the shipped folder give the same values, bit for bit
+    shipped = evaluate_pair(clip.video, None, settings=FAST)["clips"][0]
+    assert shipped["values"] == clip_result["values"]
 
 
 def test_csim_against_a_portrait(clip, tmp_path):
@@ -105,12 +122,50 @@ def test_the_protocol_names_the_csim_reference_actually_used(sample_clips, tmp_p
     assert Evaluator(settings).protocol().csim_reference == "auto"  # nothing measured yet
 
 
-def test_missing_weights_make_a_metric_unavailable_not_fatal(clip):
+def test_missing_weights_make_a_metric_unavailable_not_fatal(clip, tmp_path, monkeypatch):
+    from talkbench import weights
+
+    monkeypatch.setenv(weights.ENV_CACHE_DIR, str(tmp_path))  # an empty weights folder
     result = evaluate_pair(clip.video, clip.video, settings=EvalSettings(metrics=("ssim", "fid")))
-    if "fid" in result["distribution"]:
-        pytest.skip("FID weights are installed on this machine")
+    assert "fid" not in result["distribution"]
     assert "talkbench weights fetch inception-fid" in result["unavailable"]["fid"]
-    assert "ssim" in result["clips"][0]["values"]
+    assert f"not installed in {tmp_path}" in result["unavailable"]["fid"]  # the folder it looked in
+    assert result["clips"][0]["unavailable"]["fid"] == result["unavailable"]["fid"]
+    assert result["clips"][0]["values"]["ssim"] == pytest.approx(1.0, abs=1e-9)
+    assert "inception-fid" not in result["protocol"]["weights_sha256"]
+
+
+class CountingBackend:
+    """The real dlib backend, counting the frames it is asked to analyse."""
+
+    def __init__(self):
+        from talkbench.face import get_backend
+
+        self.backend, self.detected = get_backend("dlib"), 0
+        self.name = self.backend.name
+
+    def detect(self, frame):
+        self.detected += 1
+        return self.backend.detect(frame)
+
+    def landmarks(self, frame, box):
+        return self.backend.landmarks(frame, box)
+
+
+def test_equal_frames_are_analysed_once_with_the_same_result(clip):
+    from talkbench import media
+    from talkbench.metrics.engine import analyse_frames
+
+    frames = media.read_frames(clip.video, size=256)[:3]
+    repeated = frames[[0, 1, 0, 2, 1, 0]]  # a still or frozen stretch of video
+    counting = CountingBackend()
+    track = analyse_frames(repeated, counting)
+    assert counting.detected == 3
+    one_by_one = [analyse_frames(frame[None], counting.backend) for frame in repeated]
+    assert np.array_equal(track.landmarks, np.concatenate([t.landmarks for t in one_by_one]))
+    assert np.array_equal(track.sizes, np.concatenate([t.sizes for t in one_by_one]))
+    assert track.boxes == [t.boxes[0] for t in one_by_one] and track.valid.all()
+    assert len(set(track.digests)) == 3 and track.digests[0] == track.digests[2] == track.digests[5]
 
 
 def test_faceless_frames_are_counted_and_reported():
@@ -158,6 +213,120 @@ def test_evaluators_merge_by_addition(sample_clips):
     one.merge(two)
     assert one.fid_generated.count == 20
     assert np.allclose(one.fid_generated.mean_cov()[1], whole.fid_generated.mean_cov()[1], atol=1e-12)
+
+
+class StandInI3D:
+    """FVD's detector call (uint8 clips (N, 3, 16, H, W) -> (N, 400) features) with fixed random
+    weights: the I3D TorchScript cannot be downloaded here, and what is tested is the engine's
+    accumulation and merging around the detector, which is the same for any detector."""
+
+    def __init__(self):
+        import torch
+
+        self.weight = torch.randn(400, 3 * 2 * 4 * 4, generator=torch.Generator().manual_seed(0))
+
+    def __call__(self, clips, rescale=False, resize=False, return_features=False):
+        import torch.nn.functional as F
+
+        x = clips.float() / 127.5 - 1 if rescale else clips.float()
+        return F.adaptive_avg_pool3d(x, (2, 4, 4)).flatten(1) @ self.weight.T
+
+
+@pytest.fixture(scope="module")
+def split_clips(sample_clips):
+    """Three real clips, 32 frames each (two FVD windows): generated = the reference reversed,
+    so every paired metric has a value other than its identity value."""
+    from talkbench import media
+
+    out = []
+    for c in sample_clips[:3]:
+        reference = media.read_frames(c.video, size=256)[:32]
+        out.append((c.id, reference[::-1].copy(), reference))
+    return out
+
+
+def _evaluate(settings, models, clips) -> Evaluator:
+    evaluator = Evaluator(settings, models)
+    for clip_id, generated, reference in clips:
+        evaluator.evaluate_clip(clip_id, generated, reference)
+    return evaluator
+
+
+def _assert_same_sums(a, b) -> None:
+    assert a.count == b.count
+    assert np.array_equal(a.total, b.total) and np.array_equal(a.outer, b.outer)
+
+
+def test_evaluators_split_across_workers_and_merged_equal_one_evaluator(split_clips):
+    """A benchmark split over workers (2 clips + 1 clip) and merged gives one evaluator's result:
+    the same per-clip records, means, FVD float64 sums and FVD, and the same protocol. Merged in
+    clip order the sums are added in the same order as one evaluator adds them, so everything
+    is equal bit for bit; merged the other way round the two partial sums swap operands (float
+    addition is commutative), so sums and FVD stay exact and only the means, taken over the
+    clips in another order, may differ in the last bit. (Three or more partial sums regroup
+    the additions: then the sums, and FVD/FID from them, agree to float64 rounding only.)"""
+    settings = EvalSettings(metrics=("ssim", "cpbd", "lmd", "msi", "csim", "fvd"), csim_frame_stride=8)
+    models = {"fvd": StandInI3D()}
+    whole = _evaluate(settings, models, split_clips)
+    workers = [_evaluate(settings, models, split_clips[:2]), _evaluate(settings, models, split_clips[2:])]
+    in_order, reversed_ = Evaluator(settings, models), Evaluator(settings, models)
+    for w in workers:
+        in_order.merge(w)
+    for w in workers[::-1]:
+        reversed_.merge(w)
+
+    one = whole.result()
+    assert set(one["aggregates"]) == {"ssim", "cpbd", "lmd", "f_lmd", "m_lmd", "f_lmd_iod", "m_lmd_iod",
+                                      "msi", "msi_face", "csim_dlib"}
+    assert all(a["clips"] == 3 for a in one["aggregates"].values())
+    assert one["distribution"]["fvd_samples"] == {"generated": 6, "reference": 6}  # 2 windows x 3 clips
+    assert one["unavailable"] == {} and one["errors"] == []
+    ids = [c["id"] for c in one["clips"]]
+    for merged, order in ((in_order, ids), (reversed_, ids[2:] + ids[:2])):
+        got = merged.result()
+        assert [c["id"] for c in got["clips"]] == order
+        by_id = {c["id"]: c for c in got["clips"]}
+        assert [by_id[i] for i in ids] == one["clips"]  # every per-clip value and count, exactly
+        for kind in ("fvd_generated", "fvd_reference", "fid_generated", "fid_reference"):
+            _assert_same_sums(getattr(merged, kind), getattr(whole, kind))
+        assert got["distribution"] == one["distribution"]  # FVD from equal sums: equal
+        assert got["protocol"] == one["protocol"] and got["protocol_sha256"] == one["protocol_sha256"]
+        assert got["timing"]["frames"] == one["timing"]["frames"] == 3 * 32
+        assert got["aggregates"].keys() == one["aggregates"].keys()
+        for name, agg in one["aggregates"].items():
+            assert got["aggregates"][name]["clips"] == agg["clips"]
+            values = [by_id[i]["values"][name] for i in order]
+            assert got["aggregates"][name]["mean"] == float(np.mean(values))  # mean over its clips
+            if merged is in_order:
+                assert got["aggregates"][name]["mean"] == agg["mean"]  # bit for bit
+            else:
+                assert got["aggregates"][name]["mean"] == pytest.approx(agg["mean"], rel=1e-15, abs=0)  # a few ulp
+    # a worker's part alone is not the whole: the comparison above can fail
+    assert workers[0].result()["distribution"]["fvd_samples"]["generated"] == 4
+    with pytest.raises(ValueError, match="different settings"):
+        in_order.merge(Evaluator(EvalSettings(metrics=("ssim",))))
+
+
+def test_fid_sums_split_across_workers_equal_one_evaluator(split_clips, random_fid_state):
+    """The same for FID's float64 sums, with the real FID Inception network (random weights: the
+    published file cannot be downloaded here). The FID value itself is not compared: a 2048 x
+    2048 matrix square root costs about a minute on two shared cores, and equal sums give an
+    equal FID (it is a function of the sums only)."""
+    from talkbench.metrics.fid import load_feature_extractor
+
+    settings = EvalSettings(metrics=("ssim", "fid"), fid_frame_stride=8)
+    models = {"fid": load_feature_extractor(random_fid_state)}
+    whole = _evaluate(settings, models, split_clips)
+    assert whole.fid_generated.count == whole.fid_reference.count == 3 * 4  # frames 0, 8, 16, 24
+    assert whole.fid_generated.outer.shape == (2048, 2048)
+    workers = [_evaluate(settings, models, split_clips[:1]), _evaluate(settings, models, split_clips[1:])]
+    for order in (workers, workers[::-1]):
+        merged = Evaluator(settings, models)
+        for w in order:
+            merged.merge(w)
+        for kind in ("fid_generated", "fid_reference"):
+            _assert_same_sums(getattr(merged, kind), getattr(whole, kind))
+        assert not np.array_equal(workers[0].fid_generated.total, whole.fid_generated.total)
 
 
 def test_each_clip_is_face_analysed_once_per_process(clip):
@@ -208,15 +377,17 @@ def test_unknown_names_fail_early():
         Evaluator(EvalSettings(identity_backend="vgg"))
 
 
-def test_arcface_without_weights_is_unavailable_with_the_fix(clip):
+def test_arcface_without_weights_is_unavailable_with_the_fix(clip, tmp_path, monkeypatch):
     from talkbench import weights
 
-    if weights.is_available("arcface-r100"):
-        pytest.skip("ArcFace weights are installed on this machine")
+    monkeypatch.setenv(weights.ENV_CACHE_DIR, str(tmp_path))  # an empty weights folder
     settings = EvalSettings(metrics=("csim", "ssim"), identity_backend="arcface", csim_frame_stride=10)
     result = evaluate_pair(clip.video, clip.video, settings=settings)
     assert "talkbench weights import arcface-r100 PATH" in result["unavailable"]["csim"]
+    assert f"not installed in {tmp_path}" in result["unavailable"]["csim"]
     assert "csim_dlib" not in result["clips"][0]["values"]  # never silently falls back to dlib
+    assert "csim_arcface" not in result["clips"][0]["values"]
+    assert result["clips"][0]["values"]["ssim"] == pytest.approx(1.0, abs=1e-9)
 
 
 def test_cli_eval_json(clip):
@@ -250,20 +421,21 @@ def test_fid_streams_frames_and_caches_ground_truth_statistics(sample_clips, ran
     from talkbench.metrics.engine import evaluate_pairs
     from talkbench.metrics.fid import GaussianStats, fid_from_stats, inception_features, load_feature_extractor
 
+    FID_STRIDE = 24  # 5 frames of each 120-frame clip: Inception on a CPU is the cost here
     monkeypatch.setenv("TALKBENCH_STATS_DIR", str(tmp_path / "stats"))
     model = load_feature_extractor(random_fid_state)
-    settings = EvalSettings(metrics=("ssim", "fid"), fid_frame_stride=12)
+    settings = EvalSettings(metrics=("ssim", "fid"), fid_frame_stride=FID_STRIDE)
     pairs = [(c.id, c.video, c.video, None) for c in sample_clips[:2]]
     shifted = [(cid, media.read_frames(gen, size=256)[::-1].copy(), ref, None) for cid, gen, ref, _ in pairs]
 
     first = evaluate_pairs(shifted, settings, models={"fid": model})
     generated, reference = GaussianStats.empty(), GaussianStats.empty()
     for (_, gen, ref, _) in shifted:
-        generated.update(inception_features(model, gen[::12]))
-        reference.update(inception_features(model, media.read_frames(ref, size=256)[::12]))
+        generated.update(inception_features(model, gen[::FID_STRIDE]))
+        reference.update(inception_features(model, media.read_frames(ref, size=256)[::FID_STRIDE]))
     assert first["distribution"]["fid"] == pytest.approx(fid_from_stats(generated, reference), rel=1e-9)
     assert first["distribution"]["fid_samples"]["reference"] == reference.count
-    assert first["protocol"]["fid_frame_stride"] == 12
+    assert first["protocol"]["fid_frame_stride"] == FID_STRIDE
     assert not first["timing"]["reference_stats_cached"]
 
     again = evaluate_pairs(shifted, settings, models={"fid": model})
@@ -273,11 +445,11 @@ def test_fid_streams_frames_and_caches_ground_truth_statistics(sample_clips, ran
     # The cached ground truth is all reference frames: not cut to what a method generated
     # (two frames short here, within the protocol), and not tied to the other metrics chosen.
     shorter = [(cid, gen[:-2], ref, None) for cid, gen, ref, _ in shifted]
-    other_metrics = EvalSettings(metrics=("ssim", "fid", "csim"), fid_frame_stride=12, csim_frame_stride=50)
+    other_metrics = EvalSettings(metrics=("ssim", "fid", "csim"), fid_frame_stride=FID_STRIDE, csim_frame_stride=50)
     third = evaluate_pairs(shorter, other_metrics, models={"fid": model})
     assert third["timing"]["reference_stats_cached"]
     assert third["distribution"]["fid_samples"]["reference"] == reference.count
-    fresh = evaluate_pairs(shorter, EvalSettings(metrics=("fid",), fid_frame_stride=12, cache_reference_stats=False),
+    fresh = evaluate_pairs(shorter, EvalSettings(metrics=("fid",), fid_frame_stride=FID_STRIDE, cache_reference_stats=False),
                            models={"fid": model})
     assert fresh["distribution"]["fid"] == pytest.approx(third["distribution"]["fid"], rel=1e-9)
 

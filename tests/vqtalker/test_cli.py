@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from talkbench import media
@@ -37,7 +39,11 @@ def test_train_encode_reconstruct(one_clip, cache_dir, tmp_path):
     assert tokens.indices.dtype == np.uint16 and int(tokens.indices.max()) < 625
     assert tokens.meta["codebook_size"] == 625 and tokens.meta["checkpoint_sha256"]
     assert tokens.source.shape == (32, 32, 3)
-    assert json.loads(res.stdout)["bitrate_bps"] > 11_000
+    summary = json.loads(res.stdout)
+    assert summary["frames"] == frames and summary["shape"] == [12, 4, frames] and tokens.fps == 25
+    # 12 groups x 4 residual layers x log2(625) bits x 25 frames/s = 11,145.25 bit/s (Table 7: 11.15 kbps)
+    assert summary["bitrate_bps"] == 12 * 4 * math.log2(625) * 25
+    assert summary["bitrate_bps"] == pytest.approx(11_145.254855, abs=1e-6)
 
     video = tmp_path / "recon.mp4"
     res = runner.invoke(app, ["reconstruct", str(clip), "--checkpoint", str(ckpt), "--out", str(video)])

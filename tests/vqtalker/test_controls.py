@@ -42,6 +42,7 @@ def test_head_pose_recovers_a_known_rotation(angles):
     np.testing.assert_allclose(C.head_pose(landmarks, w, h), angles, atol=0.5)
 
 
+@pytest.mark.shared_data
 def test_blink_openness_drops_when_the_eyes_close(shared_data):
     for name, closed, open_ in (("liveportrait_d11", [148, 150, 155], [20, 140, 200]),
                                 ("liveportrait_d12", [49, 50], [40, 120])):
@@ -54,6 +55,7 @@ def test_blink_openness_drops_when_the_eyes_close(shared_data):
         assert 0.2 < open_b.min() < 0.6  # an open eye: height ~ 1/4 .. 1/2 of its width
 
 
+@pytest.mark.shared_data
 def test_pose_varies_with_a_turning_head_and_not_with_a_still_one(shared_data, sample_clips):
     turning = C.frames_controls(_frames(shared_data / "video" / "liveportrait_d12.mp4", range(0, 183, 6)))
     still = C.frames_controls(_frames(sample_clips[6].video, range(0, 95, 6)))  # en_001: slow sway
@@ -62,6 +64,7 @@ def test_pose_varies_with_a_turning_head_and_not_with_a_still_one(shared_data, s
     assert np.abs(still.pose).max() < 15  # a frontal portrait: all three angles small
 
 
+@pytest.mark.shared_data
 def test_gaze_follows_the_iris(shared_data):
     g = C.frames_controls(_frames(shared_data / "video" / "liveportrait_d0.mp4", [2, 15, 35])).gaze
     assert abs(g[0, 0]) < 0.1
@@ -72,8 +75,9 @@ def test_gaze_follows_the_iris(shared_data):
 def test_clip_controls_are_per_frame_and_cached(sample_clips, tmp_path):
     clip = sample_clips[6]
     first = C.clip_controls(clip.video, cache_dir=tmp_path)
-    assert len(first) == media.frame_count_at(media.probe(clip.video)) == 95
-    assert first.stacked().shape == (95, C.CONTROL_DIM)
+    frames = round(clip.duration * 25)  # samples.json's duration at 25 fps (en_001: 4.93 s, 123)
+    assert len(first) == media.frame_count_at(media.probe(clip.video)) == frames
+    assert first.stacked().shape == (frames, C.CONTROL_DIM)
     assert first.found.all()
     cached = list(tmp_path.rglob("controls_v*.npz"))
     assert len(cached) == 1

@@ -113,30 +113,57 @@ def test_straight_through_gradient_is_the_bounded_jacobian():
     torch.testing.assert_close(x.grad, x2.grad)
 
 
-PAPER_BITRATE_KBPS = {  # Table 3 (≈ values) and Table 7 (11.15)
-    "vq": (0.0, 1.0),
-    "gvq": (8.0, 8.0),
-    "rvq": (8.0, 8.0),
-    "grvq": (12.0, 12.0),
-    "grfsq-8-4-5": (6.5, 7.5),
-    "grfsq-12-2-5": (5.5, 6.5),
-    "grfsq-12-4-4": (9.6, 9.6),
-    "grfsq-12-4-6": (11.5, 12.5),
-    "grfsq-12-4-5": (11.14, 11.16),
+# Table 3's rows as the paper states them: (groups, residual layers, codes per codebook) and
+# the bitrate column in kbps, as printed (rounded; "<1" for VQ). The paper's VQ row has 8196
+# codes (sic). bit/s = groups x layers x log2(codes) x 25 fps, so e.g. 12 x 4 x log2(625) x 25
+# = 11,145.25 bit/s (Table 7: 11.15 kbps; Table 3 prints 11).
+PAPER_TABLE3 = {
+    "vq": (1, 1, 8196, "<1"),
+    "gvq": (32, 1, 1024, "8"),
+    "rvq": (1, 32, 1024, "8"),
+    "grvq": (12, 4, 1024, "12"),
+    "grfsq-8-4-5": (8, 4, 5**4, "7"),
+    "grfsq-12-2-5": (12, 2, 5**4, "6"),
+    "grfsq-12-4-4": (12, 4, 4**4, "9.6"),
+    "grfsq-12-4-6": (12, 4, 6**4, "12"),
+    "grfsq-12-4-5": (12, 4, 5**4, "11"),
+}
+# The same bit/s pinned to 8 decimals, from log2 625 = 4 log2 5 = 9.28771238, log2 1296 =
+# 4 log2 6 = 10.33985000, log2 8196 = 13.00070427 (e.g. 48 x 9.28771238 x 25 = 11,145.2549).
+EXPECTED_BPS = {
+    "vq": 325.01760673,
+    "gvq": 8000.0,
+    "rvq": 8000.0,
+    "grvq": 12000.0,
+    "grfsq-8-4-5": 7430.16990364,
+    "grfsq-12-2-5": 5572.62742773,
+    "grfsq-12-4-4": 9600.0,
+    "grfsq-12-4-6": 12407.82000346,
+    "grfsq-12-4-5": 11145.25485546,
 }
 
 
 @pytest.mark.parametrize("name", list(TABLE3))
 def test_bitrate_per_table3_variant(name):
-    kbps = bitrate(name) / 1000
-    lo, hi = PAPER_BITRATE_KBPS[name]
-    assert lo - 1e-9 <= kbps <= hi + 1e-9, f"{name}: {kbps:.3f} kbps"
-    print(f"{name}: {kbps:.3f} kbps")
+    groups, layers, codes, printed = PAPER_TABLE3[name]
+    cfg = TABLE3[name]
+    assert (cfg.groups, cfg.residuals, cfg.codes_per_codebook) == (groups, layers, codes)
+    bps = bitrate(name)
+    assert bps == pytest.approx(groups * layers * math.log2(codes) * 25, rel=1e-15)
+    assert bps == pytest.approx(EXPECTED_BPS[name], abs=1e-6)
+    # and it rounds to what the paper prints
+    kbps = bps / 1000
+    if printed == "<1":
+        assert kbps < 1
+    else:
+        decimals = len(printed.partition(".")[2])
+        assert f"{kbps:.{decimals}f}" == printed, f"{name}: {kbps:.3f} kbps, paper {printed}"
+    assert bitrate(name, fps=50) == pytest.approx(2 * bps, rel=1e-15)  # linear in the frame rate
 
 
 def test_paper_bitrate_exact():
-    assert bitrate(PAPER_VARIANT) == pytest.approx(12 * 4 * math.log2(625) * 25)
-    assert bitrate(PAPER_VARIANT) == pytest.approx(11146.0, abs=1)
+    assert bitrate(PAPER_VARIANT) == 12 * 4 * math.log2(625) * 25
+    assert round(bitrate(PAPER_VARIANT) / 1000, 2) == 11.15  # Table 7
 
 
 @pytest.mark.parametrize("name", list(TABLE3))

@@ -111,14 +111,19 @@ def test_s3_with_the_real_cosyvoice_weights(sample_clips):
     assert feats.values.shape[1] == 2 and feats.values.max() < 4096 and len(np.unique(feats.values)) > 10
 
 
-def test_missing_s3_weights_name_the_fix():
+def test_missing_s3_weights_name_the_fix(tmp_path, monkeypatch):
     from talkbench.errors import WeightsError
-    from talkbench.weights import is_available
+    from talkbench.weights import ENV_CACHE_DIR
 
-    if is_available("cosyvoice-s3-tokenizer-v1"):
-        pytest.skip("weights installed")
-    with pytest.raises(WeightsError, match="talkbench weights"):
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))  # an empty weights folder
+    with pytest.raises(WeightsError) as info:
         S.get_speech_backend("cosyvoice-s3")
+    message = str(info.value)
+    assert "'cosyvoice-s3-tokenizer-v1'" in message and f"not installed in {tmp_path}" in message
+    assert "talkbench weights fetch cosyvoice-s3-tokenizer-v1" in message
+    assert "talkbench weights import cosyvoice-s3-tokenizer-v1 PATH" in message
+    with pytest.raises(WeightsError, match="talkbench weights fetch cosyvoice-s3-tokenizer-v1-25hz"):
+        S.get_speech_backend("cosyvoice-s3-25")
 
 
 # --------------------------------------------------------------------- Whisper (real base model)
@@ -134,9 +139,12 @@ def whisper_ready():
 
 
 def test_whisper_features_are_aligned_and_real(whisper_ready, sample_clips):
-    audio = media.read_audio(sample_clips[6].video)  # en_001, 3.81 s
+    clip = sample_clips[6]
+    audio = media.read_audio(clip.video)
+    frames = round(clip.duration * 25)  # samples.json's duration at 25 fps (en_001: 4.93 s, 123)
+    assert S.frame_count(len(audio)) == frames
     feats = S.get_speech_backend("whisper")(audio)
-    assert feats.values.shape == (95, 512) and feats.values.dtype == np.float32 and not feats.discrete
+    assert feats.values.shape == (frames, 512) and feats.values.dtype == np.float32 and not feats.discrete
     assert np.isfinite(feats.values).all() and feats.values.std() > 0.1
     # Longer than one 30 s window: two encoder calls, still round(25 x seconds) frames.
     long = np.concatenate([audio] * 9)[: int(31.32 * RATE)]  # 783 frames exactly

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from talkbench.cli.common import console, err_console, print_json
+from talkbench.datasets.audit import DEFAULT_THRESHOLD
 
 
 def audit(
@@ -15,13 +16,17 @@ def audit(
                                                    "files; with --compare, several of these or audit report folders."),
     out: Path = typer.Option(None, "--out", help="Report folder (default: audit-NAME, NAME from the source)."),
     engine: str = typer.Option("faster-whisper", help="Language-ID engine: faster-whisper | openai-whisper."),
-    model: str = typer.Option("base", help="Whisper model name or local folder/checkpoint."),
+    model: str = typer.Option("base", help="Whisper model: a name (base, small, medium, large-v3, ...; our cache "
+                                           "first, else the library downloads it) or a local folder/checkpoint. A "
+                                           "larger one for short clips and languages where base is unsure."),
     labels_from_folders: bool = typer.Option(False, "--labels-from-folders",
                                              help="Each file's parent folder names its known language (ISO code); "
                                                   "misses of language ID are listed."),
     compare: bool = typer.Option(False, "--compare", help="Put the SOURCES side by side (VQTalker Table 6 layout)."),
     dataset: str = typer.Option(None, help="Dataset name (matched with the paper's Table 6); default: from the source."),
-    threshold: float = typer.Option(0.5, help="Low-confidence threshold on the top language probability."),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--min-confidence", "--threshold",
+                                    help="Clips whose top language probability is under this are reported apart as "
+                                         "low confidence (the default is measured: docs/language-id.md)."),
     seed: int = typer.Option(0, help="Bootstrap seed (recorded in the report)."),
     bootstrap: int = typer.Option(2000, help="Bootstrap resamples for the 95% intervals."),
     cache: Path = typer.Option(None, help="Language-ID cache file (default: USER_CACHE/talkbench/audit-lid.sqlite)."),
@@ -86,7 +91,7 @@ def _progress(quiet: bool):
 
 
 def print_summary(r: dict, files: dict) -> None:
-    from talkbench.datasets.audit import fmt_ci, fmt_hours, fmt_pct
+    from talkbench.datasets.audit import fmt_ci, fmt_hours, fmt_pct, low_confidence_by_family, model_line
 
     ie, t, ls = r["indo_european"], r["totals"], r["language_sources"]
     table = Table("language", "family", "clips", "share", "hours", title=f"{r['title']}  ({t['clips']} clips, "
@@ -105,9 +110,14 @@ def print_summary(r: dict, files: dict) -> None:
         where = p["where"] if p["kind"] == "measured" else "stated in its text"
         line += f"; paper ({where}): {p['indo_european_pct']:g}%"
     console.print(line)
-    console.print(f"no speech: {t['no_speech']}, low confidence (p < {r['settings']['threshold']:g}): "
-                  f"{t['low_confidence']}, unreadable: {t['errors']}; languages from catalog {ls['catalog']}, "
-                  f"cache {ls['cache']}, new LID {ls['lid']}")
+    console.print(f"no speech: {t['no_speech']}, unreadable: {t['errors']}; languages from catalog {ls['catalog']}, "
+                  f"cache {ls['cache']}, new LID {ls['lid']}; language ID: {model_line(r['settings'])}",
+                  soft_wrap=True, markup=False)
+    lc = r["low_confidence"]
+    by_family = low_confidence_by_family(r)
+    console.print(f"low confidence (p < {lc['threshold']:g}): {lc['count']} of {t['clips']} clips"
+                  + (f"; of each family: {by_family}" if by_family else "")
+                  + (" (listed in the report and low_confidence.csv)" if lc["count"] else ""), soft_wrap=True)
     if r.get("labels"):
         console.print(f"labels: {len(r['labels']['misses'])} language-ID misses of {r['labels']['labelled']} "
                       f"(listed in the report); labels say Indo-European {fmt_pct(r['labels']['indo_european']['clips'])}")

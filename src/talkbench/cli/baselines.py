@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.listing import (Column, ListFormat, chosen_format, format_option, json_alias_option, print_listing,
+                                   rich_table)
+
+if TYPE_CHECKING:
+    from talkbench.baselines.external.status import StatusRow
 
 app = typer.Typer(help="Competitor methods: list, run from a checkout, import released videos.",
                   no_args_is_help=True)
@@ -63,34 +68,47 @@ def _validate(out: Path, spec, clips) -> list[str]:
         return exc.messages()
 
 
+STATUS_COLOUR = {"runnable preset": "green", "import only": "yellow", "reported only": "red"}
+TITLE = "Competitor methods (VQTalker / FlowVQTalker)"
+
+
+def _tables_cell(r: StatusRow) -> str:
+    return " ".join(key if status == r.status else f"{key} ({status})" for key, status in r.by_table)
+
+
+def _code_cell(r: StatusRow) -> str:
+    return f"{r.code.removeprefix('https://github.com/')} @ {r.commit[:10]}" if r.code else "-"
+
+
+# The first four columns are the demo's short table; CSV carries every column whole.
+COLUMNS: list[Column[StatusRow]] = [
+    Column("method", lambda r: r.method, is_name=True),
+    Column("status", lambda r: r.status, cell=lambda r: f"[{STATUS_COLOUR[r.status]}]{r.status}[/]"),
+    Column("tables", lambda r: " ".join(r.tables), cell=_tables_cell),
+    Column("tasks", lambda r: " ".join(r.tasks), heading="task", cell=lambda r: ", ".join(r.tasks)),
+    Column("code", lambda r: r.code, heading="code @ commit", cell=_code_cell),
+    Column("commit", lambda r: r.commit, in_table=False),
+    Column("licence", lambda r: r.licence),
+    Column("official", lambda r: r.official, in_table=False),
+    Column("note", lambda r: r.note),
+]
+
+
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(fmt: Optional[ListFormat] = format_option(), as_json: bool = json_alias_option()) -> None:
     """Every competitor method of the two papers: runnable preset, import only, or reported only."""
     from talkbench.baselines.external import baseline_status_rows
 
     rows = baseline_status_rows()
-    if as_json:
-        print_json([r.to_dict() for r in rows])
-        return
-    console.print(status_table(rows))
+    print_listing(chosen_format(fmt, as_json), rows, COLUMNS, json_document=[r.to_dict() for r in rows], title=TITLE)
 
 
-def status_table(rows=None, detail: bool = True) -> Table:
+def status_table(rows: Optional[list[StatusRow]] = None, detail: bool = True) -> Table:
     """The competitor methods as a rich table (the demo shows it with ``detail=False``)."""
     from talkbench.baselines.external import baseline_status_rows
 
     rows = baseline_status_rows() if rows is None else rows
-    columns = ["method", "status", "tables", "task"] + (["code @ commit", "licence", "note"] if detail else [])
-    table = Table(*columns, title="Competitor methods (VQTalker / FlowVQTalker)", title_justify="left")
-    colour = {"runnable preset": "green", "import only": "yellow", "reported only": "red"}
-    for r in rows:
-        tables = " ".join(key if status == r.status else f"{key} ({status})" for key, status in r.by_table)
-        cells = [r.method, f"[{colour[r.status]}]{r.status}[/]", tables, ", ".join(r.tasks)]
-        if detail:
-            code = f"{r.code.removeprefix('https://github.com/')} @ {r.commit[:10]}" if r.code else "-"
-            cells += [code, r.licence or "-", r.note]
-        table.add_row(*cells)
-    return table
+    return rich_table(rows, COLUMNS if detail else COLUMNS[:4], TITLE)
 
 
 @app.command()

@@ -13,8 +13,11 @@ from rich.markup import escape
 
 from talkbench.errors import TalkbenchError
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: rich never breaks a printed line at the console's width (80 columns in a pipe), so a
+# path or a name stays whole on one line to grep and copy; a terminal wraps long lines itself.
+# Tables still fit the width (listing.print_table widens them in a pipe).
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
@@ -27,5 +30,5 @@ def run_guarded(app: typer.Typer) -> None:
         app(standalone_mode=True)
     except TalkbenchError as exc:
         # escape: messages quote file names and submission fields, which may contain "[...]"
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(2) from None

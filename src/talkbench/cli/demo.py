@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from rich.table import Table
 
 from talkbench import media
 from talkbench.cli.common import console, err_console
+from talkbench.cli.listing import print_table
 from talkbench.face import analyse_image, get_backend
 from talkbench.samples import load_sample_corpus
 
@@ -48,6 +51,15 @@ def corpus_table() -> Table:
     return table
 
 
+@contextmanager
+def section(name: str, title: str, timings: dict[str, float]):
+    """A titled part of the demo; its wall time goes into ``timings[name]``."""
+    console.rule(title)
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+
+
 def demo(
     out: Path = typer.Option(Path("talkbench-demo"), help="Where the demo writes its outputs."),
 ) -> None:
@@ -61,31 +73,36 @@ def demo(
     from talkbench.leaderboard.demo import run_demo_leaderboard
 
     out.mkdir(parents=True, exist_ok=True)
-    console.rule("talkbench demo")
-    console.print(corpus_table())
+    timings: dict[str, float] = {}
+    with section("corpus", "talkbench demo: the sample corpus, probed and face-checked", timings):
+        console.print(corpus_table())
 
-    console.rule("1. dataset pipeline: the sample clips as local files")
-    dataset = out / "dataset"
-    # Whisper tags every clip; check_language=False keeps clips it hears as another language
-    # (espeak-ng's voices fool it) so the audit below can show those misses against the labels.
-    summary = build_clips(load_sample_corpus(), dataset, check_language=False, console=err_console)
-    for table in summary_tables(summary):
-        console.print(table)
-    console.print(f"catalog: {summary['catalog']}", soft_wrap=True)
+    with section("dataset pipeline", "1. dataset pipeline: the sample clips as local files", timings):
+        dataset = out / "dataset"
+        # Whisper tags every clip; check_language=False keeps a clip it hears as another language
+        # (tr_001 is espeak-ng's voice, which Whisper base is unsure of) so the audit below shows
+        # such a miss against the labels instead of dropping the clip.
+        summary = build_clips(load_sample_corpus(), dataset, check_language=False, console=err_console)
+        for table in summary_tables(summary):
+            console.print(table)
+        console.print(f"catalog: {summary['catalog']}")
 
-    console.rule("2. leaderboard: built-in methods scored on the sample benchmark")
-    with err_console.status("scoring") as status:
-        result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: status.update(escape(m)))
-    for table in result.rich_tables():
-        console.print(table)
-    missing = result.unavailable()
-    if missing:
-        weights = sorted({w for why in missing.values() for w in re.findall(r"weights fetch ([\w.-]+)", why)})
-        console.print(f"[yellow]not measured here[/]: {', '.join(missing)} (their weights are not installed: "
-                      f"talkbench weights fetch {' | '.join(weights)}, or weights import NAME FILE offline)")
-    console.print(f"store: {result.store}\nsite:  {result.site}", soft_wrap=True)
-    console.print(status_table(detail=False))
+    with section("leaderboard", "2. leaderboard: built-in methods scored on the sample benchmark", timings):
+        with err_console.status("scoring") as status:
+            result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: status.update(escape(m)))
+        for table in result.rich_tables():
+            console.print(table)
+        missing = result.unavailable()
+        if missing:
+            weights = sorted({w for why in missing.values() for w in re.findall(r"weights fetch ([\w.-]+)", why)})
+            console.print(f"[yellow]not measured here[/]: {', '.join(missing)} (their weights are not installed: "
+                          f"talkbench weights fetch {' | '.join(weights)}, or weights import NAME FILE offline)")
+        console.print(f"store: {result.store}\nsite:  {result.site}")
+        print_table(status_table(detail=False))
 
-    console.rule("3. language-bias audit of the sample corpus (its catalog's language tags)")
-    result = audit(dataset, out / "audit", dataset="sample")
-    print_summary(result.report, result.files)
+    with section("audit", "3. language-bias audit of the sample corpus (its catalog's language tags)", timings):
+        audit_result = audit(dataset, out / "audit", dataset="sample")
+        print_summary(audit_result.report, audit_result.files)
+    runs = ", ".join(f"{method} {task} {seconds:.0f} s" for (method, task), seconds in result.run_seconds.items())
+    console.print(f"demo: {sum(timings.values()):.0f} s (" + ", ".join(
+        f"{name} {seconds:.0f} s" for name, seconds in timings.items()) + f"; leaderboard runs: {runs})")

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.listing import print_table
 
 STORE_HELP = "Leaderboard store (DuckDB); default $TALKBENCH_LEADERBOARD or the user data dir."
 
@@ -61,6 +62,10 @@ def leaderboard(
     from talkbench.leaderboard import tables
     from talkbench.leaderboard.ranking import boards_json, leaderboard as build
 
+    renderers = {"md": tables.boards_markdown, "latex": tables.boards_latex, "csv": tables.boards_csv,
+                 "json": boards_json}
+    if fmt not in ("table", "html", *renderers):
+        raise typer.BadParameter(f"unknown format {fmt!r}; choose table, md, latex, csv, html or json")
     db = _store(store)
     boards = build(db, benchmark)
     if fmt == "html":
@@ -69,16 +74,12 @@ def leaderboard(
         index = build_site(db, out or Path("talkbench-site"), benchmark)
         console.print(f"site: {index}")
         return
-    renderers = {"md": tables.boards_markdown, "latex": tables.boards_latex, "csv": tables.boards_csv,
-                 "json": boards_json}
     if fmt == "table":
         if not boards:
             console.print("no runs yet: try 'talkbench demo' or 'talkbench submit'")
         for t in tables.boards_rich(boards):
-            console.print(t)
+            print_table(t)
         return
-    if fmt not in renderers:
-        raise typer.BadParameter(f"unknown format {fmt!r}; choose table, md, latex, csv, html or json")
     text = renderers[fmt](boards)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

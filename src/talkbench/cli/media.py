@@ -3,46 +3,56 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from talkbench import media
-from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.common import err_console
+from talkbench.cli.listing import Column, ListFormat, chosen_format, format_option, json_alias_option, print_listing
 from talkbench.errors import MediaError
+from talkbench.media import MediaInfo
 
 app = typer.Typer(help="Inspect video and audio files.", no_args_is_help=True)
+
+
+def _audio_cell(info: MediaInfo) -> str:
+    return f"{info.audio_codec} {info.audio_sample_rate} Hz" if info.has_audio else "-"
+
+
+COLUMNS: list[Column[MediaInfo]] = [
+    Column("path", lambda i: i.path, heading="file", cell=lambda i: escape(Path(i.path).name), is_name=True),
+    Column("duration", lambda i: i.duration, heading="duration (s)", cell=lambda i: f"{i.duration:.2f}"),
+    Column("fps", lambda i: i.fps, cell=lambda i: f"{i.fps:.2f}"),
+    Column("frame_count", lambda i: i.frame_count, heading="frames"),
+    Column("size", lambda i: f"{i.width}x{i.height}"),
+    Column("video_codec", lambda i: i.video_codec, heading="video"),
+    Column("audio_codec", lambda i: i.audio_codec, heading="audio", cell=_audio_cell),
+    Column("audio_sample_rate", lambda i: i.audio_sample_rate, in_table=False),
+]
 
 
 @app.command()
 def probe(
     files: list[Path] = typer.Argument(..., help="Video or audio files."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    fmt: Optional[ListFormat] = format_option(),
+    as_json: bool = json_alias_option(),
 ) -> None:
     """Duration, fps, frame count, resolution, codecs and audio of each file."""
-    infos, failures = [], []
+    infos: list[MediaInfo] = []
+    failures: list[tuple[Path, str]] = []  # (the path as given, what is wrong with it)
     for path in files:
         try:
-            infos.append(media.probe(path).to_dict())
+            infos.append(media.probe(path))
         except MediaError as exc:
-            failures.append({"path": str(path), "error": exc.problem})
-    if as_json:
-        print_json({"files": infos, "errors": failures})
-    else:
-        table = Table("file", "duration (s)", "fps", "frames", "size", "video", "audio")
-        for info in infos:
-            audio = f"{info['audio_codec']} {info['audio_sample_rate']} Hz" if info["has_audio"] else "-"
-            table.add_row(
-                Path(info["path"]).name,
-                f"{info['duration']:.2f}",
-                f"{info['fps']:.2f}",
-                str(info["frame_count"]),
-                f"{info['width']}x{info['height']}",
-                info["video_codec"] or "-",
-                audio,
-            )
-        console.print(table)
-        for failure in failures:
-            err_console.print(f"[red]{failure['path']}[/]: {failure['error']}")
+            failures.append((path, exc.problem))
+    fmt = chosen_format(fmt, as_json)
+    document = {"files": [i.to_dict() for i in infos],
+                "errors": [{"path": str(path), "error": problem} for path, problem in failures]}
+    print_listing(fmt, infos, COLUMNS, json_document=document)
+    if fmt is not ListFormat.json:  # JSON carries the errors; the other formats keep stdout for the files
+        for path, problem in failures:
+            err_console.print(f"[red]{escape(str(path))}[/]: {escape(problem)}", soft_wrap=True)
     if failures:
         raise typer.Exit(1)

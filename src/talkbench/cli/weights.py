@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.listing import Column, ListFormat, chosen_format, format_option, json_alias_option, print_listing
+
+if TYPE_CHECKING:
+    from talkbench.weights import WeightSpec, WeightStatus
 
 app = typer.Typer(help="Network weight files: list, fetch, import, verify.", no_args_is_help=True)
 
@@ -26,23 +32,42 @@ def _load_registry() -> None:
             pass
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A registered weight file and what the cache holds of it: one row of ``weights list``."""
+
+    spec: WeightSpec
+    status: WeightStatus
+
+    @property
+    def sha256(self) -> str | None:
+        """The installed file's hash, else the registered one (or its torch-hub prefix)."""
+        return self.status.sha256 or self.spec.sha256 or self.spec.sha256_prefix
+
+
+COLUMNS: list[Column[Listed]] = [
+    Column("name", lambda w: w.spec.name, is_name=True),
+    Column("state", lambda w: w.status.state),
+    Column("sha256", lambda w: w.sha256, cell=lambda w: (w.sha256 or "-")[:16]),
+    Column("licence", lambda w: w.spec.licence),
+    Column("url", lambda w: w.spec.url),
+    Column("path", lambda w: w.status.path, in_table=False),
+]
+
+
 @app.command(name="list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def list_(fmt: Optional[ListFormat] = format_option(), as_json: bool = json_alias_option()) -> None:
     """Every registered weight file, its source, licence and whether it is installed."""
     from talkbench import weights
 
     _load_registry()
-    rows = [{**spec.to_dict(), "status": weights.status(spec.name).to_dict()} for spec in weights.registered()]
-    if as_json:
-        print_json({"cache_dir": str(weights.cache_dir()), "weights": rows})
-        return
-    table = Table("name", "state", "sha256", "licence", "url")
-    for row in rows:
-        st = row["status"]
-        table.add_row(row["name"], st["state"], (st["sha256"] or row["sha256"] or row["sha256_prefix"] or "-")[:16],
-                      row["licence"], row["url"])
-    console.print(table)
-    console.print(f"cache: {weights.cache_dir()}")
+    rows = [Listed(spec, weights.status(spec.name)) for spec in weights.registered()]
+    fmt = chosen_format(fmt, as_json)
+    document = {"cache_dir": str(weights.cache_dir()),
+                "weights": [{**w.spec.to_dict(), "status": w.status.to_dict()} for w in rows]}
+    print_listing(fmt, rows, COLUMNS, json_document=document)
+    if fmt is ListFormat.table:
+        console.print(f"cache: {weights.cache_dir()}", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -59,7 +84,7 @@ def fetch(
     with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=err_console) as bar:
         task = bar.add_task(name, total=None)
         path = weights.fetch(name, url=url, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"{name}: {path} (sha256 {weights.file_sha256(path)})")
+    console.print(f"{name}: {path} (sha256 {weights.file_sha256(path)})", soft_wrap=True, markup=False)
 
 
 @app.command(name="import")
@@ -72,7 +97,7 @@ def import_(
 
     _load_registry()
     target = weights.import_file(name, path)
-    console.print(f"{name}: installed {target} (sha256 {weights.file_sha256(target)})")
+    console.print(f"{name}: installed {target} (sha256 {weights.file_sha256(target)})", soft_wrap=True, markup=False)
 
 
 @app.command()

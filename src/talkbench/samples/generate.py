@@ -289,8 +289,9 @@ def make_clip(spec: SampleSpec, out_dir: Path, seed: int, speech_dir: Path | Non
 
 
 def espeak_version() -> str:
+    """'eSpeak NG text-to-speech: 1.51', without the machine's data path that follows it."""
     result = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True)
-    return result.stdout.strip()
+    return result.stdout.split("Data at:")[0].strip()
 
 
 def main(argv: list[str] | None = None) -> None:
