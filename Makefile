@@ -31,10 +31,12 @@ demo: $(VENV)/.demo-installed
 	$(VENV)/bin/talkbench demo
 
 # -n auto: one pytest worker per core (pytest-xdist); --dist loadscope keeps a module's tests on
-# one worker, so a module-scoped fixture (the demo run, the audit of the shared speech) runs once.
-# The summary lists every skip with its reason (-ra in pyproject.toml) and the ten slowest tests.
+# one worker, so a module-scoped fixture (the demo run, the audit of the shared speech) runs once;
+# --no-loadscope-reorder keeps the collection order, which puts the longest modules first
+# (tests/conftest.py). The summary lists every skip with its reason (-ra in pyproject.toml) and
+# the ten slowest tests.
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -n auto --dist loadscope --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadscope --no-loadscope-reorder --durations=10 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
