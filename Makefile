@@ -3,7 +3,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
+# --no-compile: Python compiles a module when it is first imported, so only what runs is
+# compiled (compiling all of torch at install took a minute of the 2.5 a test install takes).
+PIP    := $(PY) -m pip install --disable-pip-version-check --no-compile -c constraints.txt
 # What `make demo` installs; `make test` adds the extras the test-suite needs.
 # (train brings OpenCV, which the tiny VQTalker's head-pose controls use)
 DEMO_EXTRAS := lid,lid-model,data,train

@@ -438,10 +438,6 @@ def test_fid_streams_frames_and_caches_ground_truth_statistics(sample_clips, ran
     assert first["protocol"]["fid_frame_stride"] == FID_STRIDE
     assert not first["timing"]["reference_stats_cached"]
 
-    again = evaluate_pairs(shifted, settings, models={"fid": model})
-    assert again["timing"]["reference_stats_cached"]
-    assert again["distribution"]["fid"] == pytest.approx(first["distribution"]["fid"], rel=1e-12)
-
     # The cached ground truth is all reference frames: not cut to what a method generated
     # (two frames short here, within the protocol), and not tied to the other metrics chosen.
     shorter = [(cid, gen[:-2], ref, None) for cid, gen, ref, _ in shifted]
@@ -449,8 +445,11 @@ def test_fid_streams_frames_and_caches_ground_truth_statistics(sample_clips, ran
     third = evaluate_pairs(shorter, other_metrics, models={"fid": model})
     assert third["timing"]["reference_stats_cached"]
     assert third["distribution"]["fid_samples"]["reference"] == reference.count
+    # the cached statistics give the FID that recomputing the reference gives (each FID is a
+    # scipy sqrtm of a 2048² matrix, ~15 s here: hence one comparison, not one per step)
     fresh = evaluate_pairs(shorter, EvalSettings(metrics=("fid",), fid_frame_stride=FID_STRIDE, cache_reference_stats=False),
                            models={"fid": model})
+    assert not fresh["timing"]["reference_stats_cached"]
     assert fresh["distribution"]["fid"] == pytest.approx(third["distribution"]["fid"], rel=1e-9)
 
 
