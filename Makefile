@@ -12,6 +12,8 @@ COMPILE := $(PY) -m compileall -q src
 DEMO_EXTRAS := lid,lid-model,data,train
 TEST_EXTRAS := $(DEMO_EXTRAS),ray,dev
 PYTEST_ARGS ?=
+# One worker more than cores: tests that wait on a subprocess, a server or a timer leave a core idle.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
 
 .PHONY: demo test clean
 
@@ -35,13 +37,13 @@ $(VENV)/.test-installed: pyproject.toml constraints.txt | $(PY)
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/talkbench demo
 
-# -n auto: one pytest worker per core (pytest-xdist); --dist loadscope keeps a module's tests on
+# pytest-xdist, one worker more than cores (TEST_WORKERS); --dist loadscope keeps a module's tests on
 # one worker, so a module-scoped fixture (the demo run, the audit of the shared speech) runs once;
 # --no-loadscope-reorder keeps the collection order, which puts the longest modules first
 # (tests/conftest.py). The summary lists every skip with its reason (-ra in pyproject.toml) and
 # the ten slowest tests.
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -n auto --dist loadscope --no-loadscope-reorder --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=10 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
