@@ -231,7 +231,7 @@ def _board_header(board: Board) -> list[str]:
     return ["#", "Method", "Prov."] + [f"{label(m)} {SIDE_LABEL[s]}" for s, m in board.columns()]
 
 
-def _board_text(v: float | None, side: str) -> str:
+def board_text(v: float | None, side: str) -> str:
     if v is None:
         return "–"
     return f"{v + 0.0:+.1f}".replace("-0.0", "+0.0") if side == "gap" else _fmt(v)
@@ -242,7 +242,7 @@ def _board_matrix(board: Board) -> tuple[list[list[str]], list[list[str]]]:
     col_marks = [board.column_marks(c) for c in cols]
     texts, mk = [], []
     for i, r in enumerate(board.rows):
-        texts.append([str(i + 1), r.method, r.provenance] + [_board_text(board.cell(r, c), c[0]) for c in cols])
+        texts.append([str(i + 1), r.method, r.provenance] + [board_text(board.cell(r, c), c[0]) for c in cols])
         mk.append(["", "", ""] + [col_marks[j][i] for j in range(len(cols))])
     return texts, mk
 

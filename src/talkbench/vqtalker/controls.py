@@ -236,10 +236,10 @@ def image_controls(image: np.ndarray, frames: int = 1) -> Controls:
 
 
 def _cache_file(path: Path, fps: float, cache_dir: Path | None) -> Path:
-    from talkbench.vqtalker.train import _clip_key, default_cache_dir
+    from talkbench.vqtalker.train import clip_key, default_cache_dir
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    return root / _clip_key(path) / f"controls_v{CACHE_VERSION}_{fps:g}fps.npz"
+    return root / clip_key(path) / f"controls_v{CACHE_VERSION}_{fps:g}fps.npz"
 
 
 def clip_controls(path: str | Path, fps: float = media.DEFAULT_FPS, cache_dir: Path | None = None,

@@ -41,7 +41,7 @@ from talkbench.vqtalker.train import (
     DistInfo,
     ScalarLog,
     TrainingError,
-    _clip_key,
+    clip_key,
     _unwrap,
     clip_frames,
     default_cache_dir,
@@ -102,7 +102,7 @@ def tokenizer_targets(tokenizer, video: Path, tokenizer_sha: str, fps: float, ca
     from talkbench.vqtalker.codec import encode_frames
     from talkbench.vqtalker.tokenizer import to_model
 
-    target = cache_dir / _clip_key(video) / f"stage1_{tokenizer_sha[:16]}_{fps:g}fps.npz"
+    target = cache_dir / clip_key(video) / f"stage1_{tokenizer_sha[:16]}_{fps:g}fps.npz"
     if target.is_file():
         with np.load(target) as data:
             return {k: data[k] for k in data.files}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talkbench.vqtalker.tokenizer import ConvLayer, EqualLinear, ResBlock, _BASE_CHANNELS
+from talkbench.vqtalker.tokenizer import ConvLayer, EqualLinear, ResBlock, BASE_CHANNELS
 from talkbench.weights import WeightSpec, register_weight, weight_path
 
 VGG19_WEIGHTS = register_weight(
@@ -143,7 +143,7 @@ class Discriminator(nn.Module):
     def __init__(self, size: int, channel_multiplier: int = 1, max_channels: int = 512):
         super().__init__()
         ch = {
-            r: min(c * channel_multiplier if r >= 64 else c, max_channels) for r, c in _BASE_CHANNELS.items()
+            r: min(c * channel_multiplier if r >= 64 else c, max_channels) for r, c in BASE_CHANNELS.items()
         }
         layers: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
         res = size

@@ -408,11 +408,11 @@ def get_speech_backend(name: str, **options) -> SpeechBackend:
 
 def clip_speech(backend: SpeechBackend, video: str | Path, cache_dir: Path | None = None) -> SpeechFeatures:
     """Speech features of a clip's audio, cached per (clip, backend description)."""
-    from talkbench.vqtalker.train import _clip_key, default_cache_dir
+    from talkbench.vqtalker.train import clip_key, default_cache_dir
 
     video = Path(video)
     tag = hashlib.sha1(json.dumps(backend.describe(), sort_keys=True).encode()).hexdigest()[:12]
-    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / _clip_key(video) / f"speech_{tag}.npz"
+    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / clip_key(video) / f"speech_{tag}.npz"
     if target.is_file():
         with np.load(target) as data:
             meta = json.loads(str(data["meta"]))

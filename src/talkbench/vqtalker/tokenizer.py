@@ -31,7 +31,7 @@ from talkbench.vqtalker.quantize import QuantizerConfig, build_quantizer
 
 # ----------------------------------------------------------------------------- config
 
-_BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class TokenizerConfig:
 
     def channels(self) -> dict[int, int]:
         out = {}
-        for res, ch in _BASE_CHANNELS.items():
+        for res, ch in BASE_CHANNELS.items():
             ch = ch * self.channel_multiplier if res >= 64 else ch
             out[res] = min(ch, self.max_channels)
         return out
@@ -61,7 +61,7 @@ class TokenizerConfig:
         cfg = cls(**data)
         if q is not None:
             cfg = replace(cfg, quantizer=_quantizer_config(q))
-        if cfg.size not in _BASE_CHANNELS or cfg.size < 8:
+        if cfg.size not in BASE_CHANNELS or cfg.size < 8:
             raise ValueError(f"size must be a power of two between 8 and 1024, got {cfg.size}")
         if cfg.flow_init not in ("zero", "lia"):
             raise ValueError(f"flow_init must be 'zero' or 'lia', got {cfg.flow_init!r}")

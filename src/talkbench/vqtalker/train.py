@@ -60,7 +60,7 @@ def default_cache_dir() -> Path:
     return root / "vqtalker"
 
 
-def _clip_key(path: Path) -> str:
+def clip_key(path: Path) -> str:
     st = path.stat()
     return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
@@ -69,7 +69,7 @@ def clip_landmarks(path: Path, fps: float, cache_dir: Path) -> np.ndarray:
     """(T, 68, 2) float32 dlib landmarks of every frame at ``fps`` in source pixels, computed once
     per clip and cached; frames without a face take the nearest frame's landmarks (NaN when
     the clip has no face at all)."""
-    target = cache_dir / _clip_key(path) / f"landmarks_{fps:g}fps.npy"
+    target = cache_dir / clip_key(path) / f"landmarks_{fps:g}fps.npy"
     if target.is_file():
         return np.load(target)
     from talkbench.face import analyse_image, get_backend
@@ -96,7 +96,7 @@ def clip_landmarks(path: Path, fps: float, cache_dir: Path) -> np.ndarray:
 
 def clip_frames(path: Path, size: int, fps: float, cache_dir: Path) -> np.ndarray:
     """(T, size, size, 3) uint8 frames, decoded once per clip and size into a memory-mapped cache."""
-    target = cache_dir / _clip_key(path) / f"frames_{size}_{fps:g}fps.npy"
+    target = cache_dir / clip_key(path) / f"frames_{size}_{fps:g}fps.npy"
     if not target.is_file():
         frames = media.read_frames(path, fps=fps, size=size)
         target.parent.mkdir(parents=True, exist_ok=True)

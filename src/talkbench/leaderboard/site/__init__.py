@@ -18,7 +18,7 @@ from pathlib import Path
 from talkbench import __version__
 from talkbench.leaderboard.ranking import Board, higher_is_better, label, leaderboard
 from talkbench.leaderboard.store import Store
-from talkbench.leaderboard.tables import SIDE_LABEL, _board_text
+from talkbench.leaderboard.tables import SIDE_LABEL, board_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -95,7 +95,7 @@ def _board_table(board: Board, index: int) -> str:
         for j, c in enumerate(cols):
             v = board.cell(r, c)
             cls = col_marks[j][i]
-            cells.append(f'<td class="{cls}" data-v="{"" if v is None else repr(float(v))}">{_e(_board_text(v, c[0]))}</td>')
+            cells.append(f'<td class="{cls}" data-v="{"" if v is None else repr(float(v))}">{_e(board_text(v, c[0]))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_e(board.note)}</p>' if board.note else ""
     return (f'<h2 id="board-{index}">{_e(board.title)}</h2>'
