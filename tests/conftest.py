@@ -7,9 +7,13 @@ disagree, so ``-m "not shared_data"`` selects exactly the tests that run without
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Analyses the tests make go to a folder of this run, never the user's cache.
+os.environ.setdefault("TALKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="talkbench-test-cache-"))
 
 # Under pytest-xdist each worker gets its share of the cores for torch/OpenMP (set before any
 # test imports torch; subprocesses inherit it), so N workers do not run N x cores threads.
@@ -61,8 +65,8 @@ _MARKER_PROBLEM = pytest.StashKey[str]()
 
 # Modules that take minutes (the demo alone ~5 on 2 cores) start first, so that under
 # pytest-xdist the workers finish together instead of one running the demo at the end.
-LONGEST_FIRST = ("tests/test_demo.py", "tests/metrics/test_engine.py", "tests/datasets/test_resume.py",
-                 "tests/datasets/test_language.py", "tests/datasets/test_audit.py")
+LONGEST_FIRST = ("tests/test_demo.py", "tests/metrics/test_engine_parallel.py", "tests/metrics/test_engine.py",
+                 "tests/datasets/test_resume.py", "tests/datasets/test_language.py", "tests/datasets/test_audit.py")
 
 
 def _longest_first(item) -> int:

@@ -94,6 +94,15 @@ def test_identity_embedding_separates_people(sample_clips):
     assert "dlib_face_recognition_resnet_model_v1.dat" in result.model_sha256
 
 
+def test_embedding_from_given_landmarks_equals_the_predictors(sample_clips):
+    """The engine passes the landmarks it already has; dlib's aligner then gets the same shape
+    the predictor would return, so the descriptor is the same, bit for bit."""
+    backend = get_backend()
+    for frame in list(media.iter_frames(sample_clips[0].video))[:60:20]:
+        found = analyse_image(frame, backend, landmarks=True)
+        assert np.array_equal(backend.embedding(frame, found.box, found.landmarks), backend.embedding(frame, found.box))
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize(
     "name", ["WDA_KatieHill_000.mp4", "WDA_AlexandriaOcasioCortez_000.mp4", "RD_Radio10_0_clip_0.mp4"]

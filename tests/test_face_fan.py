@@ -106,6 +106,6 @@ def test_engine_reports_fan_metrics_unavailable_without_weights(tmp_path, monkey
     monkeypatch.setenv(weights.ENV_CACHE_DIR, str(tmp_path / "cache"))
     clip = sample_clips[0]
     result = evaluate_pair(clip.video, clip.video, settings=EvalSettings(metrics=("ssim", "lmd"), face_backend="fan"))
-    assert "talkbench weights fetch fan-2d" in result["unavailable"]["lmd"]
-    assert result["clips"][0]["values"]["ssim"] == pytest.approx(1.0)
-    assert result["protocol"]["face_backend"] == "fan"
+    assert "talkbench weights fetch fan-2d" in result.unavailable["lmd"]
+    assert result.clips[0].values["ssim"] == pytest.approx(1.0)
+    assert result.protocol.face_backend == "fan"

@@ -3,8 +3,13 @@
 Two results compare only when their protocol hashes match, or when ``differences`` names the
 fields that differ. The hash is the sha256 of the record's canonical JSON (sorted keys, no
 whitespace), minus the fields in ``NOT_HASHED``: the talkbench version (a release that does not
-change a metric bumps no metric version and must not break comparability) and the frame
-counts (a description of the data, reported beside the number).
+change a metric bumps no metric version and must not break comparability), the frame counts
+(a description of the data, reported beside the number) and the bootstrap settings (they shape
+the intervals, never the values).
+
+The engine assembles a Protocol from the settings and the selected metric modules: a field a
+metric depends on (``fvd_clip_frames``, ``csim_frame_stride`` …) comes from that metric's
+``protocol_fields()`` and is None when the metric was not run.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 from talkbench import __version__, media
 
 NAME = "talkbench-v1"
-NOT_HASHED = ("talkbench_version", "frame_counts")
+NOT_HASHED = ("talkbench_version", "frame_counts", "bootstrap_replicates", "distribution_bootstrap_replicates",
+              "bootstrap_level")
 
 
 @dataclass(frozen=True)
@@ -31,16 +37,19 @@ class Protocol:
     max_frame_count_difference: int = 2
     metric_versions: dict = field(default_factory=dict)
     weights_sha256: dict = field(default_factory=dict)
-    face_backend: str = "dlib"  # detector + 68 landmarks (LMD, MSI)
+    face_backend: str | None = None  # detector + 68 landmarks, when a metric needs faces
     face_models_sha256: dict = field(default_factory=dict)
-    identity_backend: str = "dlib"  # CSIM embedding
-    csim_reference: str = "portrait"  # or "ground-truth-frame"
-    csim_frame_stride: int = 1
-    fid_frame_stride: int = 1
-    fvd_clip_frames: int = 16
-    fvd_clip_stride: int = 16
+    identity_backend: str | None = None  # CSIM embedding
+    csim_reference: str | None = None  # "portrait" or "ground-truth-frame"
+    csim_frame_stride: int | None = None
+    fid_frame_stride: int | None = None
+    fvd_clip_frames: int | None = None
+    fvd_clip_stride: int | None = None
     fvd_max_clips_per_video: int | None = None
-    seed: int = 0
+    seed: int = 0  # bootstrap resampling
+    bootstrap_replicates: int = 0
+    distribution_bootstrap_replicates: int = 0
+    bootstrap_level: float = 0.95
     frame_counts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -3,6 +3,8 @@ shipped ``sample`` spec (real clips, real spec type) so submissions validate in 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 
@@ -46,3 +48,54 @@ def measured_store(tmp_path_factory, mini_spec):
     for name in ("ground-truth", "static-source", "h264"):
         run_method(store, name, mini_spec, "speech-driven", root / "out", settings=settings)
     return store
+
+
+@dataclass
+class SampleRuns:
+    """A store of runs on the real ``sample`` benchmark with chosen per-clip SSIM values."""
+
+    store: object
+    values: dict[str, tuple[dict[str, float], dict[str, float]]]  # method -> (IE, non-IE) clip -> value
+    seed: int = 7
+    replicates: int = 400
+
+
+def _sample_clips() -> tuple[list[str], list[str]]:
+    """The sample benchmark's clip ids, Indo-European and not, in clip-id order."""
+    from talkbench.leaderboard.benchmarks import get_benchmark
+
+    clips = sorted(get_benchmark("sample").clips, key=lambda c: c.id)
+    return ([c.id for c in clips if c.family == "Indo-European"],
+            [c.id for c in clips if c.family != "Indo-European"])
+
+
+def _values(center: float, width: float, count: int) -> list[float]:
+    """``count`` per-clip values spread around ``center``: below, above, a little further each time."""
+    return [center + width * (1 if i % 2 else -1) * (1 + i / count) for i in range(count)]
+
+
+@pytest.fixture
+def sample_runs(store):
+    """Five runs on the sample benchmark (2 Indo-European clips, 6 others): A and B close enough
+    for their intervals to overlap, D and C well below, D without a cross-lingual gap."""
+    from talkbench.leaderboard.benchmarks import get_benchmark
+    from talkbench.leaderboard.store import ClipValue, Run
+
+    spec = get_benchmark("sample")
+    store.upsert_benchmark(spec)
+    ie, non_ie = _sample_clips()
+    runs = SampleRuns(store, {})
+    protocol = {"resolution": 256, "seed": runs.seed, "bootstrap_replicates": runs.replicates, "bootstrap_level": 0.95}
+
+    def add(method, ie_values, non_ie_values):
+        clip_values = [ClipValue(c, "ssim", v) for c, v in zip(ie + non_ie, [*ie_values, *non_ie_values])]
+        store.add_run(Run(method=method, benchmark="sample", benchmark_version=spec.version, task="speech-driven",
+                          provenance="measured", protocol=protocol), clip_values)
+        runs.values[method] = dict(zip(ie, ie_values)), dict(zip(non_ie, non_ie_values))
+
+    add("ground-truth", [1.0] * 2, [1.0] * 6)
+    add("A", _values(0.85, 0.02, 2), _values(0.70, 0.05, 6))
+    add("B", _values(0.84, 0.02, 2), _values(0.68, 0.05, 6))
+    add("C", _values(0.60, 0.02, 2), _values(0.40, 0.01, 6))
+    add("D", [0.55, 0.57], [0.55, 0.57] * 3)  # the same outside Indo-European: no gap
+    return runs

@@ -52,3 +52,18 @@ def test_site_in_headless_chromium(measured_store, tmp_path):
         page.goto(tmp_path / "site" / "methods" / "h264.html")
         assert page.console_errors == []
         assert "Protocol record" in page.evaluate("document.body.innerText")
+
+
+def test_site_shows_intervals_ties_and_the_legend(sample_runs, tmp_path):
+    from talkbench.leaderboard.ranking import leaderboard
+
+    index = build_site(sample_runs.store, tmp_path / "site").read_text()
+    [board] = leaderboard(sample_runs.store)
+    a = next(r for r in board.rows if r.method == "A")
+    low, high = a.interval("non_indo_european", "ssim")
+    table = index[index.index('id="table-0"'):]
+    rank_cells = re.findall(r'<tr><td class="l" data-v="(\d*)">([^<]*)</td>', table)
+    assert rank_cells[:3] == [("", "–"), ("1", "1="), ("1", "1=")]  # the reference, then A and B tied
+    assert f'<span class="ci">[{low:.3f}, {high:.3f}]</span>' in index
+    assert "bootstrap intervals over clips of methods ranked next to each other overlap" in html.unescape(index)
+    assert "≈+0.0" in html.unescape(table)  # D's gap is not significant

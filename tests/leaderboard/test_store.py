@@ -52,10 +52,10 @@ def test_reported_entries_carry_paper_table_and_printed_text(store):
     assert [r["method"] for r in runs][:2] == ["H.264 Codec", "FOMM"]
     assert {r["provenance"] for r in store.runs()} == {"reported"}
     cells = store.aggregates([runs[-1]["run_id"]])[runs[-1]["run_id"]]
-    assert cells[("all", "ssim")] == {"value": 0.874, "text": "0.874"}
+    assert cells[("all", "ssim")] == {"value": 0.874, "text": "0.874", "ci": None}  # reported: no interval
     t3 = store.runs(source_paper="VQTalker", source_table="3")
     vq = store.aggregates([t3[0]["run_id"]])[t3[0]["run_id"]]
-    assert vq[("all", "bitrate_kbps")] == {"value": 1.0, "text": "<1"}
+    assert vq[("all", "bitrate_kbps")] == {"value": 1.0, "text": "<1", "ci": None}
     assert store.methods()["FOMM"]["kind"] == "reported"
 
 

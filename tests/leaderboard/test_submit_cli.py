@@ -60,11 +60,11 @@ def test_killed_submit_leaves_no_partial_run(tmp_path, sample_clips):
     db = tmp_path / "lb.duckdb"
     sub = _submission(tmp_path, "KilledTalker", sample_clips)
     p = subprocess.Popen(TALKBENCH + ["submit", str(sub), "--benchmark", "sample", "--store", str(db),
-                                      "--metrics", "ssim,cpbd"],
+                                      "--metrics", "ssim,cpbd", "--workers", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     seen = ""
     deadline = time.monotonic() + 240
-    while "evaluating tr_001" not in seen and time.monotonic() < deadline:  # 6th of 8 clips
+    while "evaluating tr_001" not in seen and time.monotonic() < deadline:  # 6th of 8 clips done, 2 to go
         line = p.stderr.readline()
         if not line:
             break

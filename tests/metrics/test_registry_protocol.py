@@ -1,6 +1,8 @@
 import pytest
 
-from talkbench.metrics.registry import MetricSpec, available_metrics, get_metric, register_metric
+from talkbench.metrics import registry
+from talkbench.metrics.base import Batch, FrameMeans, Metric, MetricSpec, Need
+from talkbench.metrics.registry import available_metrics, get_metric, register_metric
 from talkbench.protocol import Protocol
 
 
@@ -9,8 +11,11 @@ def test_every_metric_of_the_issue_is_registered():
 
 
 def test_registry_rejects_duplicate_names():
+    class OtherSSIM(Metric):
+        spec = MetricSpec("ssim", "2", "clip", ("ssim",), True)
+
     with pytest.raises(ValueError, match="already registered"):
-        register_metric(MetricSpec("ssim", "2", "paired", ("ssim",), True))
+        register_metric(OtherSSIM)
     with pytest.raises(ValueError, match="unknown metric 'sharpness'"):
         get_metric("sharpness")
 
@@ -23,7 +28,7 @@ def test_protocol_hash_is_stable_and_covers_settings():
     assert Protocol().sha256() == Protocol.from_dict(Protocol().to_dict()).sha256()
     # Pinned: a change to the defaults or the canonical JSON makes every stored result
     # incomparable, so it must be a deliberate new protocol, not an accident.
-    assert Protocol().sha256() == "53292e57e93b626a8af3e4d1bd15315177b35a4262ec1d363ead9acb5481d5ba"
+    assert Protocol().sha256() == "5402b7e4f068f0cc6b7d46358583b30c7bcaee25a4c7dbcbc21809b57beb3ba9"
     changed = Protocol(metric_versions={"ssim": "1"}, weights_sha256={"x": "ab"}, resolution=512)
     assert changed.sha256() != a.sha256()
     assert a.differences(changed) == ["resolution"]
@@ -39,3 +44,33 @@ def test_version_and_frame_counts_are_recorded_but_not_hashed():
 def test_unknown_protocol_fields_are_refused():
     with pytest.raises(ValueError, match="unknown protocol fields: colour"):
         Protocol.from_dict({"colour": "red"})
+
+
+class MouthOpening(Metric):
+    """A new metric, written as a user would: one class, its needs declared."""
+
+    spec = MetricSpec("mouth-opening", "1", "clip", ("mouth_opening",), True, frozenset({Need.FACES}),
+                      description="mean inner-lip gap in pixels")
+
+    def update(self, state: FrameMeans, batch: Batch) -> None:
+        lips = batch.faces.landmarks[batch.faces.valid]
+        state.add("mouth_opening", abs(lips[:, 66, 1] - lips[:, 62, 1]))
+
+
+def test_a_new_metric_is_one_class_and_one_registry_line(sample_clips, monkeypatch):
+    """The engine gives a registered metric what it declared (here the face track) and reports
+    it like the built-in ones; no engine change."""
+    from talkbench import media
+    from talkbench.face import get_backend
+    from talkbench.metrics.analysis import analyse_frames
+    from talkbench.metrics.engine import EvalSettings, evaluate_pair
+
+    monkeypatch.setitem(registry._METRICS, "mouth-opening", MouthOpening)  # removed after the test
+    frames = media.read_frames(sample_clips[0].video, size=256)[:40]
+    result = evaluate_pair(frames, None, settings=EvalSettings(metrics=("mouth-opening", "cpbd")))
+    track = analyse_frames(frames, get_backend("dlib"))
+    lips = track.landmarks[track.valid]
+    assert result.clips[0].values["mouth_opening"] == pytest.approx(abs(lips[:, 66, 1] - lips[:, 62, 1]).mean())
+    assert result.protocol.metric_versions == {"mouth-opening": "1", "cpbd": "1"}
+    assert result.protocol.face_backend == "dlib"  # a face metric ran: the face models are recorded
+    assert result.clips[0].faces["mouth-opening_frames"] == int(track.valid.sum())

@@ -47,6 +47,7 @@ app.command(name="audit")(audit_cmd.audit)
 app.add_typer(baselines_cmd.app, name="baselines")
 app.add_typer(vqtalker_cmd.app, name="vqtalker")
 app.command(name="eval")(eval_cmd.eval_)
+app.add_typer(eval_cmd.cache_app, name="cache")
 
 
 def main() -> None:

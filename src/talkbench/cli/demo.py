@@ -103,6 +103,6 @@ def demo(
     with section("audit", "3. language-bias audit of the sample corpus (its catalog's language tags)", timings):
         audit_result = audit(dataset, out / "audit", dataset="sample")
         print_summary(audit_result.report, audit_result.files)
-    runs = ", ".join(f"{method} {task} {seconds:.0f} s" for (method, task), seconds in result.run_seconds.items())
+    runs = ", ".join(f"{task} {seconds:.0f} s" for task, seconds in result.run_seconds.items())
     console.print(f"demo: {sum(timings.values()):.0f} s (" + ", ".join(
         f"{name} {seconds:.0f} s" for name, seconds in timings.items()) + f"; leaderboard runs: {runs})")

@@ -1,17 +1,23 @@
-"""``talkbench eval``: the metrics of generated videos against ground truth and/or portraits."""
+"""``talkbench eval``: the metrics of generated videos against ground truth and/or portraits,
+one row per method; ``talkbench cache``: the on-disk analysis cache."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.listing import print_table
+from talkbench.errors import MetricError
 
 
 def eval_(
-    generated: Path = typer.Option(..., "--generated", "-g", help="A generated video, or a folder of them."),
+    generated: list[Path] = typer.Option(
+        ..., "--generated", "-g", help="A generated video, or a folder of them; repeat for several methods."
+    ),
     reference: Path = typer.Option(None, "--reference", "-r", help="Ground-truth video, or folder matched by file name."),
     source_portrait: Path = typer.Option(
         None, "--source-portrait", "-p", help="Identity image for CSIM: one image, or a folder matched by file name."
@@ -22,79 +28,161 @@ def eval_(
     csim_reference: str = typer.Option("auto", "--csim-reference", help="portrait, ground-truth-frame or auto."),
     csim_stride: int = typer.Option(None, "--csim-stride", help="Embed every Nth frame (default 5 for dlib, 1 for arcface)."),
     fid_stride: int = typer.Option(1, "--fid-stride", help="Use every Nth frame for FID."),
-    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap intervals."),
+    workers: int = typer.Option(None, "--workers", "-w", help="Processes (default: all cores) or Ray actors."),
+    engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local Ray)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the analysis cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (docs/schemas/evaluation-report.schema.json)."),
 ) -> None:
-    """Evaluate generated talking-head videos: per-clip values, means, FID/FVD and the protocol."""
+    """Evaluate generated talking-head videos: per-clip values, means with 95% intervals,
+    FID/FVD and the protocol; one row per method (-g)."""
     from rich.progress import Progress
 
-    from talkbench.errors import MetricError
-    from talkbench.metrics.engine import DEFAULT_METRICS, EvalSettings, evaluate_folders, evaluate_pair
+    from talkbench.metrics.engine import ClipJob, evaluate, match_folders
+    from talkbench.metrics.settings import DEFAULT_METRICS, EvalSettings
 
-    for path, what in ((generated, "--generated"), (reference, "--reference"), (source_portrait, "--source-portrait")):
+    for path, what in [*((g, "--generated") for g in generated), (reference, "--reference"), (source_portrait, "--source-portrait")]:
         if path is not None and not path.exists():
             raise MetricError(f"{path}: {what} does not exist")
-    if reference is not None and generated.is_dir() != reference.is_dir():
-        raise MetricError(f"{generated} and {reference}: give two videos or two folders, not one of each")
+    kinds = {g.is_dir() for g in generated}
+    if len(kinds) > 1 or (reference is not None and kinds != {reference.is_dir()}):
+        raise MetricError(f"{', '.join(map(str, [*generated, reference]))}: give videos or folders, not a mix")
     settings = EvalSettings(
         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else DEFAULT_METRICS,
-        identity_backend=identity_backend,
-        face_backend=face_backend,
-        csim_reference=csim_reference,
-        csim_frame_stride=csim_stride,
-        fid_frame_stride=fid_stride,
-    )
+        identity_backend=identity_backend, face_backend=face_backend, csim_reference=csim_reference,
+        csim_frame_stride=csim_stride, fid_frame_stride=fid_stride, seed=seed, use_cache=not no_cache,
+    )  # fmt: skip
+    settings.check()
+    names = _method_names(generated)
+    jobs = []
+    for path, name in zip(generated, names):
+        if path.is_dir():
+            jobs += match_folders(path, reference, source_portrait, name)
+        else:
+            jobs.append(ClipJob(name, path.stem, path, reference, source_portrait))
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
 
-        def progress(done: int, total: int, clip: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"evaluating {clip}")
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"evaluating {label}")
 
-        if generated.is_dir():
-            result = evaluate_folders(generated, reference, source_portrait, settings, progress)
-        else:
-            result = evaluate_pair(generated, reference, source_portrait, settings)
+        report = evaluate(jobs, settings, workers or os.cpu_count() or 1, engine, progress, ray_address=ray_address)
     if as_json:
-        print_json(result)
+        print_json(report.to_dict())
     else:
-        _render(result)
-    if result["errors"]:
+        _render(report)
+    if any(r.errors for r in report.evaluations):
         raise typer.Exit(1)
+
+
+def _method_names(paths: list[Path]) -> list[str]:
+    """A folder's name (a file's stem), or its path where two would share a name."""
+    names = [p.name if p.is_dir() else p.stem for p in paths]
+    if len(set(names)) != len(names):
+        names = [str(p) for p in paths]
+    return names
 
 
 MAX_CLIP_COLUMNS = 6
 
 
-def _render(result: dict) -> None:
-    """One row per value; the mean over clips, then each clip while they fit (--json has all)."""
+def _render(report) -> None:
     from talkbench.metrics.registry import available_metrics, get_metric
 
     better = {v: ("↑" if get_metric(m).higher_is_better else "↓") for m in available_metrics() for v in get_metric(m).values}
-    clips = result["clips"] if len(result["clips"]) <= MAX_CLIP_COLUMNS else []
-    table = Table("value", "mean", "clips", *(c["id"] for c in clips))
-    for name, agg in result["aggregates"].items():
-        label = f"{name} {better.get(name, '')}".strip()
-        table.add_row(label, _fmt(agg["mean"]), str(agg["clips"]), *(_fmt(c["values"].get(name)) for c in clips))
-    console.print(table)
-    for name, value in result["distribution"].items():
-        if not name.endswith("_samples"):
-            samples = result["distribution"][f"{name}_samples"]
-            console.print(f"{name}: {value:.3f} ({samples['generated']} generated vs {samples['reference']} reference samples)")
-    for clip in result["clips"]:
-        faces = clip.get("faces") or {}
-        missing = {k: v for k, v in faces.items() if k.endswith("without_face") and v}
-        if missing:
-            console.print(f"[yellow]{clip['id']}[/]: frames without a face skipped by face metrics: {missing}")
-    for name, reason in result["unavailable"].items():
-        err_console.print(f"[yellow]{name} unavailable[/]: {reason}")
-    for error in result["errors"]:
-        err_console.print(f"[red]{error['id']}[/]: {error['error']}")
-    timing = result["timing"]
+    results = report.evaluations
+    if len(results) == 1:
+        _render_one(results[0], better)
+    else:
+        names = sorted({n for r in results for n in r.summary} | {n for r in results for n in r.distribution})
+        table = Table("method", "clips", *(f"{n} {better.get(n, '')}".strip() for n in names))
+        for r in results:
+            cells = []
+            for n in names:
+                s = r.summary.get(n) or r.distribution.get(n)
+                cells.append(_with_interval(getattr(s, "mean", getattr(s, "value", None)), s.ci95) if s else "-")
+            table.add_row(r.method, str(len(r.clips)), *cells)
+        print_table(table)
+        console.print("mean over clips [95% bootstrap interval]; --json has every clip")
+    for r in results:
+        _render_notes(r)
+    first = results[0]
+    clip_seconds = sum(r.timing.clip_seconds for r in results)
+    frames = sum(r.timing.frames for r in results)
+    cached = sum(r.timing.clips_cached for r in results)
     console.print(
-        f"{len(result['clips'])} clips, {timing['frames']} frames in {timing['seconds']:.1f} s "
-        f"({timing['cpu_ms_per_frame'] or 0:.0f} CPU-ms/frame); protocol {result['protocol']['name']} "
-        f"sha256 {result['protocol_sha256'][:12]}"
+        f"{sum(len(r.clips) for r in results)} clips ({cached} from the cache), {frames} frames measured in "
+        f"{first.timing.seconds:.1f} s wall on {first.timing.workers} {first.timing.engine} worker(s) "
+        f"({1000 * clip_seconds / frames if frames else 0:.0f} ms/frame per worker); "
+        f"protocol {first.protocol.name} sha256 {first.protocol_sha256[:12]}"
     )
+
+
+def _render_one(result, better: dict) -> None:
+    """One row per value; the mean over clips, then each clip while they fit."""
+    clips = result.clips if len(result.clips) <= MAX_CLIP_COLUMNS else []
+    table = Table("value", "mean [95% CI]", "clips", *(c.id for c in clips))
+    for name, s in result.summary.items():
+        label = f"{name} {better.get(name, '')}".strip()
+        table.add_row(label, _with_interval(s.mean, s.ci95), str(s.clips), *(_fmt(c.values.get(name)) for c in clips))
+    print_table(table)
+    for name, d in result.distribution.items():
+        console.print(f"{name}: {_with_interval(d.value, d.ci95)} ({d.generated_samples} generated vs "
+                      f"{d.reference_samples} reference samples)")  # fmt: skip
+
+
+def _render_notes(result) -> None:
+    prefix = f"{result.method}: " if result.method else ""
+    for clip in result.clips:
+        missing = {k: v for k, v in clip.faces.items() if k.endswith("without_face") and v}
+        if missing:
+            console.print(f"[yellow]{prefix}{clip.id}[/]: frames without a face skipped by face metrics: {missing}")
+    for name, reason in result.unavailable.items():
+        err_console.print(f"[yellow]{prefix}{name} unavailable[/]: {reason}")
+    for error in result.errors:
+        err_console.print(f"[red]{prefix}{error.id}[/]: {error.error}")
+
+
+def _with_interval(value, interval) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else f"{value:.4f}"
 
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+cache_app = typer.Typer(help="The on-disk analysis cache (face tracks, embeddings, features, clip results).",
+                        no_args_is_help=True)  # fmt: skip
+
+
+@cache_app.command("info")
+def cache_info(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Where the cache is, and its entries and size per kind."""
+    from talkbench.metrics import cache
+
+    rows = cache.info()
+    if as_json:
+        print_json({"root": str(cache.cache_root()), "kinds": [r.__dict__ for r in rows]})
+        return
+    table = Table("kind", "entries", "MB", "partial")
+    for r in rows:
+        table.add_row(r.kind, str(r.entries), f"{r.bytes / 1e6:.1f}", str(r.partial))
+    console.print(f"analysis cache: {cache.cache_root()}")
+    console.print(table)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    kind: list[str] = typer.Option(None, "--kind", help="Only these kinds (faces, identity, features, clips)."),
+) -> None:
+    """Remove cached analyses (all kinds unless --kind)."""
+    from talkbench.metrics import cache
+
+    try:
+        freed = cache.clear(tuple(kind) if kind else cache.KINDS)
+    except ValueError as exc:
+        raise MetricError(str(exc)) from None
+    console.print(f"removed {freed / 1e6:.1f} MB from {cache.cache_root()}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -36,14 +37,19 @@ def submit(
     data: Optional[Path] = typer.Option(None, "--data", help="'talkbench data build' output holding the benchmark's clips."),
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metrics (default: all)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Evaluation processes (default: all cores) or Ray actors."),
+    engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored run as JSON."),
 ) -> None:
     """Validate a submission (every problem at once), evaluate it with the metrics engine, store it."""
     from talkbench.leaderboard.evaluate import submit as do_submit
 
+    settings = _settings(metrics)
+    settings.check()  # a bad metric name fails before the validation, not after it
     db = _store(store)
-    run_id = do_submit(path, benchmark, db, data_dir=data, settings=_settings(metrics),
-                       progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
+    run_id = do_submit(path, benchmark, db, data_dir=data, settings=settings,
+                       progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
+                       workers=workers or os.cpu_count() or 1, engine=engine)  # fmt: skip
     run = next(r for r in db.runs(provenance="measured") if r["run_id"] == run_id)
     if as_json:
         print_json({"run_id": run_id, "store": str(db.path), "run": run})

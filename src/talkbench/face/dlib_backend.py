@@ -61,10 +61,8 @@ class DlibBackend:
         self._embedder = None  # the ResNet is loaded on first use: most callers never need it
 
     def model_sha256(self) -> dict[str, str]:
-        hashes = {LANDMARK_MODEL: file_sha256(_model_path(LANDMARK_MODEL))}
-        if self._embedder is not None:
-            hashes[EMBEDDING_MODEL] = file_sha256(_model_path(EMBEDDING_MODEL))
-        return hashes
+        # both files always: what a result depends on must not change with what was loaded first
+        return {name: file_sha256(_model_path(name)) for name in (LANDMARK_MODEL, EMBEDDING_MODEL)}
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         image = np.ascontiguousarray(image)
@@ -81,6 +79,13 @@ class DlibBackend:
         rect = dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
         return self._predictor(np.ascontiguousarray(image), rect)
 
+    @staticmethod
+    def _shape_from(box: FaceBox, landmarks: np.ndarray) -> dlib.full_object_detection:
+        """dlib's shape object from our landmarks (its integer points, so the aligner sees
+        exactly what the predictor returned), without running the predictor a second time."""
+        rect = dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
+        return dlib.full_object_detection(rect, dlib.points([dlib.point(int(x), int(y)) for x, y in landmarks]))
+
     def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
         shape = self._shape(image, box)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
@@ -88,6 +93,6 @@ class DlibBackend:
     def embedding(self, image: np.ndarray, box: FaceBox, landmarks: np.ndarray | None = None) -> np.ndarray:
         if self._embedder is None:
             self._embedder = dlib.face_recognition_model_v1(str(_model_path(EMBEDDING_MODEL)))
-        shape = self._shape(image, box)  # dlib's aligner needs its own shape object
+        shape = self._shape(image, box) if landmarks is None else self._shape_from(box, landmarks)
         descriptor = self._embedder.compute_face_descriptor(np.ascontiguousarray(image), shape)
         return np.asarray(descriptor, dtype=np.float32)

@@ -3,6 +3,7 @@ engine → DuckDB → terminal leaderboard and static HTML site."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ class DemoResult:
     site: Path  # index.html
     run_ids: dict[tuple[str, str], str]  # (method, task) -> run id
     boards: list = field(default_factory=list)  # ranking.Board
-    run_seconds: dict[tuple[str, str], float] = field(default_factory=dict)  # generation and scoring, wall
+    run_seconds: dict[str, float] = field(default_factory=dict)  # task -> generation and scoring of its methods, wall
 
     def unavailable(self) -> dict[str, str]:
         """Metrics no run could measure (their weights are not installed), with the fix."""
@@ -49,11 +50,12 @@ def run_demo_leaderboard(
     metrics: tuple[str, ...] | None = None,
     runs: tuple[tuple[str, str], ...] = DEMO_RUNS,
     progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
 ) -> DemoResult:
     """Generate each (method, task) of ``runs`` on the ``sample`` benchmark, evaluate with the
     metrics engine, store the runs (plus the papers' reported numbers) in
     ``out_dir/leaderboard.duckdb`` and build the site in ``out_dir/site``."""
-    from talkbench.leaderboard.evaluate import default_settings, run_method
+    from talkbench.leaderboard.evaluate import default_settings, run_methods
     from talkbench.leaderboard.ranking import leaderboard
     from talkbench.leaderboard.reported import load_reported
     from talkbench.leaderboard.site import build_site
@@ -63,11 +65,14 @@ def run_demo_leaderboard(
     store = Store(out / "leaderboard.duckdb")
     load_reported(store)
     settings = default_settings(metrics)
+    workers = workers or os.cpu_count() or 1
     run_ids, run_seconds = {}, {}
-    for name, task in runs:
+    for task in dict.fromkeys(t for _, t in runs):  # per task, every method in one engine call
         start = time.perf_counter()
-        run_ids[name, task] = run_method(store, name, "sample", task, out / "outputs" / task,
-                                         settings=settings, progress=progress)
-        run_seconds[name, task] = time.perf_counter() - start
+        names = [name for name, t in runs if t == task]
+        done = run_methods(store, names, "sample", task, out / "outputs" / task, settings=settings,
+                           progress=progress, workers=workers)  # fmt: skip
+        run_ids.update({(name, task): run_id for name, run_id in done.items()})
+        run_seconds[task] = time.perf_counter() - start
     site = build_site(store, out / "site")
     return DemoResult(store.path, site, run_ids, leaderboard(store, "sample"), run_seconds)

@@ -1,19 +1,21 @@
 """From method outputs to a stored run: generate (built-in methods), evaluate with the metrics
 engine (``talkbench.metrics.engine``; nothing is re-implemented here), store.
 
-Evaluation uses one engine ``Evaluator`` per language group (Indo-European / not), so per-clip
-values are computed once while FID/FVD get their own statistics per group; the two merge by
-addition into the whole-benchmark numbers. A clip that fails makes the whole evaluation fail
-(``EvaluationError``) and nothing is stored: a run is all its clips or nothing.
+Each clip is tagged with its language group (Indo-European / not), so the engine gives FID/FVD
+per group beside the whole-benchmark numbers. Every mean carries its bootstrap interval. A clip
+that fails makes the whole evaluation fail (``EvaluationError``) and nothing is stored: a run
+is all its clips or nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from talkbench import media
 from talkbench.baselines.protocol import MethodInfo, Task, get_method, method_names
@@ -21,6 +23,8 @@ from talkbench.clip import Clip
 from talkbench.errors import TalkbenchError
 from talkbench.leaderboard.benchmarks import BenchmarkSpec, get_benchmark, resolve_clips, sha256_file
 from talkbench.leaderboard.store import AggregateValue, ClipValue, Run, Store
+from talkbench.metrics.engine import ClipJob, evaluate
+from talkbench.metrics.settings import DEFAULT_METRICS, EvalSettings
 
 GROUPS = ("indo_european", "non_indo_european")
 Progress = Callable[[str], None]
@@ -50,9 +54,7 @@ def references_digest(clips: list[Clip]) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
-def default_settings(metrics: tuple[str, ...] | None = None):
-    from talkbench.metrics.engine import DEFAULT_METRICS, EvalSettings
-
+def default_settings(metrics: tuple[str, ...] | None = None) -> EvalSettings:
     return EvalSettings(metrics=tuple(metrics) if metrics else DEFAULT_METRICS)
 
 
@@ -61,56 +63,63 @@ def evaluate_outputs(
     clips: list[Clip],
     videos: dict[str, Path],
     task: str,
-    settings=None,
+    settings: EvalSettings | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
+    engine: str = "local",
 ) -> Evaluation:
     """Score ``videos`` (clip id → generated file) against the benchmark's references."""
-    from talkbench.metrics.engine import Evaluator
+    return evaluate_many(spec, clips, {"method": videos}, settings, progress, workers, engine)["method"]
 
+
+def evaluate_many(
+    spec: BenchmarkSpec,
+    clips: list[Clip],
+    outputs: dict[str, dict[str, Path]],
+    settings: EvalSettings | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+    engine: str = "local",
+) -> dict[str, Evaluation]:
+    """Score several methods' outputs (label → clip id → file) in one engine call: each ground
+    truth is analysed once for all of them, and clips spread over ``workers``. Raises
+    ``EvaluationError`` naming every failed clip if any method has one."""
     settings = settings or default_settings()
     say = progress or (lambda message: None)
-    evaluators = {g: Evaluator(settings) for g in GROUPS}
-    errors: list[str] = []
-    for i, clip in enumerate(clips, 1):
-        say(f"evaluating {clip.id} ({i}/{len(clips)})")
-        portrait = next(iter(media.iter_frames(clip.video, fps=spec.fps)))
-        try:
-            evaluators[_group(clip)].evaluate_clip(clip.id, videos[clip.id], clip.video, portrait)
-        except TalkbenchError as exc:
-            errors.append(f"{clip.id}: {exc}")
-    if errors:
-        raise EvaluationError("evaluation failed, nothing stored:\n  - " + "\n  - ".join(errors))
+    portraits = {clip.id: _first_frame(clip.video, spec.fps) for clip in clips}
+    jobs = [ClipJob(label, clip.id, Path(videos[clip.id]), clip.video, portraits[clip.id], _group(clip))
+            for label, videos in outputs.items() for clip in clips]  # fmt: skip
+    report = evaluate(jobs, settings, workers=workers, engine=engine,
+                      progress=lambda done, total, label: say(f"evaluating {label} ({done}/{total})"))  # fmt: skip
+    failed = [f"{r.method}/{e.id}: {e.error}" if len(outputs) > 1 else f"{e.id}: {e.error}"
+              for r in report.evaluations for e in r.errors]  # fmt: skip
+    if failed:
+        raise EvaluationError("evaluation failed, nothing stored:\n  - " + "\n  - ".join(failed))
+    digest = references_digest(clips)
+    return {result.method: _evaluation(result, digest, len(clips)) for result in report.evaluations}
 
-    total = Evaluator(settings)
-    for g in GROUPS:
-        total.merge(evaluators[g])
-    result = total.result()
 
-    clip_values = [
-        ClipValue(c["id"], name, value)
-        for c in result["clips"]
-        for name, value in sorted(c["values"].items())
-        if isinstance(value, (int, float))
-    ]
-    aggregates = [AggregateValue("all", name, agg["mean"]) for name, agg in result["aggregates"].items()]
-    for name, value in result["distribution"].items():
-        if isinstance(value, (int, float)):
-            aggregates.append(AggregateValue("all", name, value))
-    for g, ev in evaluators.items():
-        if not ev.clips:
-            continue
-        values, _ = ev.distribution_values()
-        for name, value in values.items():
-            if isinstance(value, (int, float)):
-                aggregates.append(AggregateValue(f"group:{g}", name, value))
+def _evaluation(result, references_sha256: str, clips: int) -> Evaluation:
+    clip_values = [ClipValue(c.id, name, value) for c in result.clips for name, value in sorted(c.values.items())]
+    aggregates = [AggregateValue("all", name, s.mean, ci=s.ci95) for name, s in result.summary.items()]
+    for name, d in result.distribution.items():
+        aggregates.append(AggregateValue("all", name, d.value, ci=d.ci95))
+    for group, values in result.group_distribution.items():
+        for name, d in values.items():
+            aggregates.append(AggregateValue(f"group:{group}", name, d.value, ci=d.ci95))
     attributes = {
-        "unavailable": result["unavailable"],
-        "references_sha256": references_digest(clips),
-        "clips": len(clips),
-        "timing": result["timing"],
-        "faces": {c["id"]: c["faces"] for c in result["clips"]},
+        "unavailable": result.unavailable,
+        "references_sha256": references_sha256,
+        "clips": clips,
+        "timing": asdict(result.timing),
+        "faces": {c.id: c.faces for c in result.clips},
     }
-    return Evaluation(result["protocol"], result["protocol_sha256"], clip_values, aggregates, attributes)
+    return Evaluation(result.protocol.to_dict(), result.protocol_sha256, clip_values, aggregates, attributes)
+
+
+def _first_frame(video: Path, fps: float) -> np.ndarray:
+    """The speech-driven task's source image: the reference clip's first frame."""
+    return next(iter(media.iter_frames(video, fps=fps)))
 
 
 def make_tasks(spec: BenchmarkSpec, clips: list[Clip], kind: str) -> list[Task]:
@@ -147,30 +156,44 @@ def store_evaluation(store: Store, spec: BenchmarkSpec, info: MethodInfo, task: 
     return store.add_run(run, evaluation.clip_values, evaluation.aggregates, method=info)
 
 
-def run_method(
+def run_method(store: Store, method_name: str, *args, **kwargs) -> str:
+    """``run_methods`` for one built-in method; returns its run id."""
+    return run_methods(store, [method_name], *args, **kwargs)[method_name]
+
+
+def run_methods(
     store: Store,
-    method_name: str,
+    method_names: list[str],
     benchmark: str | BenchmarkSpec = "sample",
     task: str = "speech-driven",
     out_dir: str | Path = "talkbench-outputs",
     data_dir: str | Path | None = None,
     settings=None,
     progress: Progress | None = None,
+    workers: int = 1,
+    engine: str = "local",
     **method_kwargs,
-) -> str:
-    """Generate a built-in method's outputs for a benchmark, evaluate them, store the run."""
+) -> dict[str, str]:
+    """Generate several built-in methods' outputs, evaluate them in one engine call (each
+    ground truth analysed once), store one run each; returns method name → run id."""
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     clips = resolve_clips(spec, data_dir)
-    method = get_method(method_name, **method_kwargs)
-    out = Path(out_dir) / spec.name / method.info.name
-    videos = generate_outputs(method, make_tasks(spec, clips, task), out, progress)
-    evaluation = evaluate_outputs(spec, clips, videos, task, settings, progress)
-    extra = {"outputs": str(out)}
-    measured = getattr(method, "measured_kbps", None)
-    if measured:
-        extra["measured_kbps"] = measured
-        extra["mean_measured_kbps"] = sum(measured.values()) / len(measured)
-    return store_evaluation(store, spec, method.info, task, evaluation, extra)
+    tasks = make_tasks(spec, clips, task)
+    methods, outputs, folders = {}, {}, {}
+    for name in method_names:
+        method = methods[name] = get_method(name, **method_kwargs)
+        folders[name] = Path(out_dir) / spec.name / method.info.name
+        outputs[name] = generate_outputs(method, tasks, folders[name], progress)
+    evaluations = evaluate_many(spec, clips, outputs, settings, progress, workers, engine)
+    run_ids = {}
+    for name, method in methods.items():
+        extra = {"outputs": str(folders[name])}
+        measured = getattr(method, "measured_kbps", None)
+        if measured:
+            extra["measured_kbps"] = measured
+            extra["mean_measured_kbps"] = sum(measured.values()) / len(measured)
+        run_ids[name] = store_evaluation(store, spec, method.info, task, evaluations[name], extra)
+    return run_ids
 
 
 def _name_key(name: str) -> str:
@@ -204,6 +227,8 @@ def submit(
     settings=None,
     progress: Progress | None = None,
     limits=None,
+    workers: int = 1,
+    engine: str = "local",
 ) -> str:
     """Validate a submission (every problem at once), evaluate it, store it; returns the run id.
     Nothing is stored unless validation and evaluation both succeed."""
@@ -218,7 +243,7 @@ def submit(
         task = sub.meta.task
         if task not in spec.tasks:
             raise EvaluationError(f"{path}: task {task!r} is not a task of {spec.key} ({', '.join(spec.tasks)})")
-        evaluation = evaluate_outputs(spec, clips, sub.videos, task, settings, progress)
+        evaluation = evaluate_outputs(spec, clips, sub.videos, task, settings, progress, workers, engine)
         meta = sub.meta
         info = MethodInfo(
             name=meta.method, kind="submission", description=meta.description, paper=meta.paper,

@@ -117,6 +117,7 @@ class AggregateValue:
     metric: str
     value: float | None
     text: str | None = None
+    ci: tuple[float, float] | None = None  # bootstrap 95% interval over clips
 
 
 def _finite(value) -> float | None:
@@ -325,9 +326,11 @@ class Store:
         for v in clip_values:
             con.execute("INSERT INTO clip_results VALUES (?, ?, ?, ?)",
                         [run.run_id, v.clip_id, v.metric, _finite(v.value)])
-        rows = [(run.run_id, a.scope, a.metric, _finite(a.value), a.text) for a in aggregates]
+        rows = [(run.run_id, a.scope, a.metric, _finite(a.value), a.text,
+                 _finite(a.ci[0]) if a.ci else None, _finite(a.ci[1]) if a.ci else None) for a in aggregates]
         if rows:
-            con.executemany("INSERT INTO aggregates VALUES (?, ?, ?, ?, ?)", rows)
+            con.executemany("INSERT INTO aggregates (run_id, scope, metric, value, text, ci_low, ci_high) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def run_ids(self) -> set[str]:
         return {r["run_id"] for r in self.query("SELECT run_id FROM runs")}
@@ -355,7 +358,7 @@ class Store:
         return rows
 
     def aggregates(self, run_ids: list[str] | None = None) -> dict[str, dict[tuple[str, str], dict]]:
-        """run id → {(scope, metric): {'value', 'text'}}."""
+        """run id → {(scope, metric): {'value', 'text', 'ci'}}; ``ci`` is (low, high) or None."""
         sql = "SELECT a.* FROM aggregates a JOIN complete_runs r USING (run_id)"
         params: list = []
         if run_ids is not None:
@@ -365,7 +368,8 @@ class Store:
             params = list(run_ids)
         out: dict[str, dict] = {}
         for r in self.query(sql, params):
-            out.setdefault(r["run_id"], {})[(r["scope"], r["metric"])] = {"value": r["value"], "text": r["text"]}
+            ci = (r["ci_low"], r["ci_high"]) if r["ci_low"] is not None else None
+            out.setdefault(r["run_id"], {})[(r["scope"], r["metric"])] = {"value": r["value"], "text": r["text"], "ci": ci}
         return out
 
     def clip_values(self, run_id: str) -> list[dict]:

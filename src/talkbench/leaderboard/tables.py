@@ -4,6 +4,10 @@ LaTeX (best **bold**, second underlined, ties sharing a mark, as in the papers),
 Every cell of a paper table carries its provenance: ``reported`` (the published number, as
 printed) or ``measured`` (talkbench computed it, on the table's benchmark and task). Markdown
 marks them with a superscript r / m, LaTeX with ``\\textsuperscript{r}`` / ``{m}``.
+
+Leaderboard boards show each measured value with its bootstrap interval, ``0.812 [0.790,
+0.830]`` (CSV and JSON: ``ci_low`` / ``ci_high``), tied ranks as ``1=`` and a gap that is not
+significant as ``≈+1.2``; every board ends with a legend saying so.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import io
 from dataclasses import dataclass, field
 
 from talkbench.leaderboard.paper import PaperTable, table, tables_of
-from talkbench.leaderboard.ranking import IE, NON_IE, Board, label, marks
+from talkbench.leaderboard.ranking import IE, NON_IE, Board, Interval, label, marks
 from talkbench.leaderboard.store import Store
 
 PROVENANCE_MARK = {"reported": "r", "measured": "m"}
@@ -166,7 +170,7 @@ def table_markdown(rt: RenderedTable) -> str:
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
                  "≈": r"$\approx$", "<": r"$<$", ">": r"$>$", "✓": r"\checkmark{}", "↑": r"$\uparrow$",
-                 "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--"}
+                 "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--", "−": "$-$"}
 
 
 def latex_escape(text: str) -> str:
@@ -227,6 +231,9 @@ def render_paper(store: Store, paper: str, fmt: str = "md") -> str:
 SIDE_LABEL = {IE: "IE", NON_IE: "non-IE", "gap": "gap%"}
 
 
+NOT_SIGNIFICANT = "≈"  # before a gap whose interval contains 0
+
+
 def _board_header(board: Board) -> list[str]:
     return ["#", "Method", "Prov."] + [f"{label(m)} {SIDE_LABEL[s]}" for s, m in board.columns()]
 
@@ -237,58 +244,101 @@ def board_text(v: float | None, side: str) -> str:
     return f"{v + 0.0:+.1f}".replace("-0.0", "+0.0") if side == "gap" else _fmt(v)
 
 
-def _board_matrix(board: Board) -> tuple[list[list[str]], list[list[str]]]:
+def interval_text(interval: Interval | None, side: str) -> str:
+    """``[low, high]`` in the cell's own format; '' without an interval."""
+    if interval is None:
+        return ""
+    return f"[{board_text(interval[0], side)}, {board_text(interval[1], side)}]"
+
+
+@dataclass
+class BoardCell:
+    text: str  # the value as shown: "0.812", "+12.5", "≈+1.2" (a gap that is not significant), "–"
+    mark: str = ""  # best | second | ''
+    interval: str = ""  # "[0.790, 0.830]"; '' when the cell has none
+
+
+def board_cell(board: Board, row_index: int, column: tuple[str, str], mark: str = "") -> BoardCell:
+    row, (side, metric) = board.rows[row_index], column
+    text = board_text(board.cell(row, column), side)
+    if side == "gap" and row.gap_significant(metric) is False and row.gap(metric) is not None:
+        text = NOT_SIGNIFICANT + text
+    return BoardCell(text, mark, interval_text(board.cell_interval(row, column), side))
+
+
+def _board_matrix(board: Board) -> list[list[BoardCell]]:
+    """Per row: rank, method, provenance, then one cell per column."""
     cols = board.columns()
     col_marks = [board.column_marks(c) for c in cols]
-    texts, mk = [], []
-    for i, r in enumerate(board.rows):
-        texts.append([str(i + 1), r.method, r.provenance] + [board_text(board.cell(r, c), c[0]) for c in cols])
-        mk.append(["", "", ""] + [col_marks[j][i] for j in range(len(cols))])
-    return texts, mk
+    matrix = []
+    for i, (rank, r) in enumerate(zip(board.ranks(), board.rows)):
+        matrix.append([BoardCell(str(rank)), BoardCell(r.method), BoardCell(r.provenance)]
+                      + [board_cell(board, i, c, col_marks[j][i]) for j, c in enumerate(cols)])
+    return matrix
+
+
+def _md_board_cell(cell: BoardCell) -> str:
+    text = styled(cell.text, cell.mark, "md")
+    return f"{text} {cell.interval}" if cell.interval else text
+
+
+def _latex_board_cell(cell: BoardCell) -> str:
+    text = styled(cell.text, cell.mark, "latex")
+    return rf"{text} {{\scriptsize {latex_escape(cell.interval)}}}" if cell.interval else text
 
 
 def boards_markdown(boards: list[Board]) -> str:
     out = []
     for b in boards:
-        texts, mk = _board_matrix(b)
         out += [f"### {b.title}", "", f"protocol `{b.protocol_sha256[:12]}` · benchmarks: {', '.join(b.benchmarks)}"]
         if b.note:
             out.append(f"*{b.note}*")
         out += ["", "| " + " | ".join(_board_header(b)) + " |", "|" + "---|" * len(_board_header(b))]
-        for row, m in zip(texts, mk):
-            out.append("| " + " | ".join(styled(t, k, "md") for t, k in zip(row, m)) + " |")
+        for row in _board_matrix(b):
+            out.append("| " + " | ".join(_md_board_cell(c) for c in row) + " |")
         out += ["", "IE = Indo-European clips, non-IE = the others; gap% = how much worse outside "
-                "Indo-European (positive = worse); **bold** best, <u>underlined</u> second.", ""]
+                "Indo-European (positive = worse); **bold** best, <u>underlined</u> second; "
+                f"{_md_escape(b.legend())}.", ""]
     return "\n".join(out) + "\n"
 
 
 def boards_latex(boards: list[Board]) -> str:
     out = []
     for b in boards:
-        texts, mk = _board_matrix(b)
         header = _board_header(b)
         out += [r"\begin{table}[t]", r"\centering",
                 rf"\caption{{{latex_escape(b.title)} (protocol {b.protocol_sha256[:12]})}}",
                 rf"\begin{{tabular}}{{rll{'c' * (len(header) - 3)}}}", r"\toprule",
                 " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
-        for row, m in zip(texts, mk):
-            out.append(" & ".join(styled(t, k, "latex") for t, k in zip(row, m)) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+        for row in _board_matrix(b):
+            out.append(" & ".join(_latex_board_cell(c) for c in row) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}",
+                rf"\\[2pt]{{\footnotesize {latex_escape(b.legend())}.}}", r"\end{table}", ""]
     return "\n".join(out)
 
 
 def boards_csv(boards: list[Board]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["board", "protocol_sha256", "rank", "method", "provenance", "side", "metric", "value", "mark"])
+    w.writerow(["board", "protocol_sha256", "rank", "method", "provenance", "side", "metric", "value", "mark",
+                "ci_low", "ci_high", "tied", "significant"])
+
+    def number(v: float | None) -> str:
+        return "" if v is None else repr(float(v))
+
+    def flag(v: bool | None) -> str:
+        return "" if v is None else str(v).lower()
+
     for b in boards:
         cols = b.columns()
         col_marks = [b.column_marks(c) for c in cols]
-        for i, r in enumerate(b.rows):
+        for i, (rank, r) in enumerate(zip(b.ranks(), b.rows)):
             for j, (side, metric) in enumerate(cols):
-                v = b.cell(r, (side, metric))
-                w.writerow([b.key, b.protocol_sha256, i + 1, r.method, r.provenance, side, metric,
-                            "" if v is None else repr(float(v)), col_marks[j][i]])
+                interval = b.cell_interval(r, (side, metric)) or (None, None)
+                significant = r.gap_significant(metric) if side == "gap" else None
+                w.writerow([b.key, b.protocol_sha256, "" if rank.position is None else rank.position, r.method,
+                            r.provenance, side, metric, number(b.cell(r, (side, metric))), col_marks[j][i],
+                            number(interval[0]), number(interval[1]), flag(rank.tied), flag(significant)])
     return buf.getvalue()
 
 
@@ -298,26 +348,35 @@ SIDE_TITLE = {IE: "Indo-European clips", NON_IE: "non-Indo-European clips",
 
 def boards_rich(boards: list[Board]):
     """rich Tables for a terminal: per board one table per side (IE, non-IE, gap), so a board
-    with every metric still fits 80 columns; bold best, underlined second, as in the papers."""
+    with every metric still fits 80 columns; bold best, underlined second, as in the papers.
+    A cell's interval goes on a second line, dimmed, to keep the columns narrow."""
+    from rich.markup import escape
     from rich.table import Table
+
+    def shown(cell: BoardCell) -> str:
+        text = escape(cell.text)
+        if cell.mark == "best":
+            text = f"[bold]{text}[/]"
+        elif cell.mark == "second":
+            text = f"[underline]{text}[/]"
+        return f"{text}\n[dim]{escape(cell.interval)}[/]" if cell.interval else text
 
     tables = []
     for b in boards:
-        texts, mk = _board_matrix(b)
+        matrix = _board_matrix(b)
         cols = b.columns()
-        for side in dict.fromkeys(side for side, _ in cols):
+        sides = list(dict.fromkeys(side for side, _ in cols))
+        for side in sides:
             picked = [j for j, (s, _) in enumerate(cols) if s == side]
-            caption = f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else "")
+            caption = escape(f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else "")
+                             + (f"\n{b.legend()}" if side == sides[-1] else ""))  # once per board
             t = Table(title=f"{b.title} — {SIDE_TITLE[side]}", title_justify="left", caption=caption,
                       caption_justify="left")
             t.add_column("#", justify="right")
             t.add_column("Method")
             for j in picked:
                 t.add_column(label(cols[j][1]), justify="right")
-            for row, m in zip(texts, mk):
-                cells = [row[3 + j] for j in picked]
-                marks = [m[3 + j] for j in picked]
-                t.add_row(row[0], row[1], *[f"[bold]{x}[/]" if k == "best" else f"[underline]{x}[/]" if k == "second"
-                                             else x for x, k in zip(cells, marks)])
+            for row in matrix:
+                t.add_row(row[0].text, escape(row[1].text), *[shown(row[3 + j]) for j in picked])
             tables.append(t)
     return tables

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from talkbench import media
+from talkbench.metrics.base import Batch, ClipInfo, Metric, MetricSpec, Need
 
 VERSION = "1"
 FLOAT_BITS = 32
@@ -34,3 +35,20 @@ def measured_bitrate(path: str | Path, video_only: bool = True) -> float:
     if not info.duration:
         raise ValueError(f"{path}: no duration, cannot compute a bitrate")
     return Path(path).stat().st_size * 8 / info.duration
+
+
+class Bitrate(Metric):
+    spec = MetricSpec("bitrate", VERSION, "clip", ("bitrate_kbps",), False, frozenset({Need.FILE}),
+                      description="measured video bitrate")
+
+    def new_state(self, clip: ClipInfo) -> Path:
+        return clip.generated
+
+    def update(self, state: Path, batch: Batch) -> None:
+        pass
+
+    def merge(self, a: Path, b: Path) -> Path:
+        return a
+
+    def compute(self, state: Path) -> dict[str, float]:
+        return {"bitrate_kbps": measured_bitrate(state) / 1000}

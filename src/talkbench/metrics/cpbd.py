@@ -27,6 +27,8 @@ from numba import njit
 from skimage._shared.filters import gaussian
 from skimage.feature._canny_cy import _nonmaximum_suppression_bilinear
 
+from talkbench.metrics.base import Batch, FrameMeans, Metric, MetricSpec
+
 VERSION = "1"
 THRESHOLD = 0.002
 BETA = 3.6
@@ -269,3 +271,10 @@ def cpbd_frames(frames: np.ndarray) -> np.ndarray:
         frames = frames[None]
     gray = rgb_to_gray(frames)
     return np.array([cpbd_gray(g) for g in gray])
+
+
+class CPBD(Metric):
+    spec = MetricSpec("cpbd", VERSION, "clip", ("cpbd",), True, description="CPBD sharpness")
+
+    def update(self, state: FrameMeans, batch: Batch) -> None:
+        state.add("cpbd", cpbd_frames(batch.generated))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkbench.metrics.base import Batch, FrameMeans, Metric, MetricSpec, Need, Unavailable
+
 VERSION = "1"
 
 
@@ -22,3 +24,30 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
     return (a * b).sum(axis=-1)
+
+
+class CSIM(Metric):
+    """The engine embeds every ``csim_frame_stride``-th generated frame with a face, and its
+    reference (the portrait, or the ground-truth frame at the same index); this averages the
+    cosine similarities of the pairs where both exist."""
+
+    spec = MetricSpec(
+        "csim", VERSION, "clip", ("csim_dlib", "csim_arcface"), True, frozenset({Need.FACES, Need.IDENTITY}),
+        description="identity cosine similarity vs source portrait or ground-truth frame; value named by backend",
+    )  # fmt: skip
+
+    def value_names(self) -> tuple[str, ...]:
+        return (f"csim_{self.settings.identity_backend}",)
+
+    def protocol_fields(self) -> dict:
+        return {"identity_backend": self.settings.identity_backend, "csim_frame_stride": self.settings.csim_stride()}
+
+    def update(self, state: FrameMeans, batch: Batch) -> None:
+        both = np.isfinite(batch.identity[:, 0]) & np.isfinite(batch.reference_identity[:, 0])
+        if both.any():
+            state.add(self.value_names()[0], cosine_similarity(batch.identity[both], batch.reference_identity[both]))
+
+    def compute(self, state: FrameMeans) -> dict[str, float]:
+        if not state.counts:
+            raise Unavailable("no sampled frame with a face")
+        return state.means()

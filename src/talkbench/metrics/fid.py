@@ -25,6 +25,7 @@ from torch import nn
 from torchvision.models import inception as tv_inception
 
 from talkbench import weights
+from talkbench.metrics.base import DistributionMetric, MetricSpec, ModelSource, Need
 
 VERSION = "1"
 WEIGHTS = "inception-fid"
@@ -241,3 +242,23 @@ def fid_from_stats(generated: GaussianStats, reference: GaussianStats) -> float:
     mu1, s1 = generated.mean_cov()
     mu2, s2 = reference.mean_cov()
     return frechet_distance(mu1, s1, mu2, s2)
+
+
+class FID(DistributionMetric):
+    spec = MetricSpec("fid", VERSION, "distribution", ("fid",), False, frozenset({Need.REFERENCE}), (WEIGHTS,),
+                      description="FID pool3")
+    dims = DIMS
+
+    def protocol_fields(self) -> dict:
+        return {"fid_frame_stride": self.settings.fid_frame_stride}
+
+    def load(self, models: ModelSource) -> None:
+        self.model = models.get("fid", load_feature_extractor)
+
+    def feature_rows(self, frames: np.ndarray, start: int) -> np.ndarray:
+        stride = self.settings.fid_frame_stride
+        first = (-start) % stride  # frame indices 0, stride, 2·stride … of the whole clip
+        return inception_features(self.model, frames[first::stride])
+
+    def distance(self, generated: GaussianStats, reference: GaussianStats) -> float:
+        return fid_from_stats(generated, reference)

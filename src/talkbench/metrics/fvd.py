@@ -18,6 +18,7 @@ import scipy.linalg
 import torch
 
 from talkbench import weights
+from talkbench.metrics.base import DistributionMetric, MetricSpec, ModelSource, Need
 from talkbench.metrics.fid import GaussianStats
 
 VERSION = "1"
@@ -56,3 +57,27 @@ def fvd_from_stats(generated: GaussianStats, reference: GaussianStats) -> float:
     m = np.square(mu_gen - mu_real).sum()
     s = scipy.linalg.sqrtm(np.dot(sigma_gen, sigma_real))  # StyleGAN-V: disp=False, deprecated in SciPy 1.16
     return float(np.real(m + np.trace(sigma_gen + sigma_real - s * 2)))
+
+
+class FVD(DistributionMetric):
+    spec = MetricSpec("fvd", VERSION, "distribution", ("fvd",), False, frozenset({Need.REFERENCE}), (WEIGHTS,),
+                      description="FVD, StyleGAN-V protocol (I3D, 16-frame clips, 224 px)")
+    dims = FEATURES
+    window = CLIP_FRAMES  # batches start on a clip boundary (the engine's batch size is a multiple)
+
+    def protocol_fields(self) -> dict:
+        return {"fvd_clip_frames": CLIP_FRAMES, "fvd_clip_stride": CLIP_FRAMES,
+                "fvd_max_clips_per_video": self.settings.fvd_max_clips_per_video}
+
+    def load(self, models: ModelSource) -> None:
+        self.model = models.get("fvd", load_detector)
+
+    def feature_rows(self, frames: np.ndarray, start: int) -> np.ndarray:
+        if start % CLIP_FRAMES:
+            raise ValueError(f"FVD batches must start on a {CLIP_FRAMES}-frame boundary, got frame {start}")
+        cap = self.settings.fvd_max_clips_per_video
+        left = None if cap is None else max(0, cap - start // CLIP_FRAMES)
+        return i3d_features(self.model, sample_clips(frames, max_clips=left))
+
+    def distance(self, generated: GaussianStats, reference: GaussianStats) -> float:
+        return fvd_from_stats(generated, reference)

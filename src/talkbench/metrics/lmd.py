@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkbench.face.types import MOUTH
+from talkbench.metrics.base import Batch, FrameMeans, Metric, MetricSpec, Need, Unavailable
 
 VERSION = "1"
 OUTER_EYE_CORNERS = (36, 45)
@@ -52,3 +53,26 @@ def lmd_values(generated: np.ndarray, reference: np.ndarray) -> dict[str, float]
         "f_lmd_iod": float((full / iod).mean()),
         "m_lmd_iod": float((mouth / iod).mean()),
     }
+
+
+class LMD(Metric):
+    spec = MetricSpec(
+        "lmd", VERSION, "clip", ("lmd", "f_lmd", "m_lmd", "f_lmd_iod", "m_lmd_iod"), False,
+        frozenset({Need.REFERENCE, Need.FACES, Need.REFERENCE_FACES}),
+        description="mean-centred 68-point landmark distance, pixels at eval resolution; *_iod / inter-ocular",
+    )  # fmt: skip
+
+    def update(self, state: FrameMeans, batch: Batch) -> None:
+        both = batch.faces.valid & batch.reference_faces.valid
+        generated, reference = batch.faces.landmarks[both], batch.reference_faces.landmarks[both]
+        full = landmark_distance(generated, reference)
+        mouth = landmark_distance(generated[:, MOUTH], reference[:, MOUTH])
+        iod = inter_ocular(reference)
+        for name, per_frame in (("lmd", full), ("f_lmd", full), ("m_lmd", mouth),
+                                ("f_lmd_iod", full / iod), ("m_lmd_iod", mouth / iod)):  # fmt: skip
+            state.add(name, per_frame)
+
+    def compute(self, state: FrameMeans) -> dict[str, float]:
+        if not state.counts.get("lmd"):
+            raise Unavailable("no frame index where both the generated and the ground-truth frame have a face")
+        return state.means()

@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models import alexnet
 
 from talkbench import weights
+from talkbench.metrics.base import Batch, FrameMeans, Metric, MetricSpec, ModelSource, Need
 
 VERSION = "1"
 WEIGHTS = ("alexnet", "lpips-alex-v0.1")
@@ -72,3 +73,14 @@ def lpips_frames(model: LPIPS, generated: np.ndarray, reference: np.ndarray, bat
         for i in range(0, len(generated), batch)
     ]
     return torch.cat(out).double().numpy()
+
+
+class LPIPSMetric(Metric):
+    spec = MetricSpec("lpips", VERSION, "clip", ("lpips",), False, frozenset({Need.REFERENCE}), WEIGHTS,
+                      description="LPIPS AlexNet v0.1")
+
+    def load(self, models: ModelSource) -> None:
+        self.model = models.get("lpips", LPIPS)
+
+    def update(self, state: FrameMeans, batch: Batch) -> None:
+        state.add("lpips", lpips_frames(self.model, batch.generated, batch.reference))

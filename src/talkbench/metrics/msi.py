@@ -19,7 +19,11 @@ resolution or on how much of the frame the face fills.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
+
+from talkbench.metrics.base import Batch, ClipInfo, Metric, MetricSpec, Need, Unavailable
 
 VERSION = "1"
 
@@ -58,3 +62,36 @@ def msi_values(tracks: np.ndarray, valid: np.ndarray, face_sizes: np.ndarray) ->
     sizes = np.asarray(face_sizes, dtype=np.float64)[np.asarray(valid, bool)]
     face_unit = float(np.median(sizes)) / 100.0 if len(sizes) else 1.0
     return {"msi": msi(tracks, valid), "msi_face": msi(tracks, valid, scale=face_unit)}
+
+
+@dataclass
+class LandmarkTrack:
+    """A clip's landmark track so far: MSI needs the whole sequence, not a running sum."""
+
+    landmarks: list[np.ndarray] = field(default_factory=list)
+    valid: list[np.ndarray] = field(default_factory=list)
+    sizes: list[np.ndarray] = field(default_factory=list)
+
+    def merge(self, later: LandmarkTrack) -> LandmarkTrack:
+        return LandmarkTrack(self.landmarks + later.landmarks, self.valid + later.valid, self.sizes + later.sizes)
+
+
+class MSI(Metric):
+    spec = MetricSpec(
+        "msi", VERSION, "clip", ("msi", "msi_face"), True, frozenset({Need.FACES}),
+        description="1 / (1 + variance of landmark acceleration); px and % of face size",
+    )  # fmt: skip
+
+    def new_state(self, clip: ClipInfo) -> LandmarkTrack:
+        return LandmarkTrack()
+
+    def update(self, state: LandmarkTrack, batch: Batch) -> None:
+        state.landmarks.append(batch.faces.landmarks)
+        state.valid.append(batch.faces.valid)
+        state.sizes.append(batch.faces.sizes)
+
+    def compute(self, state: LandmarkTrack) -> dict[str, float]:
+        values = msi_values(np.concatenate(state.landmarks), np.concatenate(state.valid), np.concatenate(state.sizes))
+        if values["msi"] is None:
+            raise Unavailable("fewer than 3 consecutive frames with a face")
+        return values

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from talkbench.metrics.base import Batch, FrameMeans, Metric, MetricSpec, Need
+
 VERSION = "1"
 SIGMA = 1.5
 TRUNCATE = 3.5
@@ -103,3 +105,11 @@ def ssim_frames(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
     c1 = (K1 * DATA_RANGE) ** 2
     c2 = (K2 * DATA_RANGE) ** 2
     return _ssim_kernel(np.ascontiguousarray(generated), np.ascontiguousarray(reference), _TAPS, c1, c2)
+
+
+class SSIM(Metric):
+    spec = MetricSpec("ssim", VERSION, "clip", ("ssim",), True, frozenset({Need.REFERENCE}),
+                      description="SSIM, RGB, Gaussian σ=1.5")
+
+    def update(self, state: FrameMeans, batch: Batch) -> None:
+        state.add("ssim", ssim_frames(batch.generated, batch.reference))

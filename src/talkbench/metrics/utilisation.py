@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkbench.metrics.base import Metric, MetricSpec
+
 VERSION = "1"
 
 
@@ -31,3 +33,11 @@ def utilisation(indices: np.ndarray, codes: int) -> dict:
         "per_layer": used.mean(axis=0).tolist(),
         "overall": float(used.mean()),
     }
+
+
+class Utilisation(Metric):
+    """Listed with the metrics for its spec; it reads code indices, not videos, so the engine
+    refuses it (call ``utilisation()``)."""
+
+    spec = MetricSpec("utilisation", VERSION, "offline", ("utilisation",), True,
+                      description="codebook utilisation from code indices (not a video metric; call utilisation())")

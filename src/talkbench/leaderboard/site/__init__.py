@@ -18,7 +18,7 @@ from pathlib import Path
 from talkbench import __version__
 from talkbench.leaderboard.ranking import Board, higher_is_better, label, leaderboard
 from talkbench.leaderboard.store import Store
-from talkbench.leaderboard.tables import SIDE_LABEL, board_text
+from talkbench.leaderboard.tables import SIDE_LABEL, board_cell
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -29,6 +29,7 @@ th,td{border-bottom:1px solid #d0d7de;padding:.3rem .5rem;text-align:right;white
 th{background:#f6f8fa;cursor:pointer;user-select:none;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"} th[aria-sort=descending]::after{content:" \\25BC"}
 td.l,th.l{text-align:left} .best{font-weight:700} .second{text-decoration:underline}
+.ci{color:#57606a;font-size:.78rem;font-weight:400}
 .note{color:#9a6700} .prov-reported{color:#57606a} .scroll{overflow-x:auto}
 nav a{margin-right:1rem} code,pre{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}
 pre{padding:.8rem;overflow-x:auto} .chart text{font-size:11px;fill:#1b1f24}
@@ -87,20 +88,22 @@ def _board_table(board: Board, index: int) -> str:
         arrow = "" if side == "gap" else (" ↑" if higher_is_better(metric) else " ↓")
         head.append(f"<th>{_e(label(metric))} {_e(SIDE_LABEL[side])}{arrow}</th>")
     rows = []
-    for i, r in enumerate(board.rows):
+    for i, (rank, r) in enumerate(zip(board.ranks(), board.rows)):
         link = f'<a href="methods/{slug(r.method)}.html">{_e(r.method)}</a>'
-        cells = [f'<td class="l" data-v="{i + 1}">{i + 1}</td>',
+        cells = [f'<td class="l" data-v="{"" if rank.position is None else rank.position}">{_e(rank)}</td>',
                  f'<td class="l" data-v="{_e(r.method)}">{link}</td>',
                  f'<td class="l prov-{r.provenance}" data-v="{r.provenance}">{r.provenance}</td>']
         for j, c in enumerate(cols):
             v = board.cell(r, c)
-            cls = col_marks[j][i]
-            cells.append(f'<td class="{cls}" data-v="{"" if v is None else repr(float(v))}">{_e(board_text(v, c[0]))}</td>')
+            shown = board_cell(board, i, c, col_marks[j][i])
+            interval = f' <span class="ci">{_e(shown.interval)}</span>' if shown.interval else ""
+            cells.append(f'<td class="{shown.mark}" data-v="{"" if v is None else repr(float(v))}">'
+                         f'{_e(shown.text)}{interval}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_e(board.note)}</p>' if board.note else ""
     return (f'<h2 id="board-{index}">{_e(board.title)}</h2>'
             f'<p class="sub">protocol <code>{board.protocol_sha256[:12]}</code> · benchmarks: '
-            f'{_e(", ".join(board.benchmarks))} · task: {_e(board.task)}</p>{note}'
+            f'{_e(", ".join(board.benchmarks))} · task: {_e(board.task)} · {_e(board.legend())}</p>{note}'
             f'<div class="scroll"><table class="sortable" id="table-{index}"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
@@ -214,8 +217,10 @@ def build_site(store: Store, out_dir: str | Path, benchmark: str | None = None) 
     parts = ["<h1>talkbench leaderboard</h1>",
              '<p class="sub">Multilingual talking-head generation. IE = Indo-European clips, non-IE = the '
              "others; gap% = how much worse a method gets outside Indo-European languages (positive = "
-             "worse). Bold = best, underlined = second. Runs under different protocols are never ranked "
-             "together. Click a column header to sort.</p>"]
+             "worse). Bold = best, underlined = second. Every measured value carries its bootstrap 95% "
+             "interval over clips [low, high]; methods ranked next to each other whose intervals overlap "
+             "share a rank (1=), and a gap marked ≈ is not significant (its interval contains 0). "
+             "Runs under different protocols are never ranked together. Click a column header to sort.</p>"]
     if not boards:
         parts.append("<p>No runs yet.</p>")
     for i, b in enumerate(boards):
