@@ -57,7 +57,7 @@ class MouthOpening(Metric):
         state.add("mouth_opening", abs(lips[:, 66, 1] - lips[:, 62, 1]))
 
 
-def test_a_new_metric_is_one_class_and_one_registry_line(sample_clips, monkeypatch):
+def test_a_new_metric_is_one_class_and_one_registry_line(sample_clips, request):
     """The engine gives a registered metric what it declared (here the face track) and reports
     it like the built-in ones; no engine change."""
     from talkbench import media
@@ -65,7 +65,8 @@ def test_a_new_metric_is_one_class_and_one_registry_line(sample_clips, monkeypat
     from talkbench.metrics.analysis import analyse_frames
     from talkbench.metrics.engine import EvalSettings, evaluate_pair
 
-    monkeypatch.setitem(registry._METRICS, "mouth-opening", MouthOpening)  # removed after the test
+    register_metric(MouthOpening)
+    request.addfinalizer(lambda: registry.unregister_metric("mouth-opening"))
     frames = media.read_frames(sample_clips[0].video, size=256)[:40]
     result = evaluate_pair(frames, None, settings=EvalSettings(metrics=("mouth-opening", "cpbd")))
     track = analyse_frames(frames, get_backend("dlib"))

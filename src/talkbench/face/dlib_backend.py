@@ -93,6 +93,9 @@ class DlibBackend:
     def embedding(self, image: np.ndarray, box: FaceBox, landmarks: np.ndarray | None = None) -> np.ndarray:
         if self._embedder is None:
             self._embedder = dlib.face_recognition_model_v1(str(_model_path(EMBEDDING_MODEL)))
-        shape = self._shape(image, box) if landmarks is None else self._shape_from(box, landmarks)
+        # dlib's own landmarks (whole pixels) are reused; others (FAN's sub-pixel points) are
+        # not what dlib's aligner was built for, so it gets the predictor's shape as always
+        reuse = landmarks is not None and np.array_equal(landmarks, np.round(landmarks))
+        shape = self._shape_from(box, landmarks) if reuse else self._shape(image, box)
         descriptor = self._embedder.compute_face_descriptor(np.ascontiguousarray(image), shape)
         return np.asarray(descriptor, dtype=np.float32)

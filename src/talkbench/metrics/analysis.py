@@ -130,7 +130,8 @@ class VideoAnalyser:
     def __init__(self, backend, identity: IdentityModel | None = None, stride: int = 1) -> None:
         self.backend, self.identity, self.stride = backend, identity, stride
         self.face_scope = face_backend_key(backend) or backend
-        self.identity_scope = (identity.key or identity) if identity is not None else None
+        # the landmarks an embedding is aligned on come from the face backend: both name it
+        self.identity_scope = (self.face_scope, identity.key or identity) if identity is not None else None
         self.parts: list[FaceTrack] = []
         self.embeddings: list[np.ndarray] = []
 

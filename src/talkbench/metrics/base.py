@@ -151,6 +151,7 @@ class DistributionMetric(Metric):
     """A metric of two sets of frames (FID, FVD): rows of features per clip, summed per side."""
 
     dims: ClassVar[int]
+    window: ClassVar[int] = 1  # frames per feature row: batches start on a multiple of it
 
     def feature_rows(self, frames: np.ndarray, start: int) -> np.ndarray:
         """Feature rows for consecutive frames ``start …``: (k, dims), float64 of float32 values."""
@@ -160,23 +161,32 @@ class DistributionMetric(Metric):
         """From the two sides' ``fid.GaussianStats``."""
         raise NotImplementedError
 
+    def resampled_distance(self, generated, reference) -> float:
+        """The same distance for a bootstrap replicate; may use a faster, mathematically equal
+        form (FID's 2048² matrix square root costs a minute, its eigenvalue form seconds)."""
+        return self.distance(generated, reference)
+
 
 @dataclass
 class ModelSource:
     """Networks by name: caller-supplied ones first (their weights are recorded as
-    ``caller-supplied``), else built once per process with ``factory``."""
+    ``caller-supplied``), else built once per process with ``factory`` — once per content of
+    the weight files, so a network re-imported mid-process is loaded again."""
 
     supplied: dict[str, object] = field(default_factory=dict)
 
-    def get(self, name: str, factory: Callable[[], object]) -> object:
+    def get(self, name: str, factory: Callable[[], object], weight_names: tuple[str, ...] = ()) -> object:
         if name in self.supplied:
             return self.supplied[name]
-        if name not in _PROCESS_MODELS:
-            _PROCESS_MODELS[name] = factory()
-        return _PROCESS_MODELS[name]
+        from talkbench import weights
+
+        key = (name, tuple(weights.weight_sha256(w) for w in weight_names))
+        if key not in _PROCESS_MODELS:
+            _PROCESS_MODELS[key] = factory()
+        return _PROCESS_MODELS[key]
 
 
-_PROCESS_MODELS: dict[str, object] = {}
+_PROCESS_MODELS: dict[tuple, object] = {}
 
 
 def clear_loaded_models() -> None:

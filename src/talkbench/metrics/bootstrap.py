@@ -51,19 +51,16 @@ def difference_interval(a: np.ndarray, b: np.ndarray, replicates: int, seed: int
     return percentile_interval(diffs, level)
 
 
-def distribution_interval(generated: list[np.ndarray], reference: list[np.ndarray],
-                          distance: Callable[[np.ndarray, np.ndarray], float], replicates: int, seed: int,
+def distribution_interval(clips: int, distance: Callable[[np.ndarray], float], replicates: int, seed: int,
                           level: float = LEVEL) -> tuple[float, float] | None:
-    """Interval of a distance between two feature sets, resampling clips: ``generated[i]`` and
-    ``reference[i]`` are clip i's feature rows, drawn together. ``distance`` takes the two
-    resampled row stacks (weighted by repetition)."""
-    if len(generated) < 2 or replicates < 1:
+    """Interval of a distance between two feature sets, resampling whole clips: ``distance``
+    gets each clip's multiplicity in the resample (its rows on both sides count that often)."""
+    if clips < 2 or replicates < 1:
         return None
     values = []
-    for picks in resamples(len(generated), replicates, seed):
+    for picks in resamples(clips, replicates, seed):
         try:
-            values.append(distance(np.concatenate([generated[i] for i in picks]),
-                                   np.concatenate([reference[i] for i in picks])))  # fmt: skip
+            values.append(distance(np.bincount(picks, minlength=clips)))
         except ValueError:  # a resample with too few rows
             continue
     return percentile_interval(np.array(values), level) if values else None

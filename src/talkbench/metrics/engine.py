@@ -120,7 +120,7 @@ def _cached_reference(scorer: Scorer, job: ClipJob, analyses: dict[str, Referenc
     """A ground truth's feature rows for a clip whose result came from the cache."""
     key = cache.content_sha256(job.reference)
     if key not in analyses:
-        analyses[key] = scorer.analyse_reference(job.reference, identity=False)
+        analyses[key] = reference_task(job.reference, False, scorer)
     return key
 
 
@@ -139,7 +139,8 @@ def _assemble(scorer: Scorer, method: str, picked: list, analyses: dict[str, Ref
         if not isinstance(metric, DistributionMetric):
             continue
         pairs = [(o.features[name], analyses[k].features[name], job.group)
-                 for job, k, o in picked if o.result is not None and k is not None and name in o.features]  # fmt: skip
+                 for job, k, o in picked
+                 if o.result is not None and k is not None and name in o.features and name in analyses[k].features]  # fmt: skip
         value = _distribution(metric, pairs, s)
         if isinstance(value, str):
             unavailable[name] = value
@@ -171,14 +172,17 @@ def _distribution(metric: DistributionMetric, pairs: list, s: EvalSettings) -> D
     if generated.count < 2 or reference.count < 2:
         return f"needs at least 2 samples on each side, have {generated.count} generated, {reference.count} reference"
 
-    def distance(gen_rows: np.ndarray, ref_rows: np.ndarray) -> float:
-        a, b = GaussianStats.empty(metric.dims), GaussianStats.empty(metric.dims)
-        a.update(gen_rows)
-        b.update(ref_rows)
-        return metric.distance(a, b)
+    gen_rows, ref_rows = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    gen_clip = np.repeat(np.arange(len(pairs)), [len(p[0]) for p in pairs])  # each row's clip
+    ref_clip = np.repeat(np.arange(len(pairs)), [len(p[1]) for p in pairs])
 
-    interval = bootstrap.distribution_interval([p[0] for p in pairs], [p[1] for p in pairs], distance,
-                                               s.distribution_bootstrap_replicates, s.seed)  # fmt: skip
+    def resampled(multiplicity: np.ndarray) -> float:
+        a, b = GaussianStats.empty(metric.dims), GaussianStats.empty(metric.dims)
+        a.update_weighted(gen_rows, multiplicity[gen_clip])
+        b.update_weighted(ref_rows, multiplicity[ref_clip])
+        return metric.resampled_distance(a, b)
+
+    interval = bootstrap.distribution_interval(len(pairs), resampled, s.distribution_bootstrap_replicates, s.seed)
     return DistributionValue(metric.distance(generated, reference), generated.count, reference.count, interval)
 
 

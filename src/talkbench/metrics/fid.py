@@ -201,6 +201,14 @@ class GaussianStats:
         self.total += features.sum(axis=0)
         self.outer += features.T @ features
 
+    def update_weighted(self, features: np.ndarray, weights: np.ndarray) -> None:
+        """Each row counted ``weights[i]`` times (a bootstrap resample, without copying rows)."""
+        features = np.asarray(features, dtype=np.float64)
+        weights = np.asarray(weights, dtype=np.float64)
+        self.count += int(weights.sum())
+        self.total += weights @ features
+        self.outer += features.T @ (weights[:, None] * features)
+
     def merge(self, other: GaussianStats) -> GaussianStats:
         return GaussianStats(self.count + other.count, self.total + other.total, self.outer + other.outer)
 
@@ -238,6 +246,18 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def frechet_distance_eigh(mu1, sigma1, mu2, sigma2) -> float:
+    """The Fréchet distance with tr √(Σ1Σ2) from symmetric eigendecompositions: Σ1Σ2 is similar
+    to Σ1^½ Σ2 Σ1^½, which is symmetric positive semi-definite, so the trace of its square root
+    is the sum of the square roots of its eigenvalues. Equal to ``frechet_distance`` for
+    covariances (to rounding), and ~20× faster at 2048²: the bootstrap replicates use it."""
+    values, vectors = linalg.eigh(sigma1)
+    root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = linalg.eigvalsh(root @ sigma2 @ root)
+    diff = np.atleast_1d(mu1) - np.atleast_1d(mu2)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(np.clip(middle, 0, None)).sum())
+
+
 def fid_from_stats(generated: GaussianStats, reference: GaussianStats) -> float:
     mu1, s1 = generated.mean_cov()
     mu2, s2 = reference.mean_cov()
@@ -253,7 +273,7 @@ class FID(DistributionMetric):
         return {"fid_frame_stride": self.settings.fid_frame_stride}
 
     def load(self, models: ModelSource) -> None:
-        self.model = models.get("fid", load_feature_extractor)
+        self.model = models.get("fid", load_feature_extractor, self.weights())
 
     def feature_rows(self, frames: np.ndarray, start: int) -> np.ndarray:
         stride = self.settings.fid_frame_stride
@@ -262,3 +282,6 @@ class FID(DistributionMetric):
 
     def distance(self, generated: GaussianStats, reference: GaussianStats) -> float:
         return fid_from_stats(generated, reference)
+
+    def resampled_distance(self, generated: GaussianStats, reference: GaussianStats) -> float:
+        return frechet_distance_eigh(*generated.mean_cov(), *reference.mean_cov())

@@ -19,7 +19,7 @@ import torch
 
 from talkbench import weights
 from talkbench.metrics.base import DistributionMetric, MetricSpec, ModelSource, Need
-from talkbench.metrics.fid import GaussianStats
+from talkbench.metrics.fid import GaussianStats, frechet_distance_eigh
 
 VERSION = "1"
 WEIGHTS = "i3d-torchscript"
@@ -63,14 +63,14 @@ class FVD(DistributionMetric):
     spec = MetricSpec("fvd", VERSION, "distribution", ("fvd",), False, frozenset({Need.REFERENCE}), (WEIGHTS,),
                       description="FVD, StyleGAN-V protocol (I3D, 16-frame clips, 224 px)")
     dims = FEATURES
-    window = CLIP_FRAMES  # batches start on a clip boundary (the engine's batch size is a multiple)
+    window = CLIP_FRAMES
 
     def protocol_fields(self) -> dict:
         return {"fvd_clip_frames": CLIP_FRAMES, "fvd_clip_stride": CLIP_FRAMES,
                 "fvd_max_clips_per_video": self.settings.fvd_max_clips_per_video}
 
     def load(self, models: ModelSource) -> None:
-        self.model = models.get("fvd", load_detector)
+        self.model = models.get("fvd", load_detector, self.weights())
 
     def feature_rows(self, frames: np.ndarray, start: int) -> np.ndarray:
         if start % CLIP_FRAMES:
@@ -81,3 +81,6 @@ class FVD(DistributionMetric):
 
     def distance(self, generated: GaussianStats, reference: GaussianStats) -> float:
         return fvd_from_stats(generated, reference)
+
+    def resampled_distance(self, generated: GaussianStats, reference: GaussianStats) -> float:
+        return frechet_distance_eigh(*generated.mean_cov(ddof=0), *reference.mean_cov(ddof=0))

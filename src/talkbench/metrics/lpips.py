@@ -80,7 +80,7 @@ class LPIPSMetric(Metric):
                       description="LPIPS AlexNet v0.1")
 
     def load(self, models: ModelSource) -> None:
-        self.model = models.get("lpips", LPIPS)
+        self.model = models.get("lpips", LPIPS, self.weights())
 
     def update(self, state: FrameMeans, batch: Batch) -> None:
         state.add("lpips", lpips_frames(self.model, batch.generated, batch.reference))

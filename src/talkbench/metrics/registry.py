@@ -21,6 +21,12 @@ def register_metric(metric: type[Metric]) -> type[Metric]:
     return metric
 
 
+def unregister_metric(name: str) -> None:
+    """Remove a metric (a plugin's, or a test's); unknown names are an error."""
+    metric_class(name)
+    del _METRICS[name]
+
+
 def metric_class(name: str) -> type[Metric]:
     try:
         return _METRICS[name]

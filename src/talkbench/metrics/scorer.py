@@ -10,6 +10,7 @@ identity embeddings, FID/FVD feature rows of all its frames); ``Scorer.score`` s
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from talkbench import media, weights
 from talkbench.errors import MetricError
 from talkbench.face import get_backend
 from talkbench.face.types import analyse_image
-from talkbench.metrics import cache
+from talkbench.metrics import bootstrap, cache
 from talkbench.metrics.analysis import ANALYSIS_VERSION, ArcFaceIdentity, DlibIdentity, FaceTrack, VideoAnalyser, face_backend_key
 from talkbench.metrics.base import Batch, ClipInfo, DistributionMetric, FrameMeans, Metric, ModelSource, Need, Unavailable
 from talkbench.metrics.registry import metric_class
@@ -33,6 +34,7 @@ BATCH = 64  # frames per batch: a multiple of every metric's window (FVD: 16)
 FACE_BACKEND_WEIGHTS = {"fan": ("fan-2d",)}  # supplied as models["face"]
 IDENTITY_BACKEND_WEIGHTS = {"arcface": ("arcface-r100",)}  # supplied as models["arcface"]
 MAX_FRAME_DIFFERENCE = 2
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,6 @@ class ReferenceAnalysis:
     faces: FaceTrack | None
     identity: np.ndarray | None
     features: dict[str, np.ndarray] = field(default_factory=dict)  # distribution metric → rows
-    seconds: float = 0.0
     error: str | None = None
 
     def for_clips(self) -> ReferenceAnalysis:
@@ -85,6 +86,9 @@ class Scorer:
         self.metrics: dict[str, Metric] = {}
         for name in settings.metrics:
             self.metrics[name] = metric_class(name)(settings)
+            window = getattr(self.metrics[name], "window", 1)
+            if BATCH % window:
+                raise ValueError(f"{name}: batches of {BATCH} frames would not start on its {window}-frame windows")
         self.unavailable = self._missing_weights()
         self._loaded = False
         self._backend = None
@@ -151,7 +155,9 @@ class Scorer:
             face_backend=s.face_backend if faces else None,
             face_models_sha256=self._face_models_sha256() if faces else {},
             csim_reference=csim_reference,
+            max_frame_count_difference=MAX_FRAME_DIFFERENCE,
             seed=s.seed,
+            bootstrap_level=bootstrap.LEVEL,
             bootstrap_replicates=s.bootstrap_replicates,
             distribution_bootstrap_replicates=s.distribution_bootstrap_replicates,
             frame_counts=dict(frame_counts or {}),
@@ -235,9 +241,18 @@ class Scorer:
             return None
         return cache.load(kind, key)
 
-    def _store(self, kind: str, key: dict | None, arrays: dict[str, np.ndarray]) -> None:
-        if key is not None and self.settings.use_cache:
-            cache.store(kind, key, arrays)
+    def _store(self, kind: str, key: dict | None, arrays: dict[str, np.ndarray], record: dict | None = None) -> None:
+        """Into the on-disk cache; a cache that cannot be written (full, read-only) costs the
+        next run time, never this run its result."""
+        if key is None or not self.settings.use_cache:
+            return
+        try:
+            if record is None:
+                cache.store(kind, key, arrays)
+            else:
+                cache.store_json(kind, key, record, arrays)
+        except OSError as exc:
+            log.warning("analysis cache not written (%s): %s", kind, exc)
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -264,7 +279,6 @@ class Scorer:
     def analyse_reference(self, source: Path | np.ndarray, identity: bool) -> ReferenceAnalysis:
         """Face track (and identity embeddings) and feature rows of every frame of a ground
         truth, from the cache where present."""
-        started = time.perf_counter()
         want_faces, distribution = self.reference_needs(identity)
         sha = cache.content_sha256(source)
         faces_key = self._faces_key(sha) if want_faces else None
@@ -306,7 +320,6 @@ class Scorer:
             faces=FaceTrack(**found_faces) if found_faces is not None else None,
             identity=found_identity["rows"] if found_identity is not None else None,
             features=features,
-            seconds=time.perf_counter() - started,
         )
 
     # -- one clip ------------------------------------------------------------------------------
@@ -341,8 +354,11 @@ class Scorer:
         if hit is None:
             return None
         record, features = hit
-        result = ClipResult.from_dict({**record, "id": job.clip_id, "method": job.method, "group": job.group,
-                                       "generated": describe(job.generated), "reference": describe(job.reference)})  # fmt: skip
+        try:
+            result = ClipResult.from_dict({**record, "id": job.clip_id, "method": job.method, "group": job.group,
+                                           "generated": describe(job.generated), "reference": describe(job.reference)})  # fmt: skip
+        except (TypeError, KeyError, ValueError):
+            return None  # a record this version cannot read: measured again
         result.cached = True
         return ClipOutcome(result, features)
 
@@ -355,8 +371,7 @@ class Scorer:
         outcome = self._measure(job, reference)
         outcome.result.seconds = time.perf_counter() - started
         outcome.result.cpu_seconds = time.process_time() - cpu_started
-        if key is not None and self.settings.use_cache:
-            cache.store_json("clips", key, outcome.result.to_dict(), outcome.features)
+        self._store("clips", key, outcome.features, record=outcome.result.to_dict())
         return outcome
 
     def _measure(self, job: ClipJob, reference: ReferenceAnalysis | None) -> ClipOutcome:
@@ -415,6 +430,8 @@ class Scorer:
         for gen in gen_batches:
             start = generated_frames
             generated_frames += len(gen)
+            if has_reference and generated_frames > limit + MAX_FRAME_DIFFERENCE:
+                raise _length_error(job, f"at least {generated_frames}", limit, s.fps)  # no need to decode the rest
             if analyser is not None:
                 faces, identity = analyser.update(gen, start)
             elif use_cached:
@@ -447,11 +464,7 @@ class Scorer:
             compared += len(gen)
         if has_reference:
             if abs(generated_frames - reference.frames) > MAX_FRAME_DIFFERENCE:
-                raise MetricError(
-                    f"{describe(job.generated) or 'generated frames'} has {generated_frames} frames but "
-                    f"{describe(job.reference) or 'reference frames'} has {reference.frames} at {s.fps:g} fps; "
-                    f"the protocol allows a difference of at most {MAX_FRAME_DIFFERENCE}"
-                )
+                raise _length_error(job, str(generated_frames), reference.frames, s.fps)
         else:
             compared = generated_frames
 
@@ -492,6 +505,14 @@ class Scorer:
             group=job.group,
         )  # fmt: skip
         return ClipOutcome(result, features)
+
+
+def _length_error(job: ClipJob, generated: str, reference: int, fps: float) -> MetricError:
+    return MetricError(
+        f"{describe(job.generated) or 'generated frames'} has {generated} frames but "
+        f"{describe(job.reference) or 'reference frames'} has {reference} at {fps:g} fps; "
+        f"the protocol allows a difference of at most {MAX_FRAME_DIFFERENCE}"
+    )
 
 
 def _stack(rows: list[np.ndarray], dims: int) -> np.ndarray:

@@ -30,9 +30,9 @@ def _init_worker(settings: EvalSettings, supplied: dict, threads: int) -> None:
     _SCORER = Scorer(settings, supplied)
 
 
-def reference_task(source, identity: bool) -> ReferenceAnalysis:
+def reference_task(source, identity: bool, scorer: Scorer | None = None) -> ReferenceAnalysis:
     try:
-        return _SCORER.analyse_reference(source, identity)
+        return (scorer or _SCORER).analyse_reference(source, identity)
     except Exception as exc:  # noqa: BLE001 - one bad ground truth fails only its clips
         return ReferenceAnalysis(0, None, None, error=_message(source, exc))
 
@@ -104,29 +104,35 @@ class Runner:
                 ray.shutdown()
 
     def map(self, fn: Callable, calls: list[tuple], progress: Callable[[int], None]) -> list:
+        """``fn(*args)`` for each call. A worker that dies (a crash in native code, killed for
+        memory) costs only the calls it had: their results say so, the others stand."""
         if not calls:
             return []
         if self._actors is not None:
-            from ray.util import ActorPool
+            import ray
 
-            pool = ActorPool(self._actors)
-            out = []
-            for result in pool.map(lambda actor, args: actor.call.remote(fn.__name__, *args), calls):
-                out.append(result)
-                progress(len(out))
-            return out
-        if self._pool is not None:
-            futures = [self._pool.submit(fn, *args) for args in calls]
-            out = []
-            for i, future in enumerate(futures):
-                out.append(future.result())
-                progress(i + 1)
-            return out
+            refs = [self._actors[i % len(self._actors)].call.remote(fn.__name__, *args) for i, args in enumerate(calls)]
+            wait = ray.get
+        elif self._pool is not None:
+            refs = [self._pool.submit(fn, *args) for args in calls]
+            wait = lambda future: future.result()  # noqa: E731
+        else:
+            refs, wait = calls, lambda args: fn(*args)  # noqa: E731
         out = []
-        for args in calls:
-            out.append(fn(*args))
+        for args, ref in zip(calls, refs):
+            try:
+                out.append(wait(ref))
+            except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, RayActorError, ...
+                out.append(lost(fn, args, f"the worker running it was lost ({type(exc).__name__}: {exc})"))
             progress(len(out))
         return out
+
+
+def lost(fn: Callable, args: tuple, why: str):
+    """The result of a task whose worker died."""
+    if fn is reference_task:
+        return ReferenceAnalysis(0, None, None, error=f"{describe(args[0]) or 'reference frames'}: {why}")
+    return ClipOutcome(None, error=f"{describe(args[0].generated) or 'generated frames'}: {why}")
 
 
 class _RayWorker:
