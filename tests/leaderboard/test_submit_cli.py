@@ -61,7 +61,8 @@ def test_killed_submit_leaves_no_partial_run(tmp_path, sample_clips):
     sub = _submission(tmp_path, "KilledTalker", sample_clips)
     p = subprocess.Popen(TALKBENCH + ["submit", str(sub), "--benchmark", "sample", "--store", str(db),
                                       "--metrics", "ssim,cpbd", "--workers", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**_env(), "TALKBENCH_CACHE_DIR": str(tmp_path / "cache")})  # measured, not cached
     seen = ""
     deadline = time.monotonic() + 240
     while "evaluating tr_001" not in seen and time.monotonic() < deadline:  # 6th of 8 clips done, 2 to go

@@ -30,8 +30,9 @@ def gaussian_taps(sigma: float = SIGMA, truncate: float = TRUNCATE) -> np.ndarra
     return taps / taps.sum()
 
 
-# fastmath lets LLVM vectorise the float64 sums; reassociation moves results by ~1e-14.
-@njit(parallel=True, cache=True, fastmath=True)
+# fastmath without reassociation: a vectorised sum whose order followed the alignment of the
+# scratch arrays would move results in the last bit from one process to another.
+@njit(parallel=True, cache=True, fastmath={"nnan", "ninf", "nsz", "arcp", "contract", "afn"})
 def _ssim_kernel(gen, ref, taps, c1, c2):  # pragma: no cover - compiled
     n, h, w, channels = gen.shape
     size = taps.shape[0]
