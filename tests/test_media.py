@@ -150,3 +150,29 @@ def test_real_clips_probe_and_decode(shared_data):
     frames = media.read_frames(path, size=256)
     assert frames.shape == (info.frame_count, 256, 256, 3)
     assert len(media.read_audio(path)) == pytest.approx(info.duration * 16000, abs=640)
+
+
+@pytest.mark.shared_data
+def test_lossless_write_is_bit_exact_on_real_frames(shared_data, tmp_path):
+    """``lossless=True`` gives back the very uint8 RGB frames written (real faces, native size,
+    odd sizes too), where the default H.264 4:2:0 write does not."""
+    import itertools
+
+    source = shared_data / "video" / "WDA_KatieHill_000.mp4"
+    frames = np.stack(list(itertools.islice(media.iter_frames(source, fps=None), 12)))
+    audio = media.read_audio(source)[: 12 * media.AUDIO_RATE // 25]
+
+    path = media.write_video(tmp_path / "lossless.mp4", frames, fps=25, audio=audio, lossless=True)
+    info = media.probe(path)
+    assert (info.video_codec, info.frame_count, info.width, info.fps) == ("h264", 12, 512, 25)
+    assert info.has_audio and info.format.startswith("mov,mp4")
+    assert np.array_equal(media.read_frames(path, fps=None), frames)
+
+    odd = np.ascontiguousarray(frames[:4, 100:357, 50:305])  # 255 wide, 257 high
+    path = media.write_video(tmp_path / "odd.mp4", odd, fps=25, lossless=True)
+    assert np.array_equal(media.read_frames(path, fps=None), odd)
+
+    lossy = media.read_frames(media.write_video(tmp_path / "lossy.mp4", frames, fps=25), fps=None)
+    assert np.abs(lossy.astype(int) - frames).max() > 10  # what lossless avoids
+    with pytest.raises(ValueError, match="exclude"):
+        media.write_video(tmp_path / "x.mp4", frames, lossless=True, bit_rate=1_000_000)

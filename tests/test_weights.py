@@ -5,7 +5,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -52,6 +57,11 @@ def spec_factory():
 
 
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
+OTHER = b"another file under the same name\n" * 100
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_fetch_verifies_and_installs(cache, server, spec_factory):
@@ -122,11 +132,147 @@ def test_unpinned_weights_record_their_hash_at_install(cache, tmp_path, spec_fac
     source = tmp_path / "u.pt"
     source.write_bytes(PAYLOAD)
     installed = weights.import_file("test-unpinned", source)
-    assert (installed.parent / "u.pt.sha256").read_text().strip() == SHA
-    assert weights.status("test-unpinned").state == "unpinned"
+    record = json.loads((cache / weights.RECORD_FILE).read_text())
+    assert record["weights"]["test-unpinned"]["sha256"] == SHA
+    assert record["weights"]["test-unpinned"]["file"] == "u.pt"
+    assert sorted(p.name for p in installed.parent.iterdir()) == ["u.pt"]  # no sidecar, no temp file
+    assert weights.weight_path("test-unpinned") == installed
+    st = weights.status("test-unpinned")
+    assert (st.state, st.sha256, st.expected) == ("unpinned", SHA, SHA)
     installed.write_bytes(b"swapped")
-    with pytest.raises(WeightsError, match=SHA):
+    with pytest.raises(WeightsError, match=f"expected {SHA}, recorded when they were first installed"):
         weights.weight_path("test-unpinned")
+    st = weights.status("test-unpinned")
+    assert (st.state, st.sha256, st.expected) == ("bad-hash", sha(b"swapped"), SHA)
+    assert not weights.is_available("test-unpinned")
+
+
+def test_a_different_unpinned_file_is_refused_unless_replace(cache, tmp_path, spec_factory):
+    spec_factory("test-swap", url="http://127.0.0.1:9/s.pt")
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    first.write_bytes(PAYLOAD)
+    second.write_bytes(OTHER)
+    installed = weights.import_file("test-swap", first)
+    assert weights.import_file("test-swap", first) == installed  # the same file again is fine
+    with pytest.raises(WeightsError) as refused:
+        weights.import_file("test-swap", second)
+    message = str(refused.value)
+    assert SHA in message and sha(OTHER) in message
+    assert "talkbench weights import test-swap PATH --replace" in message
+    assert installed.read_bytes() == PAYLOAD and weights.expected_sha256("test-swap") == SHA
+    assert list(installed.parent.iterdir()) == [installed]  # the refused copy is not left behind
+    assert weights.import_file("test-swap", second, replace=True) == installed
+    assert installed.read_bytes() == OTHER and weights.expected_sha256("test-swap") == sha(OTHER)
+    assert weights.weight_sha256("test-swap") == sha(OTHER)
+
+
+def test_fetch_of_an_unpinned_file_records_it_and_replace_refetches(cache, server, tmp_path, spec_factory):
+    spec_factory("test-fetch-unpinned", url=f"{server}/net-0123abcd.pth")
+    (tmp_path / "www" / "other.pth").write_bytes(OTHER)
+    path = weights.fetch("test-fetch-unpinned")
+    assert weights.expected_sha256("test-fetch-unpinned") == SHA
+    path.unlink()  # the record outlives the file: a download that differs from it is refused
+    with pytest.raises(WeightsError, match=f"{sha(OTHER)}, but {SHA} is recorded .*--replace"):
+        weights.fetch("test-fetch-unpinned", url=f"{server}/other.pth")
+    assert not any((cache / "test-fetch-unpinned").iterdir())
+    assert weights.fetch("test-fetch-unpinned", url=f"{server}/other.pth", replace=True).read_bytes() == OTHER
+    assert weights.expected_sha256("test-fetch-unpinned") == sha(OTHER)
+
+
+def test_deleting_the_record_or_a_sidecar_never_unpins_a_file(cache, tmp_path, spec_factory):
+    spec_factory("test-record", url="http://127.0.0.1:9/r.pt")
+    source = tmp_path / "r.pt"
+    source.write_bytes(PAYLOAD)
+    installed = weights.import_file("test-record", source)
+    # the old bypass: swap the file and write (or delete) a sidecar beside it
+    installed.write_bytes(OTHER)
+    (installed.parent / "r.pt.sha256").write_text(sha(OTHER) + "\n")
+    with pytest.raises(WeightsError, match=SHA):
+        weights.weight_path("test-record")
+    (installed.parent / "r.pt.sha256").unlink()
+    with pytest.raises(WeightsError, match=SHA):
+        weights.weight_path("test-record")
+    # deleting the record: loading fails (not passes), with the fix
+    (cache / weights.RECORD_FILE).unlink()
+    with pytest.raises(WeightsError, match="none is recorded .*talkbench weights import test-record .* --replace"):
+        weights.weight_path("test-record")
+    st = weights.status("test-record")
+    assert (st.state, st.sha256, st.expected) == ("unrecorded", sha(OTHER), None)
+    # nor does an import without --replace accept another file than the one installed
+    with pytest.raises(WeightsError, match="not recorded"):
+        weights.import_file("test-record", source)
+    weights.import_file("test-record", source, replace=True)
+    assert weights.weight_sha256("test-record") == SHA
+    # a corrupt record is refused, not read as "nothing recorded"
+    (cache / weights.RECORD_FILE).write_text("{not json")
+    with pytest.raises(WeightsError, match="unreadable"):
+        weights.weight_path("test-record")
+    assert weights.status("test-record").state == "bad-hash"
+
+
+def test_torchscript_is_loaded_only_from_the_recorded_file(cache, tmp_path, monkeypatch):
+    import torch
+
+    from talkbench.metrics import fvd
+
+    def script(seed: int) -> Path:
+        torch.manual_seed(seed)
+        path = tmp_path / f"i3d-{seed}.pt"
+        torch.jit.script(torch.nn.Linear(4, 2)).save(str(path))
+        return path
+
+    recorded, other = script(0), script(1)
+    weights.import_file(fvd.WEIGHTS, recorded)
+    loads = []
+    real_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda f, **kw: loads.append(f) or real_load(f, **kw))
+    x = torch.ones(1, 4)
+    assert torch.equal(fvd.load_detector()(x), fvd.load_detector(recorded)(x))
+    assert len(loads) == 2
+    # a valid TorchScript with another hash, given as a path or swapped into the cache: refused
+    # before torch.jit.load runs
+    with pytest.raises(WeightsError, match="does not match weights 'i3d-torchscript'"):
+        fvd.load_detector(other)
+    weights.cached_path(fvd.WEIGHTS).write_bytes(other.read_bytes())
+    with pytest.raises(WeightsError, match="does not match"):
+        fvd.load_detector()
+    (cache / weights.RECORD_FILE).unlink()
+    with pytest.raises(WeightsError, match="none is recorded"):
+        fvd.load_detector(recorded)
+    assert len(loads) == 2
+
+
+def test_cli_replace_through_python_m_talkbench(cache, tmp_path):
+    """``python -m talkbench weights import NAME PATH [--replace]`` on a real unpinned spec."""
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    first.write_bytes(PAYLOAD)
+    second.write_bytes(OTHER)
+    weights.import_file("i3d-torchscript", first)
+    env = {**os.environ, weights.ENV_CACHE_DIR: str(cache)}
+
+    def talkbench(*args):
+        return subprocess.run([sys.executable, "-m", "talkbench", "weights", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    from talkbench.cli import app
+
+    refused = CliRunner().invoke(app, ["weights", "import", "i3d-torchscript", str(second)])
+    assert isinstance(refused.exception, WeightsError)
+    assert SHA in str(refused.exception) and sha(OTHER) in str(refused.exception)
+    assert weights.weight_sha256("i3d-torchscript") == SHA
+    replaced = talkbench("import", "i3d-torchscript", str(second), "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    assert weights.weight_sha256("i3d-torchscript") == sha(OTHER)
+
+    result = CliRunner().invoke(app, ["weights", "verify", "--json"])
+    assert result.exit_code == 0, result.output
+    row = next(r for r in json.loads(result.stdout) if r["name"] == "i3d-torchscript")
+    assert (row["state"], row["sha256"], row["expected"]) == ("unpinned", sha(OTHER), sha(OTHER))
+    (cache / weights.RECORD_FILE).unlink()
+    result = CliRunner().invoke(app, ["weights", "verify", "--json"])
+    assert result.exit_code == 1
+    row = next(r for r in json.loads(result.stdout) if r["name"] == "i3d-torchscript")
+    assert row["state"] == "unrecorded"
 
 
 def test_manual_download_weights_point_to_import(cache, spec_factory):

@@ -46,6 +46,7 @@ class Protocol:
     fvd_clip_frames: int | None = None
     fvd_clip_stride: int | None = None
     fvd_max_clips_per_video: int | None = None
+    fvd_sampling: str | None = None  # "consecutive" or "stylegan-v"
     seed: int = 0  # bootstrap resampling
     bootstrap_replicates: int = 0
     distribution_bootstrap_replicates: int = 0

@@ -8,29 +8,41 @@ it (``talkbench weights fetch NAME``) or installs a copy made elsewhere
 Hashes: ``sha256`` is pinned where it is known. Where the publisher only follows the torch-hub
 convention (the file name ends in ``-<first hex digits of the sha256>.ext``), ``sha256_prefix``
 holds those digits and is checked instead. Where the publisher gives neither (StyleGAN-V's I3D,
-InsightFace's ArcFace) the spec is *unpinned*: the sha256 of the first installed file is written
-beside it and every later load is checked against that, and because the protocol records the
-full sha256 of the file actually used (``weight_sha256``), numbers made with different files
-never compare as equal.
+InsightFace's ArcFace) the spec is *unpinned*: the sha256 of the first installed file is recorded
+in one JSON file for the whole cache (``recorded-sha256.json``, written atomically; no sidecar
+beside each file, so removing one file's note cannot unpin it) and every later load is checked
+against that record. A file that is not recorded, or differs from the record, is refused; a
+different file is installed under the same name only with ``replace=True`` (CLI ``--replace``).
+Because the protocol records the full sha256 of the file actually used (``weight_sha256``),
+numbers made with different files never compare as equal.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import platformdirs
+
+try:
+    import fcntl
+except ImportError:  # Windows: record updates are atomic but not serialised between processes
+    fcntl = None
 
 from talkbench.errors import WeightsError
 
 ENV_CACHE_DIR = "TALKBENCH_WEIGHTS_DIR"
+RECORD_FILE = "recorded-sha256.json"  # in the cache dir: sha256 of each unpinned file at first install
 
 
 @dataclass(frozen=True)
@@ -151,42 +163,137 @@ def _missing_message(spec: WeightSpec) -> str:
     )
 
 
-def _recorded_hash_file(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
+def record_path() -> Path:
+    """The JSON record of the sha256 each unpinned weight file had when first installed."""
+    return cache_dir() / RECORD_FILE
 
 
-def _check(spec: WeightSpec, path: Path, installing: bool = False) -> str:
-    digest = file_sha256(path)
-    expected = spec.expected_hash() if spec.pinned else None
-    if not spec.pinned and not installing:
-        recorded = _recorded_hash_file(path)
-        expected = recorded.read_text().strip() if recorded.is_file() else None
-        if expected is None or digest == expected:
-            return digest
-    if expected is not None and not (spec.matches(digest) if spec.pinned else digest == expected):
+def recorded_hashes() -> dict[str, str]:
+    """name → sha256 recorded at install, for the unpinned files of this cache."""
+    path = record_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["weights"]
+        hashes = {str(name): str(entry["sha256"]) for name, entry in entries.items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise WeightsError(
-            f"{path}: sha256 {digest} does not match weights {spec.name!r} (expected {expected}); "
-            f"delete it and run `talkbench weights fetch {spec.name}` or import the right file"
+            f"{path}: the record of installed weights' sha256 is unreadable ({exc!r}); restore it, or "
+            "delete it and re-import each unpinned file with `talkbench weights import NAME PATH --replace`"
+        ) from None
+    return hashes
+
+
+@contextmanager
+def _record_lock() -> Iterator[None]:
+    """Serialise installs that read and rewrite the record (concurrent imports of other files)."""
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f".{RECORD_FILE}.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write_record(spec: WeightSpec, digest: str) -> None:
+    """Record ``digest`` for ``spec`` (call under ``_record_lock``): temp file + ``os.replace``."""
+    recorded_hashes()  # refuses a corrupt record rather than overwriting it
+    path = record_path()
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"weights": {}}
+    data["weights"][spec.name] = {
+        "sha256": digest,
+        "file": spec.file_name,
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{RECORD_FILE}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, sort_keys=True)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def expected_sha256(name: str) -> str | None:
+    """What the installed file must hash to: the pinned sha256 (or its torch-hub prefix), or for
+    an unpinned file the sha256 recorded at its first install (None when none is recorded)."""
+    spec = get_spec(name)
+    return spec.expected_hash() if spec.pinned else recorded_hashes().get(spec.name)
+
+
+def _check(spec: WeightSpec, path: Path, digest: str | None = None) -> str:
+    """``path``'s sha256 (or ``digest``, the sha256 of bytes read from it), when it is the file
+    ``spec`` names: matching the pin, or for an unpinned spec, the recorded sha256."""
+    digest = digest or file_sha256(path)
+    if spec.pinned:
+        if not spec.matches(digest):
+            raise WeightsError(
+                f"{path}: sha256 {digest} does not match weights {spec.name!r} (expected {spec.expected_hash()}); "
+                f"delete it and run `talkbench weights fetch {spec.name}` or import the right file"
+            )
+        return digest
+    recorded = recorded_hashes().get(spec.name)
+    if recorded is None:
+        raise WeightsError(
+            f"{path}: weights {spec.name!r} have no published sha256 and none is recorded for them in "
+            f"{record_path()} (it is written when the file is first installed, and loading needs it). "
+            f"If this is the file you mean to use, record it with "
+            f"`talkbench weights import {spec.name} {path} --replace`"
+        )
+    if digest != recorded:
+        raise WeightsError(
+            f"{path}: sha256 {digest} does not match weights {spec.name!r} (expected {recorded}, recorded when "
+            f"they were first installed, in {record_path()}); the file was changed or swapped. Import the "
+            f"recorded file again, or if this one is meant to replace it, run "
+            f"`talkbench weights import {spec.name} PATH --replace` (numbers made with the two do not compare)"
         )
     return digest
+
+
+def _installed_file(spec: WeightSpec) -> Path | None:
+    """The file that would be used for ``spec`` (cache first, then a bundled copy), unchecked."""
+    for path in (cache_dir() / spec.name / spec.file_name, _bundled_path(spec)):
+        if path is not None and path.is_file():
+            return path
+    return None
 
 
 def find_weight(name: str) -> Path | None:
     """The verified file for ``name``, or None when it is not installed."""
     spec = get_spec(name)
-    for path in (cached_path(name), _bundled_path(spec)):
-        if path is not None and path.is_file():
-            _check(spec, path)
-            return path
-    return None
+    path = _installed_file(spec)
+    if path is not None:
+        _check(spec, path)
+    return path
 
 
 def weight_path(name: str) -> Path:
-    """The verified local file for ``name``; ``WeightsError`` naming the fix when it is absent."""
+    """The verified local file for ``name``; ``WeightsError`` naming the fix when it is absent,
+    differs from its pinned sha256, or (unpinned) is not the recorded file."""
     path = find_weight(name)
     if path is None:
         raise WeightsError(_missing_message(get_spec(name)))
     return path
+
+
+def read_verified(name: str, path: str | Path | None = None) -> bytes:
+    """The bytes of weight file ``name`` (the installed file, or ``path``), checked against its
+    pinned or recorded sha256 after reading: what was checked is what the caller loads, so a
+    file swapped between a check and a load cannot slip through. For files that carry code
+    (TorchScript)."""
+    spec = get_spec(name)
+    source = Path(path) if path is not None else weight_path(name)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"{source}: cannot read weights {name!r} ({exc})") from None
+    _check(spec, source, digest=hashlib.sha256(data).hexdigest())
+    return data
 
 
 def weight_sha256(name: str) -> str:
@@ -201,14 +308,34 @@ def is_available(name: str) -> bool:
         return False
 
 
-def _install(spec: WeightSpec, source: Path) -> Path:
-    """Verify ``source`` and move it into the cache atomically."""
-    digest = _check(spec, source, installing=True)
+def _install(spec: WeightSpec, source: Path, replace: bool = False) -> Path:
+    """Verify ``source`` (a temporary file in the cache) and move it into place atomically.
+
+    Pinned: it must match the pin. Unpinned: its sha256 is recorded; a file that differs from
+    the recorded one (or, when none is recorded, from the file already installed) is refused
+    unless ``replace``."""
+    digest = file_sha256(source)
     target = cache_dir() / spec.name / spec.file_name
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not spec.pinned:
-        _recorded_hash_file(target).write_text(digest + "\n")
-    os.replace(source, target)
+    if spec.pinned:
+        _check(spec, source, digest)
+        os.replace(source, target)
+        return target
+    with _record_lock():
+        recorded = recorded_hashes().get(spec.name)
+        previous = recorded or (file_sha256(target) if target.is_file() else None)
+        if previous is not None and previous != digest and not replace:
+            what = (f"{previous} is recorded for them (in {record_path()})" if recorded
+                    else f"the installed {target} has sha256 {previous} (not recorded)")
+            raise WeightsError(
+                f"weights {spec.name!r}: the new file has sha256 {digest}, but {what}. A name means one "
+                f"file, and numbers made with different files do not compare. If the new file is the one to "
+                f"use from now on, run `talkbench weights import {spec.name} PATH --replace` "
+                f"(or `talkbench weights fetch {spec.name} --replace`)"
+            )
+        os.replace(source, target)
+        _write_record(spec, digest)
+        target.with_name(target.name + ".sha256").unlink(missing_ok=True)  # sidecar of earlier versions, no longer read
     return target
 
 
@@ -217,14 +344,16 @@ def fetch(
     url: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     timeout: float = 60.0,
+    replace: bool = False,
 ) -> Path:
     """Download ``name`` into the cache, verifying its sha256; returns the cached path.
 
     ``url`` overrides the registered address (a mirror). ``progress(done, total)`` is called
-    as bytes arrive. A download that fails its hash is deleted, never installed.
+    as bytes arrive. A download that fails its hash is deleted, never installed. ``replace``
+    downloads even when a file is installed and, for an unpinned file, records the new sha256.
     """
     spec = get_spec(name)
-    present = find_weight(name)
+    present = None if replace else find_weight(name)
     if present is not None and present == cached_path(name):
         return present
     if spec.manual_download and url is None:
@@ -251,7 +380,7 @@ def fetch(
             raise WeightsError(
                 f"{source_url}: downloaded {tmp.stat().st_size} bytes, expected {spec.size} for {spec.name!r}"
             )
-        return _install(spec, tmp)
+        return _install(spec, tmp, replace)
     except OSError as exc:  # urllib's URLError/HTTPError are OSErrors
         raise WeightsError(f"could not download {spec.name!r} from {source_url}: {exc}") from exc
     finally:
@@ -259,20 +388,23 @@ def fetch(
             tmp.unlink()
 
 
-def import_file(name: str, path: str | Path) -> Path:
-    """Install a weight file obtained elsewhere (offline machines). The source is copied, not moved."""
+def import_file(name: str, path: str | Path, replace: bool = False) -> Path:
+    """Install a weight file obtained elsewhere (offline machines). The source is copied, not moved.
+    For an unpinned file its sha256 is recorded; a different file than the recorded one is refused
+    unless ``replace``."""
     spec = get_spec(name)
     source = Path(path)
     if not source.is_file():
         raise WeightsError(f"{source}: no such file to import as {name!r}")
-    _check(spec, source, installing=True)
+    if spec.pinned:
+        _check(spec, source)  # before copying a wrong file
     directory = cache_dir() / spec.name
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file_name}.", suffix=".part", dir=directory)
     os.close(fd)
     try:
         shutil.copyfile(source, tmp_name)
-        return _install(spec, Path(tmp_name))
+        return _install(spec, Path(tmp_name), replace)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -281,10 +413,17 @@ def import_file(name: str, path: str | Path) -> Path:
 @dataclass(frozen=True)
 class WeightStatus:
     name: str
-    state: str  # "ok", "unpinned" (ok, hash recorded at install), "missing" or "bad-hash"
+    # "ok", "unpinned" (ok: no published hash, matches the one recorded at install), "missing",
+    # "bad-hash" (differs from the pinned or recorded sha256) or "unrecorded" (unpinned, no record)
+    state: str
     path: str | None
-    sha256: str | None
+    sha256: str | None  # of the file found
     detail: str = ""
+    expected: str | None = None  # the pinned sha256 (or prefix), or the recorded one
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("ok", "unpinned")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -292,14 +431,20 @@ class WeightStatus:
 
 def status(name: str) -> WeightStatus:
     """Installed or not, and whether the installed file passes its hash check."""
-    try:
-        path = find_weight(name)
-    except WeightsError as exc:
-        return WeightStatus(name, "bad-hash", None, None, str(exc))
+    spec = get_spec(name)
+    path = _installed_file(spec)
     if path is None:
-        return WeightStatus(name, "missing", None, None, _missing_message(get_spec(name)))
-    state = "ok" if get_spec(name).pinned else "unpinned"
-    return WeightStatus(name, state, str(path), file_sha256(path))
+        return WeightStatus(name, "missing", None, None, _missing_message(spec), spec.sha256 or spec.sha256_prefix)
+    digest = file_sha256(path)
+    try:
+        expected = expected_sha256(name)
+    except WeightsError as exc:  # an unreadable record
+        return WeightStatus(name, "bad-hash", str(path), digest, str(exc))
+    try:
+        _check(spec, path, digest)
+    except WeightsError as exc:
+        return WeightStatus(name, "bad-hash" if expected else "unrecorded", str(path), digest, str(exc), expected)
+    return WeightStatus(name, "ok" if spec.pinned else "unpinned", str(path), digest, "", expected)
 
 
 def verify() -> list[WeightStatus]:
@@ -362,6 +507,16 @@ register_weight(
         filename="backbone.pth",
         licence="InsightFace pretrained models: non-commercial research use only",
         description="ArcFace iresnet100 (arcface_torch, ms1mv3_arcface_r100_fp16 backbone.pth)",
+        manual_download=True,
+    )
+)
+register_weight(
+    WeightSpec(
+        name="insightface-w600k-r50",
+        url="https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
+        filename="w600k_r50.onnx",
+        licence="InsightFace pretrained models: non-commercial research use only",
+        description="InsightFace buffalo_l recognition model (iresnet50, WebFace600K), w600k_r50.onnx inside buffalo_l.zip",
         manual_download=True,
     )
 )

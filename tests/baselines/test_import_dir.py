@@ -1,10 +1,12 @@
 """import: a folder of per-clip videos mapped onto a benchmark's clip ids (by name or by a
-mapping file), normalised onto the protocol and accepted by the submission validator."""
+mapping file), normalised onto the protocol (written lossless: exactly the resampled, resized
+pixels) and accepted by the submission validator."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -74,6 +76,11 @@ def test_import_normalises_and_the_validator_accepts(sample_clips, tmp_path):
     probe = media.probe(video)
     assert (probe.width, probe.height, probe.fps) == (512, 512, 25.0) and probe.has_audio
     assert probe.frame_count == _target(clip).frames  # 30 fps resampled onto the reference's count
+    # lossless: the submission decodes to exactly media's 25 fps / 512 px resampling of the source
+    assert result.codec == media.LOSSLESS_CODEC
+    expected = media.read_frames(src / "result_07.mp4", fps=25, size=512)[: probe.frame_count]
+    assert len(expected) == probe.frame_count  # nothing padded, so the comparison is frame by frame
+    assert np.array_equal(media.read_frames(video, fps=None), expected)
     meta = yaml.safe_load((out / "submission.yaml").read_text())
     assert meta["method"] == "SadTalker" and meta["code"] == "https://github.com/OpenTalker/SadTalker"
     assert meta["resolution"] == 512 and meta["task"] == "speech-driven" and meta["authors"][0] == "Wenxuan Zhang"
@@ -93,6 +100,7 @@ def test_missing_clips_are_an_error_unless_allowed(sample_clips, tmp_path):
     info = get_preset("EAT").method_info()
     with pytest.raises(ImportDirError, match="no video for 1 of 2 clips .*tr_001"):
         import_dir(src, tmp_path / "a", targets, info, "speech-driven")
-    r = import_dir(src, tmp_path / "b", targets, info, "speech-driven", allow_missing=True)
+    r = import_dir(src, tmp_path / "b", targets, info, "speech-driven", allow_missing=True, lossless=False)
     assert r.missing == ["tr_001"] and (tmp_path / "b" / "videos" / "de_001.mp4").exists()
+    assert r.codec == "libx264 yuv420p crf=18"
     assert media.probe(tmp_path / "b" / "videos" / "de_001.mp4").frame_count == round(by_id["de_001"].duration * 25)

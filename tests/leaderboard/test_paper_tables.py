@@ -139,20 +139,34 @@ def test_render_paper_gives_tables_1_to_4(loaded):
     assert render_paper(loaded, "flowvqtalker", "latex").count(r"\begin{table}") == 1
 
 
-def test_measured_rows_keep_protocols_apart_and_never_rank_against_the_paper(tmp_path):
+def test_measured_cells_come_only_from_runs_under_the_tables_protocol(tmp_path):
     from talkbench.leaderboard.store import ClipValue, Run, Store
+    from talkbench.metrics.paper_protocols import expected_protocol, get_protocol
 
     store = Store(tmp_path / "lb.duckdb")
     load_reported(store)
-    for resolution, ssim in ((256, 0.99), (512, 0.5)):
-        store.add_run(Run(method="mine", benchmark="hdtf-test", benchmark_version="1", task="reconstruction",
-                          provenance="measured", protocol={"resolution": resolution}),
-                      [ClipValue("c1", "ssim", ssim)])
+    under = expected_protocol(get_protocol("vqtalker-t1"))
+    other = {**under, "name": "talkbench-v1", "resolution": 512, "identity_backend": "dlib"}
+    for method, protocol, values in (("mine", under, {"ssim": 0.99, "csim_arcface": 0.8, "csim_dlib": 0.97}),
+                                     ("theirs", under, {"ssim": 0.9, "csim_arcface": 0.7}),
+                                     ("mine", other, {"ssim": 0.995, "csim_dlib": 0.99})):
+        store.add_run(Run(method=method, benchmark="hdtf-test", benchmark_version="1", task="reconstruction",
+                          provenance="measured", protocol=protocol),
+                      [ClipValue("c1", name, value) for name, value in values.items()])
     rendered = build_table(store, "vqtalker", 1)
-    measured = [r for r in rendered.rows if r.provenance == "measured"]
-    assert len(measured) == 2 and all("mine (talkbench, protocol " in r.label for r in measured)
-    j = rendered.headers.index("SSIM") - 1  # cells exclude the Method column
-    assert sorted(r.cells[j].value for r in measured) == [0.5, 0.99]
-    assert {r.cells[j].mark for r in measured} == {"best", "second"}  # ranked among themselves
-    reported = {r.label: r.cells[j].mark for r in rendered.rows if r.provenance == "reported"}
+    rows = {r.label: r for r in rendered.rows if r.provenance != "reported"}
+    assert set(rows) == {"mine (vqtalker-t1-v1)", "theirs (vqtalker-t1-v1)",
+                         "mine (talkbench-v1, not vqtalker-t1-v1: differs in name, resolution, identity_backend)"}
+    ssim, csim = rendered.headers.index("SSIM") - 1, rendered.headers.index("CSIM") - 1  # cells exclude Method
+    dlib = rendered.headers.index("CSIM (dlib)") - 1
+    mine, theirs = rows["mine (vqtalker-t1-v1)"], rows["theirs (vqtalker-t1-v1)"]
+    odd = next(r for label, r in rows.items() if "differs" in label)
+    assert (mine.cells[csim].value, theirs.cells[csim].value) == (0.8, 0.7)  # ArcFace fills CSIM
+    assert odd.cells[csim].value is None and odd.cells[dlib].value == 0.99  # dlib never does
+    assert mine.cells[dlib].value == 0.97
+    assert (mine.cells[ssim].mark, theirs.cells[ssim].mark) == ("best", "second")
+    assert odd.cells[ssim].value == 0.995 and odd.cells[ssim].mark == ""  # better, but not under the protocol
+    reported = {r.label: r.cells[ssim].mark for r in rendered.rows if r.provenance == "reported"}
     assert reported["AniTalker"] == "best" and reported["VQTalker"] == "second"  # the paper's marks stay
+    text = table_markdown(rendered)
+    assert "CSIM (dlib)" in text and "differs in name, resolution, identity_backend" in text

@@ -10,6 +10,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from talkbench import weights
 from talkbench.metrics import fvd
 from talkbench.metrics.fid import GaussianStats
 
@@ -33,9 +34,13 @@ class TinyDetector(torch.nn.Module):
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
+    folder = tmp_path_factory.mktemp("i3d")
+    path = folder / "i3d_torchscript.pt"
     torch.jit.save(torch.jit.script(TinyDetector()), str(path))
-    return fvd.load_detector(path)
+    with pytest.MonkeyPatch.context() as env:  # load_detector loads only a recorded TorchScript
+        env.setenv(weights.ENV_CACHE_DIR, str(folder / "weights"))
+        weights.import_file(fvd.WEIGHTS, path)
+        return fvd.load_detector(path)
 
 
 def stylegan_v_fvd(features_gen: np.ndarray, features_real: np.ndarray) -> float:
@@ -75,3 +80,35 @@ def test_fvd_equals_stylegan_v_computation(detector, real_frames, other_frames):
     expected = stylegan_v_fvd(ref_gen, ref_real)
     assert fvd.fvd_from_stats(ours_gen, ours_ref) == pytest.approx(expected, rel=1e-6, abs=1e-6)
     assert expected > 0
+
+
+def test_stylegan_v_sampling_takes_the_first_generated_clip_and_a_seeded_ground_truth_offset(stand_in_i3d):
+    """StyleGAN-V's protocol through the engine: one 16-frame clip per video, the generated
+    video's first 16 frames, the ground truth's clip at a random offset drawn from the seed."""
+    from talkbench.metrics.cache import content_sha256
+    from talkbench.metrics.engine import ClipJob, EvalSettings, evaluate
+
+    rng = np.random.default_rng(3)
+    gens = [rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    refs = [rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    jobs = [ClipJob("m", f"c{i}", g, r) for i, (g, r) in enumerate(zip(gens, refs))]
+    detector = fvd.load_detector()
+
+    def features(clip):
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(clip.transpose(3, 0, 1, 2))[None])
+            return detector(x, rescale=True, resize=True, return_features=True).numpy()
+
+    values = {}
+    for seed in (0, 1):
+        settings = EvalSettings(metrics=("fvd",), resolution=32, fvd_sampling="stylegan-v", seed=seed,
+                                distribution_bootstrap_replicates=2)
+        result = evaluate(jobs, settings).evaluations[0]
+        offsets = [fvd.stylegan_v_offset(40, content_sha256(r), seed) for r in refs]
+        expected = stylegan_v_fvd(np.concatenate([features(g[:16]) for g in gens]),
+                                  np.concatenate([features(r[o : o + 16]) for r, o in zip(refs, offsets)]))
+        assert result.distribution["fvd"].value == pytest.approx(expected, rel=1e-5)
+        assert result.protocol.fvd_sampling == "stylegan-v" and result.protocol.fvd_max_clips_per_video == 1
+        values[seed] = (result.distribution["fvd"].value, offsets)
+    assert values[0][1] != values[1][1]  # the seed moves the ground-truth clips
+    assert all(0 <= o <= 24 for o in values[0][1] + values[1][1])

@@ -28,7 +28,7 @@ def test_protocol_hash_is_stable_and_covers_settings():
     assert Protocol().sha256() == Protocol.from_dict(Protocol().to_dict()).sha256()
     # Pinned: a change to the defaults or the canonical JSON makes every stored result
     # incomparable, so it must be a deliberate new protocol, not an accident.
-    assert Protocol().sha256() == "5402b7e4f068f0cc6b7d46358583b30c7bcaee25a4c7dbcbc21809b57beb3ba9"
+    assert Protocol().sha256() == "fea024a94da65217f91c5d82868bf4df8d212937a61cbc7841d9313cbb4406b8"
     changed = Protocol(metric_versions={"ssim": "1"}, weights_sha256={"x": "ab"}, resolution=512)
     assert changed.sha256() != a.sha256()
     assert a.differences(changed) == ["resolution"]
@@ -75,3 +75,11 @@ def test_a_new_metric_is_one_class_and_one_registry_line(sample_clips, request):
     assert result.protocol.metric_versions == {"mouth-opening": "1", "cpbd": "1"}
     assert result.protocol.face_backend == "dlib"  # a face metric ran: the face models are recorded
     assert result.clips[0].faces["mouth-opening_frames"] == int(track.valid.sum())
+
+
+def test_each_value_has_its_own_direction():
+    from talkbench.leaderboard.ranking import higher_is_better
+
+    lse = get_metric("lse")
+    assert lse.higher_is_better_for("lse_c") and not lse.higher_is_better_for("lse_d")
+    assert higher_is_better("lse_c") and not higher_is_better("lse_d") and not higher_is_better("m_lmd")

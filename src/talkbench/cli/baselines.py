@@ -253,6 +253,8 @@ def import_(
     size: Optional[int] = typer.Option(None, "--size", help="Output side in px (default: the reference's)."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Write what matches even if clips are missing."),
     licence: Optional[str] = typer.Option(None, "--licence", help="Licence of the imported videos."),
+    lossy: bool = typer.Option(False, "--lossy", help="Write H.264 CRF 18 instead of lossless video "
+                               "(~20x smaller, e.g. for the leaderboard's per-video size cap; adds codec loss)."),
     as_json: bool = typer.Option(False, "--json", help="Print the import report as JSON."),
 ) -> None:
     """Map a folder of per-clip videos onto a benchmark's clip ids → a submission folder."""
@@ -276,7 +278,7 @@ def import_(
     targets = [Target(clip_id=c.id, reference=c.video, frames=frames.get(c.id)) for c in clips]
     out = out or Path("submissions") / f"{info.name}-{spec.name}"
     result = import_dir(src, out, targets, info, kind, mapping=read_mapping(mapping) if mapping else None,
-                        size=size, fps=spec.fps, allow_missing=allow_missing)
+                        size=size, fps=spec.fps, allow_missing=allow_missing, lossless=not lossy)
     problems = _validate(out, spec, clips)
     report = result.to_dict() | {"benchmark": spec.key, "task": kind, "validator": problems or "accepted"}
     if as_json:

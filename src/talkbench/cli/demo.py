@@ -51,6 +51,21 @@ def corpus_table() -> Table:
     return table
 
 
+def unmeasured_lines(missing: dict[str, str]) -> list[str]:
+    """The metrics no demo run measured: those whose weights are absent with the command that
+    installs them, the others with their reason."""
+    no_weights = {m: why for m, why in missing.items() if "weights" in why and "not installed" in why}
+    lines = []
+    if no_weights:
+        names = sorted({w for why in no_weights.values() for w in re.findall(r"weights (?:fetch|import) ([\w.-]+)", why)})
+        lines.append(f"[yellow]not measured here[/]: {', '.join(no_weights)} (their weights are not installed: "
+                     f"talkbench weights fetch|import {' | '.join(names)})")
+    for metric, why in missing.items():
+        if metric not in no_weights:
+            lines.append(f"[yellow]not measured here[/]: {metric} ({escape(why)})")
+    return lines
+
+
 @contextmanager
 def section(name: str, title: str, timings: dict[str, float]):
     """A titled part of the demo; its wall time goes into ``timings[name]``."""
@@ -62,6 +77,7 @@ def section(name: str, title: str, timings: dict[str, float]):
 
 def demo(
     out: Path = typer.Option(Path("talkbench-demo"), help="Where the demo writes its outputs."),
+    workers: int = typer.Option(None, "--workers", "-w", help="Evaluation processes (default: all cores)."),
 ) -> None:
     """Run the main job on the embedded sample corpus, end to end: probe and face analysis, the
     dataset pipeline, every built-in method (tiny VQTalker included) scored into the leaderboard,
@@ -89,14 +105,12 @@ def demo(
 
     with section("leaderboard", "2. leaderboard: built-in methods scored on the sample benchmark", timings):
         with err_console.status("scoring") as status:
-            result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: status.update(escape(m)))
+            result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: status.update(escape(m)),
+                                          workers=workers)
         for table in result.rich_tables():
             console.print(table)
-        missing = result.unavailable()
-        if missing:
-            weights = sorted({w for why in missing.values() for w in re.findall(r"weights fetch ([\w.-]+)", why)})
-            console.print(f"[yellow]not measured here[/]: {', '.join(missing)} (their weights are not installed: "
-                          f"talkbench weights fetch {' | '.join(weights)}, or weights import NAME FILE offline)")
+        for line in unmeasured_lines(result.unavailable()):
+            console.print(line, soft_wrap=True)
         console.print(f"store: {result.store}\nsite:  {result.site}")
         print_table(status_table(detail=False))
 

@@ -4,6 +4,7 @@ one row per method; ``talkbench cache``: the on-disk analysis cache."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -22,12 +23,15 @@ def eval_(
     source_portrait: Path = typer.Option(
         None, "--source-portrait", "-p", help="Identity image for CSIM: one image, or a folder matched by file name."
     ),
-    metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated subset, e.g. ssim,cpbd,lmd."),
-    identity_backend: str = typer.Option("dlib", "--identity", help="CSIM embedding: dlib (offline) or arcface."),
-    face_backend: str = typer.Option("dlib", "--face-backend", help="Landmarks for LMD and MSI: dlib (offline) or fan."),
-    csim_reference: str = typer.Option("auto", "--csim-reference", help="portrait, ground-truth-frame or auto."),
+    protocol: str = typer.Option("talkbench", "--protocol", help="Named protocol: talkbench (default) or a paper table's, e.g. vqtalker-t2, flowvqtalker-t1 (docs/paper-protocols.md)."),
+    metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated subset of the protocol's metrics, e.g. ssim,cpbd,lmd."),
+    identity_backend: str = typer.Option(None, "--identity", help="CSIM embedding: dlib (offline), arcface or insightface."),
+    face_backend: str = typer.Option(None, "--face-backend", help="Landmarks for LMD and MSI: dlib (offline) or fan."),
+    csim_reference: str = typer.Option(None, "--csim-reference", help="portrait, ground-truth-frame or auto."),
     csim_stride: int = typer.Option(None, "--csim-stride", help="Embed every Nth frame (default 5 for dlib, 1 for arcface)."),
-    fid_stride: int = typer.Option(1, "--fid-stride", help="Use every Nth frame for FID."),
+    fid_stride: int = typer.Option(None, "--fid-stride", help="Use every Nth frame for FID."),
+    audio: Path = typer.Option(None, "--audio", "-a", help="Driving speech for LSE-C/LSE-D: one file, or a folder matched by file name (default: each video's own audio)."),
+    emotion: str = typer.Option(None, "--emotion", help="The clips' emotion label for emotion accuracy (MEAD's names)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap intervals."),
     workers: int = typer.Option(None, "--workers", "-w", help="Processes (default: all cores) or Ray actors."),
     engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray."),
@@ -40,27 +44,26 @@ def eval_(
     from rich.progress import Progress
 
     from talkbench.metrics.engine import ClipJob, evaluate, match_folders
-    from talkbench.metrics.settings import DEFAULT_METRICS, EvalSettings
+    from talkbench.metrics.paper_protocols import protocol_settings
 
-    for path, what in [*((g, "--generated") for g in generated), (reference, "--reference"), (source_portrait, "--source-portrait")]:
+    for path, what in [*((g, "--generated") for g in generated), (reference, "--reference"), (source_portrait, "--source-portrait"), (audio, "--audio")]:
         if path is not None and not path.exists():
             raise MetricError(f"{path}: {what} does not exist")
     kinds = {g.is_dir() for g in generated}
     if len(kinds) > 1 or (reference is not None and kinds != {reference.is_dir()}):
         raise MetricError(f"{', '.join(map(str, [*generated, reference]))}: give videos or folders, not a mix")
-    settings = EvalSettings(
-        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else DEFAULT_METRICS,
-        identity_backend=identity_backend, face_backend=face_backend, csim_reference=csim_reference,
-        csim_frame_stride=csim_stride, fid_frame_stride=fid_stride, seed=seed, use_cache=not no_cache,
+    settings = protocol_settings(
+        protocol, metrics, seed=seed, use_cache=not no_cache, identity_backend=identity_backend,
+        face_backend=face_backend, csim_reference=csim_reference, csim_frame_stride=csim_stride, fid_frame_stride=fid_stride,
     )  # fmt: skip
-    settings.check()
     names = _method_names(generated)
     jobs = []
     for path, name in zip(generated, names):
         if path.is_dir():
-            jobs += match_folders(path, reference, source_portrait, name)
+            jobs += [replace(job, audio=_matching(audio, job.clip_id), emotion=emotion)
+                     for job in match_folders(path, reference, source_portrait, name)]  # fmt: skip
         else:
-            jobs.append(ClipJob(name, path.stem, path, reference, source_portrait))
+            jobs.append(ClipJob(name, path.stem, path, reference, source_portrait, audio=audio, emotion=emotion))
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
 
@@ -74,6 +77,16 @@ def eval_(
         _render(report)
     if any(r.errors for r in report.evaluations):
         raise typer.Exit(1)
+
+
+def _matching(audio: Path | None, clip_id: str) -> Path | None:
+    """The driving audio of one clip: the file given, or the file named like the clip in a folder."""
+    if audio is None or not audio.is_dir():
+        return audio
+    found = sorted(p for p in audio.iterdir() if p.stem == clip_id and p.is_file())
+    if not found:
+        raise MetricError(f"{audio}: no audio file named {clip_id}.* for clip {clip_id}")
+    return found[0]
 
 
 def _method_names(paths: list[Path]) -> list[str]:
@@ -90,7 +103,7 @@ MAX_CLIP_COLUMNS = 6
 def _render(report) -> None:
     from talkbench.metrics.registry import available_metrics, get_metric
 
-    better = {v: ("↑" if get_metric(m).higher_is_better else "↓") for m in available_metrics() for v in get_metric(m).values}
+    better = {v: ("↑" if get_metric(m).higher_is_better_for(v) else "↓") for m in available_metrics() for v in get_metric(m).values}
     results = report.evaluations
     if len(results) == 1:
         _render_one(results[0], better)

@@ -25,10 +25,10 @@ def _store(path: Optional[Path]):
     return store
 
 
-def _settings(metrics: Optional[str]):
-    from talkbench.leaderboard.evaluate import default_settings
+def _settings(metrics: Optional[str], protocol: str = "talkbench"):
+    from talkbench.metrics.paper_protocols import protocol_settings
 
-    return default_settings(tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None)
+    return protocol_settings(protocol, metrics)
 
 
 def submit(
@@ -36,7 +36,8 @@ def submit(
     benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (sample, mnte, hdtf-test)."),
     data: Optional[Path] = typer.Option(None, "--data", help="'talkbench data build' output holding the benchmark's clips."),
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
-    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metrics (default: all)."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metrics (default: the protocol's)."),
+    protocol: str = typer.Option("talkbench", "--protocol", help="Named protocol: talkbench, or a paper table's (vqtalker-t2, flowvqtalker-t1, …) so the run fills that table's measured cells."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Evaluation processes (default: all cores) or Ray actors."),
     engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored run as JSON."),
@@ -44,8 +45,7 @@ def submit(
     """Validate a submission (every problem at once), evaluate it with the metrics engine, store it."""
     from talkbench.leaderboard.evaluate import submit as do_submit
 
-    settings = _settings(metrics)
-    settings.check()  # a bad metric name fails before the validation, not after it
+    settings = _settings(metrics, protocol)  # a bad metric or protocol fails before the validation, not after it
     db = _store(store)
     run_id = do_submit(path, benchmark, db, data_dir=data, settings=settings,
                        progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),

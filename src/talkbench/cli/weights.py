@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Network weight files: list, fetch, import, verify.", no_args_is_help=True)
 
 
+REPLACE_HELP = ("For a file without a published sha256: install it even though a different file is "
+                "recorded under this name, and record the new sha256 (numbers made with the two do not compare).")
+
 # Modules that register weight files when imported (the metric ones live in talkbench.weights).
 WEIGHT_MODULES = ("talkbench.metrics.registry", "talkbench.vqtalker.losses", "talkbench.vqtalker.speech")
 
@@ -74,6 +77,7 @@ def list_(fmt: Optional[ListFormat] = format_option(), as_json: bool = json_alia
 def fetch(
     name: str = typer.Argument(..., help="Weight name (see `talkbench weights list`)."),
     url: str = typer.Option(None, "--url", help="Download from this mirror instead of the registered URL."),
+    replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
     """Download a weight file into the cache and check its sha256."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
@@ -83,7 +87,8 @@ def fetch(
     _load_registry()
     with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=err_console) as bar:
         task = bar.add_task(name, total=None)
-        path = weights.fetch(name, url=url, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        path = weights.fetch(name, url=url, replace=replace,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(f"{name}: {path} (sha256 {weights.file_sha256(path)})", soft_wrap=True, markup=False)
 
 
@@ -91,18 +96,21 @@ def fetch(
 def import_(
     name: str = typer.Argument(..., help="Weight name (see `talkbench weights list`)."),
     path: Path = typer.Argument(..., help="A copy of the file obtained elsewhere."),
+    replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
-    """Install a weight file copied from another machine (checked against its sha256)."""
+    """Install a weight file copied from another machine (checked against its sha256; the sha256
+    of a file without a published one is recorded)."""
     from talkbench import weights
 
     _load_registry()
-    target = weights.import_file(name, path)
+    target = weights.import_file(name, path, replace=replace)
     console.print(f"{name}: installed {target} (sha256 {weights.file_sha256(target)})", soft_wrap=True, markup=False)
 
 
 @app.command()
 def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Re-hash every installed weight file; exit 1 if any fails its check."""
+    """Re-hash every installed weight file; exit 1 if any fails its check (bad-hash, or an
+    unpinned file whose sha256 is not recorded)."""
     from talkbench import weights
 
     _load_registry()
@@ -110,9 +118,12 @@ def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     if as_json:
         print_json([s.to_dict() for s in statuses])
     else:
-        table = Table("name", "state", "sha256", "path")
+        table = Table("name", "state", "sha256", "expected", "path")
         for s in statuses:
-            table.add_row(s.name, s.state, (s.sha256 or "-")[:16], s.path or "-")
+            table.add_row(s.name, s.state, (s.sha256 or "-")[:16], (s.expected or "-")[:16], s.path or "-")
         console.print(table)
-    if any(s.state == "bad-hash" for s in statuses):
+        for s in statuses:
+            if s.state in ("bad-hash", "unrecorded"):
+                err_console.print(f"{s.name}: {s.detail}", soft_wrap=True, markup=False)
+    if any(s.state in ("bad-hash", "unrecorded") for s in statuses):
         raise typer.Exit(1)

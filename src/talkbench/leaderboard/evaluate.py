@@ -87,8 +87,8 @@ def evaluate_many(
     settings = settings or default_settings()
     say = progress or (lambda message: None)
     portraits = {clip.id: _first_frame(clip.video, spec.fps) for clip in clips}
-    jobs = [ClipJob(label, clip.id, Path(videos[clip.id]), clip.video, portraits[clip.id], _group(clip))
-            for label, videos in outputs.items() for clip in clips]  # fmt: skip
+    jobs = [ClipJob(label, clip.id, Path(videos[clip.id]), clip.video, portraits[clip.id], _group(clip), audio=clip.video)
+            for label, videos in outputs.items() for clip in clips]  # the reference clip carries the driving speech
     report = evaluate(jobs, settings, workers=workers, engine=engine,
                       progress=lambda done, total, label: say(f"evaluating {label} ({done}/{total})"))  # fmt: skip
     failed = [f"{r.method}/{e.id}: {e.error}" if len(outputs) > 1 else f"{e.id}: {e.error}"

@@ -33,17 +33,19 @@ from talkbench.metrics.settings import BOOTSTRAP_REPLICATES
 
 IE, NON_IE = "indo_european", "non_indo_european"
 PAIRED = {"hdtf-test": IE, "mnte": NON_IE}  # benchmarks that are one side of a pair
-METRIC_ORDER = ("ssim", "lpips", "csim", "csim_dlib", "csim_arcface", "lmd", "m_lmd", "f_lmd",
-                "cpbd", "msi", "fid", "fvd", "bitrate_kbps")
-LABELS = {"csim_dlib": "CSIM", "csim_arcface": "CSIM (ArcFace)", "bitrate_kbps": "kbps",
-          "m_lmd": "M-LMD", "f_lmd": "F-LMD"}
+METRIC_ORDER = ("ssim", "lpips", "csim", "csim_arcface", "csim_insightface", "csim_dlib", "lmd", "m_lmd", "f_lmd",
+                "lse_c", "lse_d", "cpbd", "msi", "fid", "fvd", "acc_emo", "bitrate_kbps")
+# dlib's CSIM is on its own scale (0.94–0.996 on real outputs): never labelled as the papers' CSIM
+LABELS = {"csim_dlib": "CSIM (dlib)", "csim_arcface": "CSIM (ArcFace)", "csim_insightface": "CSIM (insightface)",
+          "bitrate_kbps": "kbps", "m_lmd": "M-LMD", "f_lmd": "F-LMD", "lse_c": "LSE-C", "lse_d": "LSE-D",
+          "acc_emo": "Acc_emo"}
 _PAPER_DIRECTIONS = {"ssim": True, "lpips": False, "csim": True, "lmd": False, "cpbd": True,
                      "fid": False, "fvd": False, "msi": True, "m_lmd": False, "f_lmd": False,
                      "sync_conf": True, "acc_emo_pct": True, "utilization_pct": True,
                      "bitrate_kbps": False}
 REFERENCE_METHODS = ("ground-truth", "GT")
 # variants kept in the store and on method pages but not given board columns of their own
-HIDDEN = ("m_lmd", "f_lmd", "msi_face", "fid_samples", "fvd_samples")  # the reference itself: shown, never marked best
+HIDDEN = ("m_lmd", "f_lmd", "fid_samples", "fvd_samples")  # the reference itself: shown, never marked best
 RANK_BY = "ssim"  # boards are ranked by SSIM on non-Indo-European clips (IE when a row has none)
 
 Interval = tuple[float, float]
@@ -57,7 +59,7 @@ def higher_is_better(metric: str) -> bool:
         for name in available_metrics():
             spec = get_metric(name)
             if metric in spec.values or metric == name:
-                return spec.higher_is_better
+                return spec.higher_is_better_for(metric)
     except ImportError:  # pragma: no cover - metrics always ship with talkbench
         pass
     return _PAPER_DIRECTIONS.get(metric, True)

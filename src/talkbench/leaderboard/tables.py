@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from talkbench.leaderboard.paper import PaperTable, table, tables_of
 from talkbench.leaderboard.ranking import IE, NON_IE, Board, Interval, label, marks
 from talkbench.leaderboard.store import Store
+from talkbench.metrics.paper_protocols import protocol_differences, protocol_for_table
 
 PROVENANCE_MARK = {"reported": "r", "measured": "m"}
-# measured value names that stand for a paper's metric column
-MEASURED_NAMES = {"csim": ("csim_dlib", "csim_arcface", "csim")}
+DLIB_CSIM = "csim_dlib"  # a column of its own in measured rows, never under a paper's CSIM header
 
 
 @dataclass
@@ -85,49 +85,81 @@ def build_table(store: Store, paper: str, number: str | int, measured: bool = Tr
     ]
     notes = [t.note] if t.note else []
     if measured:
-        rows += _measured_rows(store, t, cols, notes)
+        rows += _measured_rows(store, t, cols, notes)  # may add columns (CSIM (dlib))
+        for row in rows:
+            row.cells += [Cell("", None, "") for _ in cols[len(row.cells):]]
     _mark(t, cols, rows)
-    headers = ["Method"] + [next(c.header for c in t.columns if c.key == k) for _, k in cols]
+    headers = ["Method"] + [_header(t, k) for _, k in cols]
     groups = [(g[1], len(t.columns)) for g in t.groups] if t.groups else []
+    if t.groups and len(cols) > len(t.groups) * len(t.columns):
+        groups += [(g[1], 1) for g in t.groups]
     return RenderedTable(t, groups, headers, rows, notes)
 
 
+def _header(t: PaperTable, key: str) -> str:
+    if key == DLIB_CSIM:
+        return "CSIM (dlib)"
+    return next(c.header for c in t.columns if c.key == key)
+
+
 def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[TableRow]:
+    """One row per method and protocol. Under the table's paper protocol
+    (``talkbench.metrics.paper_protocols``) a row's cells mean the paper's columns; a run under
+    any other protocol keeps its row, labelled with the protocol fields that differ, and never
+    ranks against the others. dlib CSIM never fills a CSIM column: it gets its own."""
     bench_of = {g[0]: g[2] for g in t.groups} if t.groups else {None: t.benchmark}
     runs = [r for r in store.runs(provenance="measured")
             if r["task"] == t.task and r["benchmark"] in bench_of.values()]
     if not runs:
         return []
+    named = protocol_for_table(t.key)
     ids = [r["run_id"] for r in runs]
     means, aggs = store.group_means(ids), store.aggregates(ids)
-    # One row per method and protocol: numbers measured under different protocols never share
-    # a row; the protocol is named in the label as soon as there is more than one.
-    several = len({r["protocol_hash"] for r in runs}) > 1
-    by_method: dict[str, dict] = {}
+    by_label: dict[str, dict] = {}
     for r in sorted(runs, key=lambda r: r["created_at"]):
         dataset = next(d for d, b in bench_of.items() if b == r["benchmark"])
-        label = f"{r['method']} (talkbench" + (f", protocol {r['protocol_hash'][:8]})" if several else ")")
-        cells = by_method.setdefault(label, {})
+        differs = protocol_differences(r["protocol"], named) if named else []
+        name = r["protocol"].get("name", "?")
+        if named is None:
+            label = f"{r['method']} (talkbench, protocol {r['protocol_hash'][:8]})"
+        elif differs:
+            label = f"{r['method']} ({name}, not {named.name}: differs in {', '.join(differs)})"
+        else:
+            label = f"{r['method']} ({named.name})"
+        entry = by_label.setdefault(label, {"cells": {}, "under": named is not None and not differs})
+
+        def value_of(value_name: str) -> float | None:
+            value = means.get(r["run_id"], {}).get(("all", value_name))
+            if value is None:
+                cell = aggs.get(r["run_id"], {}).get(("all", value_name))
+                value = cell["value"] if cell else None
+            return value
+
         for key in (c.key for c in t.columns):
-            value = None
-            for name in MEASURED_NAMES.get(key, (key,)):
-                value = means.get(r["run_id"], {}).get(("all", name))
-                if value is None:
-                    cell = aggs.get(r["run_id"], {}).get(("all", name))
-                    value = cell["value"] if cell else None
-                if value is not None:
-                    break
+            column = named.columns.get(key) if named else None
+            value = value_of(column.value) if column else (value_of(key) if named is None else None)
+            if value is not None and column is not None:
+                value *= column.scale
             if value is None and key == "bitrate_kbps":
                 value = r["attributes"].get("mean_measured_kbps")
             if value is None and key == "resolution":
                 value = r["protocol"].get("resolution")
             if value is not None:
                 text = str(int(value)) if key == "resolution" else _fmt(float(value))
-                cells[(dataset, key)] = Cell(text, float(value), "measured")
-    notes.append("measured rows: talkbench runs on " + ", ".join(sorted(set(bench_of.values()))) +
-                 f" ({t.task}); protocol records in the leaderboard store")
-    return [TableRow(label, "measured", [cells.get(c, Cell("", None, "measured")) for c in cols])
-            for label, cells in by_method.items()]
+                entry["cells"][(dataset, key)] = Cell(text, float(value), "measured")
+        dlib = value_of("csim_dlib")
+        if dlib is not None:
+            entry["cells"][(dataset, DLIB_CSIM)] = Cell(_fmt(dlib), dlib, "measured")
+    notes.append("measured rows: talkbench runs on " + ", ".join(sorted(set(bench_of.values()))) + f" ({t.task})" +
+                 (f"; cells fill the paper's columns only under protocol {named.name} (docs/paper-protocols.md), "
+                  "other rows name the protocol fields that differ and are not ranked" if named else ""))
+    if any(k[1] == DLIB_CSIM for e in by_label.values() for k in e["cells"]):
+        cols.extend((d, DLIB_CSIM) for d in bench_of)
+        notes.append("CSIM (dlib): talkbench's offline identity similarity (dlib ResNet), on its own scale "
+                     "(0.94–0.996 on real outputs); never the papers' ArcFace CSIM")
+    return [TableRow(label, "measured" if e["under"] else "measured-other",
+                     [e["cells"].get(c, Cell("", None, "measured")) for c in cols])
+            for label, e in by_label.items()]
 
 
 def _mark(t: PaperTable, cols, rows: list[TableRow]) -> None:

@@ -78,6 +78,10 @@ class DlibIdentity:
 
 
 class ArcFaceIdentity:
+    """An ArcFace network of ``talkbench.metrics.arcface`` (``ArcFace``: torch iresnet100, or
+    ``InsightFaceONNX``: buffalo_l's w600k_r50), aligned on five points of the face backend's
+    68 landmarks; the face box is not used."""
+
     def __init__(self, model, key: str | None) -> None:
         self.model, self.key = model, key
 

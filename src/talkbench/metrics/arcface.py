@@ -1,14 +1,28 @@
-"""ArcFace identity embeddings for CSIM: InsightFace ``arcface_torch`` iresnet100 with its
-preprocessing — 5-point similarity alignment to the 112×112 ArcFace template (as
-``insightface.utils.face_align.norm_crop``: least-squares similarity transform, bilinear warp,
-black border), RGB, (x / 255 − 0.5) / 0.5 — and the weights from the weights manager
-(``arcface-r100``; InsightFace's licence: non-commercial research use only).
+"""ArcFace identity embeddings for CSIM: two networks behind one alignment.
 
-The five points come from the 68-point landmarks: the centres of the two eyes (36–41, 42–47),
-the nose tip (30) and the mouth corners (48, 54), in the template's image-left-first order.
+Alignment, as InsightFace's ``face_align.norm_crop`` (python-package/insightface/utils/
+face_align.py): the least-squares similarity transform (scikit-image ``SimilarityTransform``)
+taking five facial points onto the 112×112 ``arcface_dst`` template, then ``cv2.warpAffine``
+(bilinear, black border). InsightFace takes the five points from its own detector (RetinaFace /
+SCRFD keypoints); here they come from the face backend's 68 landmarks: the centres of the two
+eyes (36–41, 42–47), the nose tip (30) and the mouth corners (48, 54), image-left first.
+
+Networks:
+
+- ``ArcFace`` (identity backend ``arcface``): ``arcface_torch``'s iresnet100 in torch, RGB,
+  (x / 255 − 0.5) / 0.5 as arcface_torch's inference.py; weights ``arcface-r100``.
+- ``InsightFaceONNX`` (identity backend ``insightface``): the recognition model of InsightFace's
+  ``buffalo_l`` pack, ``w600k_r50.onnx`` (iresnet50 trained on WebFace600K), run by onnxruntime
+  with ``ArcFaceONNX.get_feat``'s preprocessing (python-package/insightface/model_zoo/
+  arcface_onnx.py): ``cv2.dnn.blobFromImages`` with mean 127.5 and scale 1 / 127.5 (raw pixels for
+  the mxnet-era models that normalise inside the graph), RGB; weights ``insightface-w600k-r50``.
+
+Both weight files are InsightFace's: non-commercial research use only.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,8 +34,9 @@ from talkbench import weights
 from talkbench.errors import MetricError
 
 WEIGHTS = "arcface-r100"
+INSIGHTFACE_WEIGHTS = "insightface-w600k-r50"
 SIZE = 112
-TEMPLATE = np.array(
+TEMPLATE = np.array(  # face_align.arcface_dst
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
 )
@@ -33,7 +48,8 @@ def five_points(landmarks68: np.ndarray) -> np.ndarray:
 
 
 def align(image: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
-    """The 112×112 ArcFace crop of a uint8 RGB image."""
+    """The 112×112 ArcFace crop of a uint8 image: ``face_align.norm_crop(image, five_points)``,
+    pixel for pixel (tests/metrics/test_arcface.py holds it to insightface's code)."""
     points = five_points(landmarks68)
     if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26: a falsy result on failure
         transform = SimilarityTransform.from_estimate(points, TEMPLATE)
@@ -99,19 +115,68 @@ class IResNet(nn.Module):
 
 
 class ArcFace:
-    """iresnet100 embedder; ``embed(image, landmarks68)`` → 512-d float32 (not normalised)."""
+    """iresnet100 embedder (``layers``: another arcface_torch depth, r50 = (3, 4, 14, 3));
+    ``embed(image, landmarks68)`` → 512-d float32 (not normalised)."""
 
-    def __init__(self, state_dict: dict | None = None):
+    def __init__(self, state_dict: dict | None = None, layers: tuple[int, ...] = (3, 13, 30, 3)):
         if state_dict is None:
             state_dict = torch.load(weights.weight_path(WEIGHTS), map_location="cpu", weights_only=True)
-        self.net = IResNet()
+        self.net = IResNet(layers)
         self.net.load_state_dict(state_dict)
         self.net.eval().requires_grad_(False)
 
     @torch.inference_mode()
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+        # NCHW-contiguous: a permuted NHWC tensor would run the network channels-last, ~20 % slower on CPU
+        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().contiguous()
         return self.net((x / 255 - 0.5) / 0.5).numpy()
+
+    def embed(self, image: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
+        return self.embed_crops(align(image, landmarks68)[None])[0]
+
+
+def input_normalisation(model) -> tuple[float, float]:
+    """(mean, std) of ``ArcFaceONNX.__init__``: a Sub and a Mul among the graph's first 8 nodes
+    mark an mxnet-converted model that normalises its own input, fed raw pixels; the others
+    (w600k_r50 among them) take (x − 127.5) / 127.5."""
+    names = [node.name for node in model.graph.node[:8]]
+    subtracts = any(name.startswith(("Sub", "_minus")) for name in names)
+    multiplies = any(name.startswith(("Mul", "_mul")) for name in names)
+    return (0.0, 1.0) if subtracts and multiplies else (127.5, 127.5)
+
+
+class InsightFaceONNX:
+    """InsightFace's ONNX recognition model (buffalo_l's w600k_r50) on onnxruntime's CPU
+    provider; ``model`` is a file or the serialised model, by default the installed
+    ``insightface-w600k-r50``. ``embed(image, landmarks68)`` → 512-d float32 (not normalised)."""
+
+    def __init__(self, model: str | Path | bytes | None = None):
+        import onnx
+        import onnxruntime
+
+        if model is None:
+            model = weights.weight_path(INSIGHTFACE_WEIGHTS)
+        if isinstance(model, bytes):
+            proto = onnx.load_model_from_string(model)
+        else:
+            model = str(model)
+            proto = onnx.load(model, load_external_data=False)
+        self.input_mean, self.input_std = input_normalisation(proto)
+        self.session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+        source = self.session.get_inputs()[0]
+        self.input_name = source.name
+        self.input_size = tuple(source.shape[2:4][::-1])
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        if self.input_size != (SIZE, SIZE) or len(self.output_names) != 1:
+            raise MetricError(f"not an ArcFace recognition model: input {source.shape}, outputs {self.output_names}")
+
+    def blob(self, crops: np.ndarray) -> np.ndarray:
+        """get_feat's network input from RGB crops (it swaps the BGR crops it is given)."""
+        images, mean = list(np.ascontiguousarray(crops)), self.input_mean
+        return cv2.dnn.blobFromImages(images, 1.0 / self.input_std, self.input_size, (mean, mean, mean), swapRB=False)
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        return self.session.run(self.output_names, {self.input_name: self.blob(crops)})[0]
 
     def embed(self, image: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
         return self.embed_crops(align(image, landmarks68)[None])[0]

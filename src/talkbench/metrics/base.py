@@ -35,6 +35,8 @@ class Need(str, Enum):
     REFERENCE_FACES = "reference-faces"  # the ground truth's face track
     IDENTITY = "identity"  # identity embeddings of sampled generated frames and their reference
     FILE = "file"  # the encoded generated file itself
+    AUDIO = "audio"  # the clip's speech: ``ClipInfo.audio`` (the driving audio, else the file's own track)
+    LABEL = "label"  # the clip's emotion label: ``ClipInfo.emotion``
 
 
 class Unavailable(Exception):
@@ -51,22 +53,30 @@ class MetricSpec:
     needs: frozenset[Need] = frozenset()
     weights: tuple[str, ...] = ()
     description: str = ""
+    opposite: tuple[str, ...] = ()  # values whose direction is the other one (LSE-D beside LSE-C)
+
+    def higher_is_better_for(self, value: str) -> bool:
+        """The direction of one of its values."""
+        return self.higher_is_better != (value in self.opposite)
 
     def to_dict(self) -> dict:
         return {
             "name": self.name, "version": self.version, "scope": self.scope, "values": list(self.values),
             "higher_is_better": self.higher_is_better, "needs": sorted(n.value for n in self.needs),
-            "weights": list(self.weights), "description": self.description,
+            "weights": list(self.weights), "description": self.description, "opposite": list(self.opposite),
         }  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ClipInfo:
-    """Which clip a state belongs to."""
+    """Which clip a state belongs to, with what a metric may read besides frames."""
 
     clip_id: str
     generated: Path | None  # None when frames were given as an array
     reference: Path | None
+    audio: Path | None = None  # a file with the clip's speech (Need.AUDIO); read with media.read_audio
+    emotion: str | None = None  # the clip's emotion label, MEAD's names (Need.LABEL)
+    fps: float = 25.0  # the evaluation frame rate the frames were decoded at
 
 
 @dataclass
@@ -156,6 +166,16 @@ class DistributionMetric(Metric):
     def feature_rows(self, frames: np.ndarray, start: int) -> np.ndarray:
         """Feature rows for consecutive frames ``start …``: (k, dims), float64 of float32 values."""
         raise NotImplementedError
+
+    def reference_window(self, frames: int, content_sha256: str) -> int | None:
+        """Where the ground truth's single ``window``-frame clip starts, for a metric that takes
+        one clip of each ground truth (StyleGAN-V's FVD); None: feature rows of every frame,
+        like the generated side. ``frames`` is the decoder's predicted frame count."""
+        return None
+
+    def cache_fields(self) -> dict[str, Any]:
+        """What the ground truth's feature rows depend on besides frames and weights."""
+        return self.protocol_fields()
 
     def distance(self, generated, reference) -> float:
         """From the two sides' ``fid.GaussianStats``."""

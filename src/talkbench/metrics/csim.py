@@ -1,7 +1,8 @@
 """CSIM, cosine similarity of identity embeddings between each generated frame and the
 identity reference: the source portrait (speech-driven tasks) or the ground-truth frame at the
 same index. The embedding backend is part of the result's name and protocol: ``dlib`` (128-d
-ResNet from face-recognition-models, offline) or ``arcface`` (InsightFace iresnet100).
+ResNet from face-recognition-models, offline), ``arcface`` (InsightFace arcface_torch
+iresnet100) or ``insightface`` (InsightFace buffalo_l's w600k_r50, onnxruntime).
 
 dlib CSIM sits in 0.94–0.996 on real method outputs while published ArcFace CSIMs span
 0.3–0.93: the two scales must never be ranked together, which is why values are stored as
@@ -14,7 +15,7 @@ import numpy as np
 
 from talkbench.metrics.base import Batch, FrameMeans, Metric, MetricSpec, Need, Unavailable
 
-VERSION = "1"
+VERSION = "2"  # 2: the portrait is resized to the evaluation resolution, as the frames
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -32,7 +33,7 @@ class CSIM(Metric):
     cosine similarities of the pairs where both exist."""
 
     spec = MetricSpec(
-        "csim", VERSION, "clip", ("csim_dlib", "csim_arcface"), True, frozenset({Need.FACES, Need.IDENTITY}),
+        "csim", VERSION, "clip", ("csim_dlib", "csim_arcface", "csim_insightface"), True, frozenset({Need.FACES, Need.IDENTITY}),
         description="identity cosine similarity vs source portrait or ground-truth frame; value named by backend",
     )  # fmt: skip
 

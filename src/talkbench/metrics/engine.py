@@ -134,6 +134,11 @@ def _assemble(scorer: Scorer, method: str, picked: list, analyses: dict[str, Ref
         got = np.array([c.values[name] for c in clips if name in c.values])
         summary[name] = Summary(float(got.mean()), len(got), bootstrap.mean_interval(got, s.bootstrap_replicates, s.seed))
     unavailable = dict(scorer.unavailable)
+    measured = [o.result for _, _, o in picked if o.result is not None]
+    for name, metric in scorer.active().items():  # a clip metric no clip could give: say why, once
+        if not isinstance(metric, DistributionMetric) and measured and all(name in c.unavailable for c in measured):
+            reasons = sorted({c.unavailable[name] for c in measured})
+            unavailable[name] = reasons[0] if len(reasons) == 1 else "; ".join(reasons[:3])
     distribution, by_group = {}, {}
     for name, metric in scorer.active().items():
         if not isinstance(metric, DistributionMetric):

@@ -5,13 +5,24 @@ return_features=True)`` on uint8 clips shaped (N, 3, 16, H, W) — the script re
 *population* covariance (StyleGAN-V's ``FeatureStats.get_mean_cov``), without pytorch-fid's
 singular-product fallback.
 
-Clip sampling (ours; StyleGAN-V takes one clip per video): every video at the evaluation fps
-and resolution is cut into consecutive non-overlapping 16-frame clips starting at frame 0; a
-tail shorter than 16 frames is dropped; ``max_clips_per_video`` (default all) caps the count.
-Deterministic, so no seed is involved. The settings are part of the protocol.
+Clip sampling, a protocol field (``fvd_sampling``):
+
+- ``consecutive`` (talkbench-v1): every video at the evaluation fps and resolution is cut into
+  consecutive non-overlapping 16-frame clips starting at frame 0; a tail shorter than 16
+  frames is dropped; ``max_clips_per_video`` (default all) caps the count.
+- ``stylegan-v`` (the paper protocols): StyleGAN-V's ``compute_fvd`` with generated videos read
+  as a dataset (``src/metrics/frechet_video_distance.py``, ``src/training/dataset.py``) — one
+  16-frame clip per video; the generated video's first 16 frames
+  (``load_n_consecutive_random_offset=False``); the real video's clip at a random offset
+  (``load_n_consecutive_random_offset=True``), here drawn from the seed and the ground truth's
+  content sha256 so it is reproducible and the same for every method; videos shorter than 16
+  frames are discarded (``discard_short_videos=True``).
 """
 
 from __future__ import annotations
+
+import hashlib
+import io
 
 import numpy as np
 import scipy.linalg
@@ -29,7 +40,9 @@ DETECTOR_KWARGS = dict(rescale=True, resize=True, return_features=True)
 
 
 def load_detector(path=None) -> torch.jit.ScriptModule:
-    return torch.jit.load(str(path or weights.weight_path(WEIGHTS)), map_location="cpu").eval()
+    """The I3D TorchScript (the installed one, or ``path``). TorchScript carries code, so only
+    bytes whose sha256 is the recorded one for ``i3d-torchscript`` are loaded, ``path`` or not."""
+    return torch.jit.load(io.BytesIO(weights.read_verified(WEIGHTS, path)), map_location="cpu").eval()
 
 
 def sample_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES, max_clips: int | None = None) -> np.ndarray:
@@ -39,6 +52,15 @@ def sample_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES, max_clips: 
         count = min(count, max_clips)
     clips = np.asarray(frames[: count * clip_frames]).reshape(count, clip_frames, *frames.shape[1:])
     return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
+
+
+def stylegan_v_offset(frames: int, content_sha256: str, seed: int, clip_frames: int = CLIP_FRAMES) -> int:
+    """The start of a ground truth's one clip: uniform over the ``frames - clip_frames + 1``
+    possible starts, drawn from (seed, content); 0 for a video too short (it gives no clip)."""
+    starts = frames - clip_frames + 1
+    if starts <= 1:
+        return 0
+    return int(hashlib.sha256(f"{seed}:{content_sha256}".encode()).hexdigest(), 16) % starts
 
 
 @torch.inference_mode()
@@ -66,8 +88,23 @@ class FVD(DistributionMetric):
     window = CLIP_FRAMES
 
     def protocol_fields(self) -> dict:
+        if self.stylegan_v:
+            return {"fvd_clip_frames": CLIP_FRAMES, "fvd_clip_stride": None, "fvd_max_clips_per_video": 1,
+                    "fvd_sampling": "stylegan-v"}
         return {"fvd_clip_frames": CLIP_FRAMES, "fvd_clip_stride": CLIP_FRAMES,
-                "fvd_max_clips_per_video": self.settings.fvd_max_clips_per_video}
+                "fvd_max_clips_per_video": self.settings.fvd_max_clips_per_video, "fvd_sampling": "consecutive"}
+
+    @property
+    def stylegan_v(self) -> bool:
+        return self.settings.fvd_sampling == "stylegan-v"
+
+    def cache_fields(self) -> dict:
+        return {**self.protocol_fields(), "seed": self.settings.seed} if self.stylegan_v else self.protocol_fields()
+
+    def reference_window(self, frames: int, content_sha256: str) -> int | None:
+        if not self.stylegan_v:
+            return None
+        return stylegan_v_offset(frames, content_sha256, self.settings.seed)
 
     def load(self, models: ModelSource) -> None:
         self.model = models.get("fvd", load_detector, self.weights())
@@ -75,7 +112,7 @@ class FVD(DistributionMetric):
     def feature_rows(self, frames: np.ndarray, start: int) -> np.ndarray:
         if start % CLIP_FRAMES:
             raise ValueError(f"FVD batches must start on a {CLIP_FRAMES}-frame boundary, got frame {start}")
-        cap = self.settings.fvd_max_clips_per_video
+        cap = 1 if self.stylegan_v else self.settings.fvd_max_clips_per_video
         left = None if cap is None else max(0, cap - start // CLIP_FRAMES)
         return i3d_features(self.model, sample_clips(frames, max_clips=left))
 

@@ -7,7 +7,7 @@ one line below.
 
 from __future__ import annotations
 
-from talkbench.metrics import bitrate, cpbd, csim, fid, fvd, lmd, lpips, msi, ssim, utilisation
+from talkbench.metrics import bitrate, cpbd, csim, emotion, fid, fvd, lmd, lpips, lse, msi, ssim, utilisation
 from talkbench.metrics.base import Metric, MetricSpec
 
 _METRICS: dict[str, type[Metric]] = {}
@@ -52,3 +52,5 @@ register_metric(fid.FID)
 register_metric(fvd.FVD)
 register_metric(bitrate.Bitrate)
 register_metric(utilisation.Utilisation)
+register_metric(emotion.EmotionAccuracy)
+register_metric(lse.LSE)

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from talkbench import media, weights
-from talkbench.errors import MetricError
+from talkbench.errors import MediaError, MetricError
 from talkbench.face import get_backend
 from talkbench.face.types import analyse_image
 from talkbench.metrics import bootstrap, cache
@@ -32,14 +32,17 @@ from talkbench.protocol import Protocol
 
 BATCH = 64  # frames per batch: a multiple of every metric's window (FVD: 16)
 FACE_BACKEND_WEIGHTS = {"fan": ("fan-2d",)}  # supplied as models["face"]
-IDENTITY_BACKEND_WEIGHTS = {"arcface": ("arcface-r100",)}  # supplied as models["arcface"]
+# supplied as models[backend name]
+IDENTITY_BACKEND_WEIGHTS = {"arcface": ("arcface-r100",), "insightface": ("insightface-w600k-r50",)}
 MAX_FRAME_DIFFERENCE = 2
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ClipJob:
-    """One method's output for one clip. ``group`` splits FID/FVD (e.g. by language family)."""
+    """One method's output for one clip. ``group`` splits FID/FVD (e.g. by language family).
+    ``audio`` is the driving speech (a wav or any media file); when None, lip-sync metrics use
+    the generated file's own audio track. ``emotion`` is the clip's label (MEAD's names)."""
 
     method: str
     clip_id: str
@@ -47,6 +50,8 @@ class ClipJob:
     reference: Path | np.ndarray | None = None
     portrait: Path | np.ndarray | None = None
     group: str = "all"
+    audio: Path | None = None
+    emotion: str | None = None
 
 
 @dataclass
@@ -112,7 +117,7 @@ class Scorer:
         if self.uses_faces(name):
             pairs += [(w, "face") for w in FACE_BACKEND_WEIGHTS.get(s.face_backend, ())]
         if Need.IDENTITY in self._needs(name):
-            pairs += [(w, "arcface") for w in IDENTITY_BACKEND_WEIGHTS.get(s.identity_backend, ())]
+            pairs += [(w, s.identity_backend) for w in IDENTITY_BACKEND_WEIGHTS.get(s.identity_backend, ())]
         return pairs
 
     def _missing_weights(self) -> dict[str, str]:
@@ -122,7 +127,7 @@ class Scorer:
                 if supplied_as in self.supplied:
                     continue
                 status = weights.status(weight)
-                if status.state in ("missing", "bad-hash"):
+                if not status.usable:  # missing, bad-hash, or unpinned and unrecorded
                     missing[name] = status.detail
                     break
         return missing
@@ -148,6 +153,7 @@ class Scorer:
         if any(Need.IDENTITY in self._needs(n) for n in self.metrics):
             csim_reference = (csim_used[0] if len(csim_used) == 1 else "mixed:" + "+".join(csim_used)) if csim_used else s.csim_reference
         return Protocol(
+            name=s.protocol_name,
             resolution=s.resolution,
             fps=s.fps,
             metric_versions={name: m.spec.version for name, m in self.metrics.items()},
@@ -185,16 +191,20 @@ class Scorer:
         return self._backend
 
     def identity(self):
+        """The identity embedder; an ArcFace one is keyed by its weights' sha256, or supplied by
+        the caller as ``models[backend name]`` (then unkeyed, out of the on-disk cache)."""
         if self._identity is None:
-            if self.settings.identity_backend == "arcface":
-                from talkbench.metrics.arcface import WEIGHTS, ArcFace
-
-                supplied = "arcface" in self.supplied
-                model = ModelSource(self.supplied).get("arcface", ArcFace)
-                key = None if supplied else f"arcface:{weights.weight_sha256(WEIGHTS)}"
-                self._identity = ArcFaceIdentity(model, key)
-            else:
+            name = self.settings.identity_backend
+            if name == "dlib":
                 self._identity = DlibIdentity(self.backend())
+            else:
+                from talkbench.metrics.arcface import ArcFace, InsightFaceONNX
+
+                network = {"arcface": ArcFace, "insightface": InsightFaceONNX}[name]
+                (weight,) = IDENTITY_BACKEND_WEIGHTS[name]
+                model = ModelSource(self.supplied).get(name, network, (weight,))
+                key = None if name in self.supplied else f"{name}:{weights.weight_sha256(weight)}"
+                self._identity = ArcFaceIdentity(model, key)
         return self._identity
 
     # -- cache keys ----------------------------------------------------------------------------
@@ -220,7 +230,7 @@ class Scorer:
             return None
         metric = self.metrics[name]
         return {**self._frames_key(sha), "metric": name, "version": metric.spec.version,
-                "weights": {w: weights.weight_sha256(w) for w in metric.weights()}, "fields": metric.protocol_fields()}  # fmt: skip
+                "weights": {w: weights.weight_sha256(w) for w in metric.weights()}, "fields": metric.cache_fields()}  # fmt: skip
 
     def _clip_key(self, job: ClipJob) -> dict | None:
         if self.supplied:
@@ -229,6 +239,7 @@ class Scorer:
             "generated": _content_key(job.generated), "reference": _content_key(job.reference),
             "portrait": _content_key(job.portrait), "protocol": self._base_protocol_sha256(),
             "csim_reference": self.settings.csim_reference, "analysis": ANALYSIS_VERSION,
+            "audio": _content_key(job.audio), "emotion": job.emotion,
         }  # fmt: skip
 
     def _base_protocol_sha256(self) -> str:
@@ -298,13 +309,20 @@ class Scorer:
             self.load()
             analyser = VideoAnalyser(self.backend(), self.identity() if identity else None, self.settings.csim_stride()) if todo_faces else None
             rows = {n: [] for n in todo_features}
+            windows = {n: OneWindow(self.metrics[n], _predicted_frames(source, self.settings.fps), sha)
+                       for n in todo_features if self.metrics[n].reference_window(1, sha) is not None}  # fmt: skip
             frames = 0
             for batch in self.batches(source):
                 if analyser:
                     analyser.update(batch, frames)
                 for name in todo_features:
-                    rows[name].append(self.metrics[name].feature_rows(batch, frames))
+                    if name in windows:
+                        windows[name].update(batch, frames)
+                    else:
+                        rows[name].append(self.metrics[name].feature_rows(batch, frames))
                 frames += len(batch)
+            for name, window in windows.items():
+                rows[name] = [window.rows()]
             for name in todo_features:
                 features[name] = _stack(rows[name], self.metrics[name].dims)
                 self._store("features", self._features_key(sha, name), {"rows": features[name], "frames": np.array(frames)})
@@ -335,9 +353,12 @@ class Scorer:
         return mode
 
     def _portrait_identity(self, portrait: Path | np.ndarray) -> np.ndarray | None:
+        """The portrait's embedding, taken as the frames' are: at the evaluation resolution
+        (resized as the decoder resizes frames), landmarks from the same face backend."""
         key = cache.content_sha256(portrait)
         if key not in self._portraits:
             image = portrait if isinstance(portrait, np.ndarray) else _read_image(Path(portrait))
+            image = media.resize_image(image, self.settings.resolution)
             found = analyse_image(image, self.backend(), landmarks=True)
             self._portraits[key] = (
                 np.asarray(self.identity().embed(image, found.box, found.landmarks), dtype=np.float32) if found.found else None
@@ -385,12 +406,17 @@ class Scorer:
                 unavailable[name] = reason
 
         has_reference = job.reference is not None
+        audio = clip_audio(job) if any(Need.AUDIO in m.spec.needs for m in active.values()) else None
         for name, metric in list(active.items()):
             needs = metric.spec.needs
             if not has_reference and needs & {Need.REFERENCE, Need.REFERENCE_FACES}:
                 drop(name, "no ground-truth video given")
             elif Need.FILE in needs and isinstance(job.generated, np.ndarray):
                 drop(name, "generated frames were given as an array, not an encoded file")
+            elif Need.AUDIO in needs and audio is None:
+                drop(name, f"no audio: {describe(job.generated)} has no audio track and no driving audio was given")
+            elif Need.LABEL in needs and job.emotion is None:
+                drop(name, "the clip has no emotion label")
 
         identity_reference, portrait_identity = None, None
         if any(Need.IDENTITY in m.spec.needs for m in active.values()):
@@ -410,7 +436,7 @@ class Scorer:
         needs = frozenset().union(*(m.spec.needs for m in active.values()))
         want_identity = Need.IDENTITY in needs
         want_faces = want_identity or Need.FACES in needs
-        info = ClipInfo(job.clip_id, _path(job.generated), _path(job.reference))
+        info = ClipInfo(job.clip_id, _path(job.generated), _path(job.reference), audio, job.emotion, s.fps)
         clip_metrics = {n: m for n, m in active.items() if not isinstance(m, DistributionMetric)}
         states = {n: m.new_state(info) for n, m in clip_metrics.items()}
         rows: dict[str, list[np.ndarray]] = {n: [] for n, m in active.items() if isinstance(m, DistributionMetric)}
@@ -505,6 +531,53 @@ class Scorer:
             group=job.group,
         )  # fmt: skip
         return ClipOutcome(result, features)
+
+
+class OneWindow:
+    """Collects the one ``window``-frame clip a metric takes from a ground truth
+    (``DistributionMetric.reference_window``) while the frames stream past. The start comes
+    from the predicted frame count; should the decoder yield fewer frames, the last whole
+    window is used."""
+
+    def __init__(self, metric: DistributionMetric, predicted_frames: int, content_sha256: str) -> None:
+        self.metric, self.size = metric, metric.window
+        self.start = metric.reference_window(predicted_frames, content_sha256)
+        self.picked: list[np.ndarray] = []
+        self.tail = np.zeros((0,), dtype=np.uint8)
+
+    def update(self, batch: np.ndarray, start: int) -> None:
+        lo, hi = max(0, self.start - start), max(0, self.start + self.size - start)
+        if lo < len(batch) and hi > 0:
+            self.picked.append(batch[lo:hi])
+        self.tail = np.concatenate([self.tail, batch])[-self.size :] if len(self.tail) else batch[-self.size :]
+
+    def rows(self) -> np.ndarray:
+        clip = np.concatenate(self.picked) if self.picked else self.tail[:0]
+        if len(clip) < self.size:
+            clip = self.tail
+        if len(clip) < self.size:
+            return np.zeros((0, self.metric.dims))  # too short: discarded, as StyleGAN-V does
+        return self.metric.feature_rows(clip, 0)
+
+
+def _predicted_frames(source: Path | np.ndarray, fps: float) -> int:
+    if isinstance(source, np.ndarray):
+        return len(source)
+    return media.frame_count_at(media.probe(source), fps)
+
+
+def clip_audio(job: ClipJob) -> Path | None:
+    """The file whose audio a lip-sync metric reads: the driving audio when it has an audio
+    track, else the generated file when it has one."""
+    for source in (job.audio, job.generated):
+        if source is None or isinstance(source, np.ndarray):
+            continue
+        try:
+            if media.probe(source).has_audio:
+                return Path(source)
+        except MediaError:
+            continue  # an unreadable generated file is reported by the frame decoder
+    return None
 
 
 def _length_error(job: ClipJob, generated: str, reference: int, fps: float) -> MetricError:

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from talkbench import media
 from talkbench.errors import MetricError
 
-DEFAULT_METRICS = ("ssim", "lpips", "csim", "lmd", "cpbd", "msi", "fid", "fvd")
-IDENTITY_BACKENDS = ("dlib", "arcface")
+DEFAULT_METRICS = ("ssim", "lpips", "csim", "lmd", "cpbd", "msi", "fid", "fvd", "lse", "emotion")
+IDENTITY_BACKENDS = ("dlib", "arcface", "insightface")
 CSIM_REFERENCES = ("auto", "portrait", "ground-truth-frame")
+# FVD's 16-frame clips: every consecutive clip from frame 0 (talkbench-v1), or StyleGAN-V's one
+# clip per video (generated: its first 16 frames; ground truth: a seeded random offset).
+FVD_SAMPLINGS = ("consecutive", "stylegan-v")
 # dlib's ResNet costs ~90 ms a frame on this class of CPU, 10× everything else together;
 # identity is constant within a clip, so every 5th frame (5 per second) estimates its mean.
 DLIB_CSIM_STRIDE = 5
@@ -24,6 +27,7 @@ class SettingsError(MetricError, ValueError):
 
 @dataclass(frozen=True)
 class EvalSettings:
+    protocol_name: str = "talkbench-v1"  # the named protocol these settings implement (metrics.paper_protocols)
     metrics: tuple[str, ...] = DEFAULT_METRICS
     resolution: int = 256
     fps: float = media.DEFAULT_FPS
@@ -33,7 +37,8 @@ class EvalSettings:
     csim_frame_stride: int | None = None  # None: DLIB_CSIM_STRIDE for dlib, 1 for arcface
     fid_frame_stride: int = 1
     fvd_max_clips_per_video: int | None = None
-    seed: int = 0  # bootstrap resampling
+    fvd_sampling: str = "consecutive"
+    seed: int = 0  # bootstrap resampling; StyleGAN-V FVD's ground-truth clip offsets
     bootstrap_replicates: int = BOOTSTRAP_REPLICATES
     distribution_bootstrap_replicates: int = DISTRIBUTION_BOOTSTRAP_REPLICATES
     use_cache: bool = True  # the on-disk analysis cache (talkbench.metrics.cache)
@@ -61,6 +66,8 @@ class EvalSettings:
             raise SettingsError(f"unknown identity backend {self.identity_backend!r}; use {' or '.join(IDENTITY_BACKENDS)}")
         if self.face_backend not in available_backends():
             raise SettingsError(f"unknown face backend {self.face_backend!r}; use {' or '.join(available_backends())}")
+        if self.fvd_sampling not in FVD_SAMPLINGS:
+            raise SettingsError(f"unknown FVD sampling {self.fvd_sampling!r}; use {' or '.join(FVD_SAMPLINGS)}")
         if self.csim_reference not in CSIM_REFERENCES:
             raise SettingsError(f"unknown CSIM reference {self.csim_reference!r}; use {', '.join(CSIM_REFERENCES)}")
         for name in ("csim_frame_stride", "fid_frame_stride", "fvd_max_clips_per_video"):

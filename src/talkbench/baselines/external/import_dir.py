@@ -3,8 +3,9 @@
 Files are matched to the benchmark's clip ids by file stem (exactly, then ignoring case), or
 by a mapping file: YAML or JSON ``{file: clip_id}``, or CSV with ``file,clip_id`` columns.
 Each matched video is normalised onto the protocol (25 fps, the reference's size, the
-reference's frame count, the reference's audio) and written as ``videos/<clip_id>.mp4``
-beside a ``submission.yaml``; files that match nothing and clips without a file are listed.
+reference's frame count, the reference's audio) and written lossless as ``videos/<clip_id>.mp4``
+(``media.LOSSLESS_CODEC``; ``lossless=False`` for H.264 CRF 18 when a size cap matters) beside
+a ``submission.yaml``; files that match nothing and clips without a file are listed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from talkbench import media
-from talkbench.baselines.external.normalise import normalise_video
+from talkbench.baselines.external.normalise import LOSSY_CODEC, normalise_video
 from talkbench.baselines.protocol import MethodInfo
 from talkbench.errors import TalkbenchError
 
@@ -45,6 +46,7 @@ class ImportResult:
     matched: dict[str, str] = field(default_factory=dict)  # clip id -> source file
     missing: list[str] = field(default_factory=list)  # clip ids without a file
     unmatched: list[str] = field(default_factory=list)  # files that map to no clip
+    codec: str = media.LOSSLESS_CODEC  # how the videos were encoded
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -143,6 +145,7 @@ def import_dir(
     allow_missing: bool = False,
     authors: list[str] | None = None,
     contact: str | None = None,
+    lossless: bool = True,
 ) -> ImportResult:
     """Normalise the matched videos into ``out/videos/<clip_id>.mp4`` and write
     ``out/submission.yaml``. Missing clips are an error unless ``allow_missing``."""
@@ -150,6 +153,7 @@ def import_dir(
     result = match_files(src_dir, [t.clip_id for t in targets], mapping)
     out = Path(out)
     result.out = str(out)
+    result.codec = media.LOSSLESS_CODEC if lossless else LOSSY_CODEC
     if result.missing and not allow_missing:
         raise ImportDirError(
             f"{src_dir}: no video for {len(result.missing)} of {len(targets)} clips "
@@ -173,7 +177,8 @@ def import_dir(
             audio = media.read_audio(src) if src_info.has_audio else None
             if audio is None:
                 result.warnings.append(f"{cid}: no reference and no audio in {Path(src).name}; written silent")
-        report = normalise_video(src, videos / f"{cid}.mp4", frames=frames, size=clip_size, fps=fps, audio=audio)
+        report = normalise_video(src, videos / f"{cid}.mp4", frames=frames, size=clip_size, fps=fps, audio=audio,
+                                 lossless=lossless)
         result.warnings += [f"{cid}: {w}" for w in report.warnings]
     write_submission_meta(out, info, task, side or DEFAULT_SIZE, authors=authors, contact=contact,
                           description=f"{info.name}: released videos imported from {Path(src_dir).name} "

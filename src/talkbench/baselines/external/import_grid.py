@@ -3,7 +3,8 @@
 Papers and project pages often publish only a grid (source | method A | method B | ...). The
 grid must be exact: its width and height must be whole multiples of the panel size, so no
 border or gap is left over (crop those first). Panels are cut at the grid's own resolution and
-frame rate (nothing is resampled here; ``import_dir`` normalises later), and panels that look
+frame rate (nothing is resampled here; ``import_dir`` normalises later) and written lossless
+(``media.LOSSLESS_CODEC``), so a panel decodes to exactly the grid's decoded pixels; panels that look
 blank (one flat colour) or identical to another panel are reported, since both usually mean a
 wrong layout or a placeholder in the published video.
 """
@@ -57,6 +58,7 @@ class GridImport:
     frames: int
     has_audio: bool
     panels: list[PanelReport]
+    codec: str = media.LOSSLESS_CODEC
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -138,8 +140,9 @@ def split_grid(
 ) -> GridImport:
     """Write ``out_dir/<name>.mp4`` for every panel (row-major order) whose name is not '-'.
 
-    ``fps=None`` keeps the grid's frame rate; frames are cut, never rescaled, so a panel comes
-    back pixel-exact up to the codec's loss. The grid's audio goes into every panel.
+    ``fps=None`` keeps the grid's frame rate; frames are cut, never rescaled, and encoded
+    lossless, so a panel decodes to exactly the grid's decoded crop. The grid's audio goes into
+    every panel.
     """
     video = Path(video)
     cols, rows = parse_layout(layout) if isinstance(layout, str) else layout
@@ -160,8 +163,6 @@ def split_grid(
     if not info.has_video:
         raise MediaError(video, "has no video stream")
     check_grid(info.width, info.height, cols, rows, panel, video)
-    if panel % 2:
-        raise GridError(f"panel size {panel} is odd; H.264 4:2:0 needs even sizes")
 
     audio = media.read_audio(video) if info.has_audio else None
     out_fps = fps or info.fps
@@ -186,7 +187,7 @@ def split_grid(
                     counter["n"] += 1
                     yield frame[r * panel:(r + 1) * panel, c * panel:(c + 1) * panel]
 
-            media.write_video(path, tiles(), fps=out_fps, audio=audio)
+            media.write_video(path, tiles(), fps=out_fps, audio=audio, lossless=True)
             frames_written = counter["n"]
             rep.path = str(path)
         reports.append(rep)

@@ -1,6 +1,8 @@
 """Bring a method's video onto the protocol: 25 fps, the protocol's square size, exactly the
 clip's frame count, the clip's own audio. Every decode, resample, resize and encode goes
-through ``talkbench.media`` (FFmpeg ``fps``-filter resampling, swscale AREA resizing).
+through ``talkbench.media`` (FFmpeg ``fps``-filter resampling, swscale AREA resizing), and
+the result is written lossless (``media.LOSSLESS_CODEC``) so that no codec loss is added to
+what is measured.
 
 A method that writes a side-by-side comparison (PD-FGC, PC-AVS, EMOPortraits do) names the
 panel to keep; the grid is scaled so that one panel becomes the target size and the panel is
@@ -20,6 +22,7 @@ from talkbench.errors import MediaError
 
 # A method whose output is this much shorter than the clip is reported (it is padded anyway).
 SHORT_WARNING = 0.1
+LOSSY_CODEC = "libx264 yuv420p crf=18"
 
 
 @dataclass
@@ -35,6 +38,7 @@ class NormaliseReport:
     size: tuple[int, int]
     fps: float
     panel: dict | None = None
+    codec: str = media.LOSSLESS_CODEC
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -63,9 +67,11 @@ def normalise_video(
     fps: float = media.DEFAULT_FPS,
     audio: np.ndarray | None = None,
     panel: tuple[int, int, int] | None = None,  # (cols, rows, index)
+    lossless: bool = True,
 ) -> NormaliseReport:
     """Write ``src`` to ``out`` resampled to ``fps``, resized to ``size``, trimmed or padded
-    (last frame repeated) to ``frames``, with ``audio`` (16 kHz mono) muxed in."""
+    (last frame repeated) to ``frames``, with ``audio`` (16 kHz mono) muxed in.
+    ``lossless=False`` writes H.264 4:2:0 CRF 18 instead (smaller, but lossy)."""
     if frames <= 0:
         raise ValueError(f"frames must be positive, got {frames}")
     info = media.probe(src)
@@ -102,12 +108,13 @@ def normalise_video(
     written_audio = None
     if audio is not None:
         written_audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    media.write_video(out, stream(), fps=fps, audio=written_audio)
+    media.write_video(out, stream(), fps=fps, audio=written_audio, lossless=lossless)
     decoded, padded = state["decoded"], state["padded"]
     report = NormaliseReport(
         source=str(src), source_fps=info.fps, source_size=(info.width, info.height),
         source_frames=info.frame_count, frames_decoded=decoded, frames_written=min(decoded, frames) + padded,
         padded=padded, trimmed=max(0, decoded - frames), size=(tw, th), fps=fps, panel=panel_info,
+        codec=media.LOSSLESS_CODEC if lossless else LOSSY_CODEC,
     )
     if padded > SHORT_WARNING * frames:
         report.warnings.append(f"the method wrote {decoded} frames at {fps:g} fps for a {frames}-frame clip; "

@@ -1,0 +1,184 @@
+"""Named evaluation protocols: ``talkbench-v1`` (talkbench's own) and one per paper table.
+
+A paper protocol fixes every choice a number depends on so that a measured cell means what the
+paper's column means: the metrics and their definitions, the resolution, the identity network
+for CSIM, FVD's clip sampling. ``talkbench eval --protocol vqtalker-t2`` and ``talkbench submit
+--protocol …`` run under one; ``talkbench tables --paper …`` fills a measured cell only from
+runs under the table's protocol and names the differing fields beside any other.
+
+Why each definition is the paper's, with the papers' words and the reference code:
+``docs/paper-protocols.md``. A definition that changes bumps the protocol's version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from talkbench.metrics.settings import EvalSettings, SettingsError
+
+# Protocol fields a paper protocol pins: a run that differs in any of them is not under it.
+PINNED_FIELDS = ("name", "resolution", "fps", "resize_interpolation", "crop", "face_backend", "identity_backend",
+                 "csim_reference", "csim_frame_stride", "fid_frame_stride", "fvd_clip_frames", "fvd_clip_stride",
+                 "fvd_max_clips_per_video", "fvd_sampling")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Column:
+    """How a paper column is filled: the talkbench value name and the factor to the paper's unit."""
+
+    value: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class NamedProtocol:
+    key: str  # "vqtalker-t2"
+    version: int
+    description: str
+    settings: EvalSettings
+    table: str | None = None  # the paper table it reproduces, as PaperTable.key ("vqtalker:2")
+    columns: dict[str, Column] = field(default_factory=dict)  # paper column key → value
+
+    @property
+    def name(self) -> str:
+        """The name recorded in ``Protocol.name``, version included."""
+        return f"{self.key}-v{self.version}"
+
+    def evaluation_settings(self, **overrides) -> EvalSettings:
+        """These settings, with run-time choices (seed, cache, metric subset) replaced."""
+        return replace(self.settings, **overrides)
+
+
+_PROTOCOLS: dict[str, NamedProtocol] = {}
+
+
+def register_protocol(protocol: NamedProtocol) -> NamedProtocol:
+    if protocol.key in _PROTOCOLS:
+        raise ValueError(f"protocol {protocol.key!r} is already registered")
+    if protocol.settings.protocol_name != protocol.name:
+        raise ValueError(f"protocol {protocol.key!r}: settings name {protocol.settings.protocol_name!r} != {protocol.name!r}")
+    _PROTOCOLS[protocol.key] = protocol
+    return protocol
+
+
+def get_protocol(name: str) -> NamedProtocol:
+    """By key (``vqtalker-t2``) or by versioned name (``vqtalker-t2-v1``)."""
+    for protocol in _PROTOCOLS.values():
+        if name in (protocol.key, protocol.name):
+            return protocol
+    raise SettingsError(f"unknown protocol {name!r}; available: {', '.join(available_protocols())}")
+
+
+def available_protocols() -> list[str]:
+    return sorted(_PROTOCOLS)
+
+
+def protocol_for_table(table_key: str) -> NamedProtocol | None:
+    return next((p for p in _PROTOCOLS.values() if p.table == table_key), None)
+
+
+def _paper(key: str, table: str, description: str, metrics: tuple[str, ...], columns: dict[str, Column],
+           **settings) -> NamedProtocol:  # fmt: skip
+    defaults = dict(resolution=256, identity_backend="arcface", face_backend="dlib", fvd_sampling="stylegan-v",
+                    csim_reference="portrait")
+    defaults.update(settings)
+    return NamedProtocol(key, 1, description, EvalSettings(protocol_name=f"{key}-v1", metrics=metrics, **defaults),
+                         table, columns)  # fmt: skip
+
+
+TALKBENCH_V1 = register_protocol(NamedProtocol(
+    "talkbench", 1, "talkbench's own protocol: every metric, dlib CSIM (offline), consecutive FVD clips",
+    EvalSettings(protocol_name="talkbench-v1"),
+))  # fmt: skip
+
+# The five paper tables that talkbench can measure (VQTalker Tables 6–8 are not video metrics).
+# Every protocol: frames at 256² (VQTalker: "the resolution is standardized to 256×256"),
+# CSIM from ArcFace iresnet100, LMD/M-LMD/F-LMD as the reference scripts compute them,
+# FVD as StyleGAN-V samples it.
+VQTALKER_T1 = register_protocol(_paper(
+    "vqtalker-t1", "vqtalker:1", "VQTalker Table 1: video reconstruction on HDTF",
+    ("ssim", "lpips", "csim", "cpbd"),
+    {"ssim": Column("ssim"), "lpips": Column("lpips"), "csim": Column("csim_arcface"), "cpbd": Column("cpbd")},
+    csim_reference="ground-truth-frame",  # reconstruction: each frame has its ground truth
+))  # fmt: skip
+VQTALKER_T2 = register_protocol(_paper(
+    "vqtalker-t2", "vqtalker:2", "VQTalker Table 2: speech-driven, HDTF (Indo-European) and MNTE",
+    ("ssim", "csim", "lmd", "cpbd", "fid", "fvd"),
+    {"ssim": Column("ssim"), "csim": Column("csim_arcface"), "lmd": Column("lmd"), "cpbd": Column("cpbd"),
+     "fid": Column("fid"), "fvd": Column("fvd")},
+))  # fmt: skip
+VQTALKER_T3 = register_protocol(_paper(
+    "vqtalker-t3", "vqtalker:3", "VQTalker Table 3: quantiser ablation, HDTF cross-identity",
+    ("csim", "msi"),
+    {"csim": Column("csim_arcface"), "msi": Column("msi"), "utilization_pct": Column("utilisation", 100.0)},
+))  # fmt: skip
+VQTALKER_T4 = register_protocol(_paper(
+    "vqtalker-t4", "vqtalker:4", "VQTalker Table 4: discrete vs continuous representations, HDTF",
+    ("ssim", "csim", "lpips", "cpbd"),
+    {"ssim": Column("ssim"), "csim": Column("csim_arcface"), "lpips": Column("lpips"), "cpbd": Column("cpbd")},
+))  # fmt: skip
+FLOWVQTALKER_T1 = register_protocol(_paper(
+    "flowvqtalker-t1", "flowvqtalker:1", "FlowVQTalker Table 1: emotional talking faces, MEAD and HDTF",
+    ("ssim", "fid", "lmd", "lse", "cpbd", "emotion"),
+    {"ssim": Column("ssim"), "fid": Column("fid"), "m_lmd": Column("m_lmd"), "f_lmd": Column("f_lmd"),
+     "sync_conf": Column("lse_c"), "cpbd": Column("cpbd"), "acc_emo_pct": Column("acc_emo", 100.0)},
+))  # fmt: skip
+
+
+def expected_protocol(protocol: NamedProtocol) -> dict:
+    """The Protocol record (as a dict) a run under ``protocol`` carries, on this installation."""
+    from talkbench.metrics.scorer import Scorer  # the scorer imports every metric module
+
+    return Scorer(protocol.settings).protocol().to_dict()
+
+
+def protocol_differences(run_protocol: dict, protocol: NamedProtocol) -> list[str]:
+    """The pinned fields in which a stored run's protocol differs from ``protocol``: its name,
+    resolution, backends, strides, FVD sampling and its metrics' versions. Weight hashes are not
+    compared here (a protocol names the network, the run records the file)."""
+    expected = _expected(protocol)
+    differs = [f for f in PINNED_FIELDS if run_protocol.get(f) != expected.get(f)]
+    versions = run_protocol.get("metric_versions") or {}
+    differs += [f"{m} v{versions.get(m, '–')}≠v{v}" for m, v in expected["metric_versions"].items()
+                if m in versions and versions[m] != v]  # fmt: skip
+    return differs
+
+
+_EXPECTED: dict[str, dict] = {}
+
+
+def _expected(protocol: NamedProtocol) -> dict:
+    if protocol.key not in _EXPECTED:
+        _EXPECTED[protocol.key] = expected_protocol(protocol)
+    return _EXPECTED[protocol.key]
+
+
+# EvalSettings fields that define what a number means: a paper protocol fixes them.
+DEFINING_SETTINGS = ("identity_backend", "face_backend", "csim_reference", "csim_frame_stride", "fid_frame_stride",
+                     "fvd_max_clips_per_video", "fvd_sampling", "resolution", "fps")  # fmt: skip
+
+
+def protocol_settings(name: str = "talkbench", metrics: str | tuple[str, ...] | None = None, **choices) -> EvalSettings:
+    """The settings of the named protocol with a user's choices (None = not given).
+
+    ``metrics`` may pick a subset. Under ``talkbench`` every choice applies; under a paper
+    protocol a defining choice that differs from the protocol's is refused, naming the field,
+    since the result would no longer be under that protocol."""
+    protocol = get_protocol(name)
+    given = {k: v for k, v in choices.items() if v is not None}
+    if isinstance(metrics, str):
+        metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    if metrics:
+        given["metrics"] = tuple(metrics)
+    if protocol.table is not None:
+        for key in DEFINING_SETTINGS:
+            if key in given and given[key] != getattr(protocol.settings, key):
+                raise SettingsError(f"protocol {protocol.name} fixes {key} = {getattr(protocol.settings, key)!r}; "
+                                    f"drop that option, or use --protocol talkbench to choose it")  # fmt: skip
+        outside = [m for m in given.get("metrics", ()) if m not in protocol.settings.metrics]
+        if outside:
+            raise SettingsError(f"protocol {protocol.name} has no metric {', '.join(outside)}; "
+                                f"its metrics: {', '.join(protocol.settings.metrics)}")  # fmt: skip
+    settings = protocol.evaluation_settings(**given)
+    settings.check()
+    return settings

@@ -1,0 +1,1 @@
+"""Transcriptions of reference implementations the metrics are tested against."""

@@ -1,0 +1,56 @@
+"""Named protocols: one per paper table, each fixing what its numbers depend on."""
+
+import subprocess
+import sys
+
+import pytest
+
+from talkbench.leaderboard.paper import TABLES
+from talkbench.metrics.paper_protocols import (available_protocols, expected_protocol, get_protocol,
+                                               protocol_differences, protocol_for_table, protocol_settings)
+from talkbench.metrics.registry import available_metrics
+from talkbench.metrics.settings import SettingsError
+
+
+@pytest.mark.parametrize("key", ["vqtalker:1", "vqtalker:2", "vqtalker:3", "vqtalker:4", "flowvqtalker:1"])
+def test_every_measurable_paper_table_has_a_protocol_covering_its_metric_columns(key):
+    protocol = protocol_for_table(key)
+    table = next(t for t in TABLES if t.key == key)
+    assert protocol is not None and protocol.settings.protocol_name == protocol.name
+    assert set(protocol.settings.metrics) <= set(available_metrics())
+    assert {c.key for c in table.metrics} == set(protocol.columns)  # every metric column has its value
+    assert not any(c.value == "csim_dlib" for c in protocol.columns.values())  # dlib never fills CSIM
+    assert protocol.settings.resolution == 256 and protocol.settings.fvd_sampling == "stylegan-v"
+
+
+def test_a_paper_protocol_refuses_a_choice_that_changes_its_numbers():
+    with pytest.raises(SettingsError, match="vqtalker-t2-v1 fixes identity_backend = 'arcface'"):
+        protocol_settings("vqtalker-t2", identity_backend="dlib")
+    with pytest.raises(SettingsError, match="has no metric msi"):
+        protocol_settings("vqtalker-t2", "ssim,msi")
+    subset = protocol_settings("vqtalker-t2", "ssim,cpbd", seed=3, identity_backend="arcface")
+    assert subset.metrics == ("ssim", "cpbd") and subset.seed == 3 and subset.protocol_name == "vqtalker-t2-v1"
+    assert protocol_settings("talkbench", identity_backend="arcface").identity_backend == "arcface"
+    with pytest.raises(SettingsError, match="unknown protocol 'vqtalker-t9'"):
+        get_protocol("vqtalker-t9")
+    assert get_protocol("flowvqtalker-t1-v1") is get_protocol("flowvqtalker-t1")
+    assert "talkbench" in available_protocols()
+
+
+def test_differences_name_the_fields_a_run_does_not_share():
+    protocol = get_protocol("vqtalker-t2")
+    under = expected_protocol(protocol)
+    assert under["name"] == "vqtalker-t2-v1" and under["identity_backend"] == "arcface"
+    assert protocol_differences(under, protocol) == []
+    run = {**under, "fvd_sampling": "consecutive", "metric_versions": {**under["metric_versions"], "lmd": "0"}}
+    assert protocol_differences(run, protocol) == ["fvd_sampling", f"lmd v0≠v{under['metric_versions']['lmd']}"]
+
+
+def test_cli_names_the_fixed_field_without_a_traceback(tmp_path):
+    video = tmp_path / "x.mp4"
+    video.write_bytes(b"0")
+    result = subprocess.run([sys.executable, "-m", "talkbench", "eval", "-g", str(video), "-r", str(video),
+                             "--protocol", "flowvqtalker-t1", "--face-backend", "fan"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "flowvqtalker-t1-v1 fixes face_backend = 'dlib'" in result.stderr
