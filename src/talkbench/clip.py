@@ -15,6 +15,7 @@ class Clip:
     duration: float  # seconds
     video: Path
     family: str = ""  # top-level language family; filled from the families table when known
+    emotion: str | None = None  # the clip's emotion label (MEAD's names), on emotional benchmarks
     provenance: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -14,7 +14,7 @@ from talkbench.leaderboard.benchmarks import make_specs
 
 def test_shipped_specs_load_and_pin_their_clip_lists():
     specs = {s.name: s for s in all_specs()}
-    assert set(specs) == {"sample", "mnte", "hdtf-test"}
+    assert set(specs) == {"sample", "mnte", "hdtf-test", "mead-emotion"}
     for s in specs.values():
         assert s.clip_list_sha256 == clip_list_sha256(s.clips)
     assert len(specs["sample"].clips) == 8 and len(specs["hdtf-test"].clips) == 20
@@ -22,6 +22,12 @@ def test_shipped_specs_load_and_pin_their_clip_lists():
     assert mnte == {lang: 5 for lang in ("ar", "sw", "zh", "ko", "ja", "tr")}
     assert all(c.family != "Indo-European" for c in specs["mnte"].clips)
     assert {c.language for c in specs["sample"].clips if c.family == "Indo-European"} == {"en", "de"}
+    mead = specs["mead-emotion"].clips
+    assert len(mead) == 160 and Counter(c.emotion for c in mead) == {e: 20 for e in make_specs.MEAD_EMOTIONS}
+    assert {c.id.split("_")[0] for c in mead} == {"M003", "M030", "W009", "W015"}
+    assert {c.intensity for c in mead if c.emotion == "neutral"} == {1} and {c.intensity for c in mead} == {1, 3}
+    assert specs["mead-emotion"].model_dump() == get_benchmark("mead-emotion").model_dump()
+    assert make_specs.mead_spec()["clips"] == [c.model_dump(exclude_none=True) for c in mead]  # the spec is what make_specs writes
 
 
 def test_editing_a_clip_list_in_place_is_refused():
@@ -36,8 +42,10 @@ def test_editing_a_clip_list_in_place_is_refused():
 def test_get_benchmark_by_name_and_version():
     assert get_benchmark("sample").key == "sample@2"
     assert get_benchmark("sample@1").superseded_by == "2"
-    with pytest.raises(BenchmarkError, match="unknown benchmark 'nope'; choose from hdtf-test, mnte, sample"):
+    with pytest.raises(BenchmarkError, match="unknown benchmark 'nope'; choose from hdtf-test, mead-emotion, mnte, sample"):
         get_benchmark("nope")
+    assert get_benchmark("sample-v1").key == get_benchmark("sample@1").key == "sample@1"
+    assert get_benchmark("mead-emotion-v1").key == "mead-emotion@1"
     with pytest.raises(BenchmarkError, match="has no version '9'"):
         get_benchmark("sample", "9")
 

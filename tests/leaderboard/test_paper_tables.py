@@ -170,3 +170,43 @@ def test_measured_cells_come_only_from_runs_under_the_tables_protocol(tmp_path):
     assert reported["AniTalker"] == "best" and reported["VQTalker"] == "second"  # the paper's marks stay
     text = table_markdown(rendered)
     assert "CSIM (dlib)" in text and "differs in name, resolution, identity_backend" in text
+
+
+def test_runs_under_one_protocol_with_other_weight_files_get_rows_of_their_own(tmp_path):
+    from talkbench.leaderboard.store import ClipValue, Run, Store
+    from talkbench.metrics.paper_protocols import expected_protocol, get_protocol
+
+    store = Store(tmp_path / "lb.duckdb")
+    under = expected_protocol(get_protocol("vqtalker-t1"))
+    other_file = {**under, "weights_sha256": {**under["weights_sha256"], "arcface-r100": "0" * 64}}
+    for protocol, csim in ((under, 0.8), (other_file, 0.6)):
+        store.add_run(Run(method="mine", benchmark="hdtf-test", benchmark_version="1", task="reconstruction",
+                          provenance="measured", protocol=protocol), [ClipValue("c1", "csim_arcface", csim)])
+    rendered = build_table(store, "vqtalker", 1)
+    csim = rendered.headers.index("CSIM") - 1
+    rows = {r.label: r.cells[csim].value for r in rendered.rows if r.provenance == "measured"}
+    assert len(rows) == 2 and sorted(rows.values()) == [0.6, 0.8]  # never merged into one row
+    assert all(re.fullmatch(r"mine \(vqtalker-t1-v1, protocol [0-9a-f]{8}\)", label) for label in rows)
+
+
+def test_latex_escapes_the_not_equal_sign_of_a_differing_row():
+    from talkbench.leaderboard.tables import latex_escape
+
+    assert latex_escape("lmd v1≠v2") == r"lmd v1$\neq$v2"
+
+
+def test_a_measured_acc_emo_cell_says_its_classifier_is_not_the_papers(tmp_path):
+    from talkbench.leaderboard.store import ClipValue, Run, Store
+    from talkbench.metrics.paper_protocols import expected_protocol, get_protocol
+
+    store = Store(tmp_path / "lb.duckdb")
+    under = expected_protocol(get_protocol("flowvqtalker-t1"), ("ssim", "emotion"))
+    store.add_run(Run(method="mine", benchmark="mead-emotion", benchmark_version="1", task="speech-driven",
+                      provenance="measured", protocol=under),
+                  [ClipValue("c1", "ssim", 0.7), ClipValue("c1", "acc_emo", 1.0), ClipValue("c2", "acc_emo", 0.0)])
+    rendered = build_table(store, "flowvqtalker", 1)
+    row = next(r for r in rendered.rows if r.provenance == "measured")
+    assert row.label == "mine (flowvqtalker-t1-v1)"  # a subset of the protocol's metrics is under it
+    assert 50.0 in [c.value for c in row.cells]  # acc_emo 0.5 → Acc_emo 50 %
+    assert "CSIM (dlib)" not in rendered.headers  # the table has no CSIM column
+    assert any("not the paper's classifier" in n for n in rendered.notes)

@@ -108,3 +108,15 @@ def test_kill_during_writes_leaves_only_whole_runs(tmp_path):
                          "LEFT JOIN clip_results c USING (run_id) GROUP BY r.run_id")
     assert len(counts) >= 5
     assert {c["n"] for c in counts} == {200}
+
+
+def test_a_paper_protocol_takes_only_the_task_and_benchmarks_of_its_table():
+    from talkbench.leaderboard.evaluate import EvaluationError, check_protocol_fits
+
+    check_protocol_fits("vqtalker-t1", "reconstruction", "hdtf-test", "sub.zip")
+    check_protocol_fits("talkbench", "speech-driven", "sample", "sub.zip")  # talkbench's own: any run
+    with pytest.raises(EvaluationError, match=r"sub.zip: protocol vqtalker-t1-v1 reproduces VQTalker Table 1 "
+                                              r"\(reconstruction on hdtf-test\); this is speech-driven on hdtf-test"):
+        check_protocol_fits("vqtalker-t1", "speech-driven", "hdtf-test", "sub.zip")
+    with pytest.raises(EvaluationError, match="speech-driven on hdtf-test, mnte\\); this is speech-driven on sample"):
+        check_protocol_fits("vqtalker-t2", "speech-driven", "sample", "sub.zip")

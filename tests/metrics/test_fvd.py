@@ -112,3 +112,31 @@ def test_stylegan_v_sampling_takes_the_first_generated_clip_and_a_seeded_ground_
         values[seed] = (result.distribution["fvd"].value, offsets)
     assert values[0][1] != values[1][1]  # the seed moves the ground-truth clips
     assert all(0 <= o <= 24 for o in values[0][1] + values[1][1])
+
+
+def test_stylegan_v_ground_truth_clip_spanning_two_batches_is_whole(stand_in_i3d):
+    """A ground truth longer than one 64-frame batch: its clip may start in one batch and end in
+    the next; the engine must stitch exactly frames offset … offset+15."""
+    from talkbench.metrics.cache import content_sha256
+    from talkbench.metrics.engine import ClipJob, EvalSettings, evaluate
+    from talkbench.metrics.scorer import BATCH
+
+    rng = np.random.default_rng(5)
+    length = BATCH + 36
+    gens = [rng.integers(0, 255, (length, 32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    refs = [rng.integers(0, 255, (length, 32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    spans = lambda seed: [fvd.stylegan_v_offset(length, content_sha256(r), seed) for r in refs]  # noqa: E731
+    seed = next(s for s in range(200) if any(BATCH - 16 < o < BATCH for o in spans(s)))
+    detector = fvd.load_detector()
+
+    def features(clip):
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(clip.transpose(3, 0, 1, 2))[None])
+            return detector(x, rescale=True, resize=True, return_features=True).numpy()
+
+    settings = EvalSettings(metrics=("fvd",), resolution=32, fvd_sampling="stylegan-v", seed=seed,
+                            distribution_bootstrap_replicates=2, use_cache=False)  # fmt: skip
+    result = evaluate([ClipJob("m", f"c{i}", g, r) for i, (g, r) in enumerate(zip(gens, refs))], settings)
+    expected = stylegan_v_fvd(np.concatenate([features(g[:16]) for g in gens]),
+                              np.concatenate([features(r[o : o + 16]) for r, o in zip(refs, spans(seed))]))
+    assert result.evaluations[0].distribution["fvd"].value == pytest.approx(expected, rel=1e-5)

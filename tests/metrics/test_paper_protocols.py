@@ -54,3 +54,32 @@ def test_cli_names_the_fixed_field_without_a_traceback(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "flowvqtalker-t1-v1 fixes face_backend = 'dlib'" in result.stderr
+
+
+def test_a_run_of_some_of_the_protocols_metrics_is_under_it():
+    protocol = get_protocol("vqtalker-t2")
+    subset = expected_protocol(protocol, ("ssim", "cpbd"))
+    assert subset["identity_backend"] is None and subset["fvd_sampling"] is None  # no CSIM, no FVD run
+    assert protocol_differences(subset, protocol) == []
+    outside = {**subset, "metric_versions": {**subset["metric_versions"], "msi": "2"}}
+    assert protocol_differences(outside, protocol) == ["metrics msi"]
+    assert protocol_differences({**subset, "metric_versions": {"msi": "2"}}, protocol) == ["metrics msi"]
+
+
+def test_the_seed_is_pinned_where_it_draws_fvd_clips():
+    protocol = get_protocol("vqtalker-t2")
+    with_fvd = expected_protocol(protocol, ("ssim", "fvd"))
+    assert protocol_differences({**with_fvd, "seed": 3}, protocol) == ["seed"]
+    without = expected_protocol(protocol, ("ssim",))
+    assert protocol_differences({**without, "seed": 3}, protocol) == []  # bootstrap intervals only
+    with pytest.raises(SettingsError, match="fixes seed = 0"):
+        protocol_settings("vqtalker-t2", seed=3)
+    assert protocol_settings("vqtalker-t2", "ssim,cpbd", seed=3).seed == 3
+
+
+def test_a_choice_equal_to_the_protocols_effective_value_is_accepted():
+    assert protocol_settings("vqtalker-t2", csim_frame_stride=1).csim_stride() == 1  # ArcFace: every frame
+    with pytest.raises(SettingsError, match="fixes csim_frame_stride = 1"):
+        protocol_settings("vqtalker-t2", csim_frame_stride=5)
+    with pytest.raises(SettingsError, match="names no metric"):
+        protocol_settings("vqtalker-t2", " , ")

@@ -217,3 +217,62 @@ def test_engine_drops_it_without_audio(frames):
     job = ClipJob("m", "silent", frames[:8])
     result = evaluate([job], EvalSettings(metrics=("lse",)), models={"lse": BrightnessLoudnessNet()})
     assert "no audio" in result.evaluations[0].clips[0].unavailable["lse"]
+
+
+def test_a_driving_audio_that_is_missing_silent_or_unreadable_drops_lse_for_that_clip_only(clip, frames, tmp_path):
+    """Given driving audio is never replaced by the generated file's own track; each problem
+    is named, and the clip's other metrics and the other clips keep their values."""
+    speech = media.read_audio(clip.video, media.AUDIO_RATE)[: media.AUDIO_RATE]
+    spoken_video = tmp_path / "spoken.mp4"  # carries an audio track of its own
+    media.write_video(spoken_video, frames[:8], 25, audio=speech)
+    silent = tmp_path / "silent.mp4"
+    media.write_video(silent, frames[:8], 25)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio")
+    jobs = [ClipJob("m", "gone", spoken_video, spoken_video, audio=tmp_path / "gone.wav"),
+            ClipJob("m", "silent", spoken_video, spoken_video, audio=silent),
+            ClipJob("m", "broken", spoken_video, spoken_video, audio=broken),
+            ClipJob("m", "array", frames[:8], frames[:8]),
+            ClipJob("m", "spoken", frames, frames, audio=clip.video)]  # fmt: skip
+    result = evaluate(jobs, EvalSettings(metrics=("ssim", "lse"), use_cache=False),
+                      models={"lse": BrightnessLoudnessNet()}).evaluations[0]  # fmt: skip
+    clips = {c.id: c for c in result.clips}
+    assert f"{tmp_path / 'gone.wav'} does not exist" in clips["gone"].unavailable["lse"]
+    assert f"{silent} has no audio track" in clips["silent"].unavailable["lse"]
+    assert "cannot read the driving audio" in clips["broken"].unavailable["lse"]
+    assert "given as an array carry none" in clips["array"].unavailable["lse"]
+    assert all(c.values["ssim"] > 0.99 for c in clips.values())
+    assert set(clips["spoken"].values) >= {"lse_c", "lse_d"} and not clips["spoken"].unavailable
+
+
+def test_a_missing_optional_module_makes_lse_unavailable_before_any_clip(frames, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "python_speech_features", None)  # how Python marks a module absent
+    result = evaluate([ClipJob("m", "c", frames[:8], frames[:8])], EvalSettings(metrics=("ssim", "lse"), use_cache=False))
+    evaluation = result.evaluations[0]
+    assert "needs python_speech_features: pip install 'talkbench[metrics]'" in evaluation.unavailable["lse"]
+    assert evaluation.clips[0].values["ssim"] == pytest.approx(1.0) and not evaluation.errors
+
+
+def test_cli_eval_takes_each_clips_audio_from_a_folder_and_names_a_missing_one(clip, frames, tmp_path, weights_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from talkbench.cli import app
+
+    generated, audio = tmp_path / "generated", tmp_path / "audio"
+    generated.mkdir(), audio.mkdir()
+    for name in ("a", "b"):
+        media.write_video(generated / f"{name}.mp4", frames, 25)
+    wavfile.write(audio / "a.wav", syncnet.AUDIO_RATE, media.read_audio(clip.video, syncnet.AUDIO_RATE)[: 2 * syncnet.AUDIO_RATE])
+    args = ["eval", "-m", "ssim,lse", "-w", "1", "--no-cache", "--json", "-a", str(audio)]
+    result = CliRunner().invoke(app, [*args, "-g", str(generated), "-r", str(generated)])
+    assert result.exit_code == 0, result.output
+    clips = {c["id"]: c for c in json.loads(result.stdout)["evaluations"][0]["clips"]}
+    assert "lse_c" in clips["a"]["values"] and clips["b"]["values"]["ssim"] == pytest.approx(1.0)
+    assert f"{audio / 'b'}.* does not exist" in clips["b"]["unavailable"]["lse"]
+    single = CliRunner().invoke(app, [*args, "-g", str(generated / "a.mp4"), "-r", str(generated / "a.mp4")])
+    assert single.exit_code == 0, single.output  # one video, its audio found in the folder by name
+    assert "lse_c" in json.loads(single.stdout)["evaluations"][0]["clips"][0]["values"]

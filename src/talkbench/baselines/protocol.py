@@ -62,6 +62,7 @@ class Task:
     language: str = ""
     fps: float = media.DEFAULT_FPS
     frames: int = 0  # the reference's frame count at ``fps``
+    emotion: str | None = None  # the emotion to express (MEAD's names), for methods that take one
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

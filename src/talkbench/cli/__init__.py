@@ -38,6 +38,7 @@ def version() -> None:
 app.command(name="demo")(demo_cmd.demo)
 app.add_typer(media_cmd.app, name="media")
 app.command(name="submit")(leaderboard_cmd.submit)
+app.command(name="score")(leaderboard_cmd.score)
 app.command(name="leaderboard")(leaderboard_cmd.leaderboard)
 app.command(name="tables")(leaderboard_cmd.tables_cmd)
 app.add_typer(data_cmd.app, name="data")

@@ -172,7 +172,7 @@ def run(
     method = ExternalMethod(preset, repo, python=python, size=size, timeout_s=timeout, controls_dir=controls)
     frames = {c.id: c.frames for c in spec.clips}
     tasks = [Task(kind=kind, clip_id=c.id, reference=c.video, language=c.language, fps=spec.fps,
-                  frames=frames.get(c.id) or 0) for c in clips][: limit or None]
+                  frames=frames.get(c.id) or 0, emotion=c.emotion) for c in clips][: limit or None]
     out = out or Path("submissions") / f"{preset.name}-{spec.name}"
     if dry_run:
         plan = method.plan(tasks[0])

@@ -58,8 +58,9 @@ def unmeasured_lines(missing: dict[str, str]) -> list[str]:
     lines = []
     if no_weights:
         names = sorted({w for why in no_weights.values() for w in re.findall(r"weights (?:fetch|import) ([\w.-]+)", why)})
+        commands = "; ".join(f"talkbench weights fetch {name}" for name in names)
         lines.append(f"[yellow]not measured here[/]: {', '.join(no_weights)} (their weights are not installed: "
-                     f"talkbench weights fetch|import {' | '.join(names)})")
+                     f"{commands}; offline: talkbench weights import NAME FILE)")
     for metric, why in missing.items():
         if metric not in no_weights:
             lines.append(f"[yellow]not measured here[/]: {metric} ({escape(why)})")
@@ -77,7 +78,7 @@ def section(name: str, title: str, timings: dict[str, float]):
 
 def demo(
     out: Path = typer.Option(Path("talkbench-demo"), help="Where the demo writes its outputs."),
-    workers: int = typer.Option(None, "--workers", "-w", help="Evaluation processes (default: all cores)."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, help="Evaluation processes (default: all cores)."),
 ) -> None:
     """Run the main job on the embedded sample corpus, end to end: probe and face analysis, the
     dataset pipeline, every built-in method (tiny VQTalker included) scored into the leaderboard,

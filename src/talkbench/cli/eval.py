@@ -63,7 +63,7 @@ def eval_(
             jobs += [replace(job, audio=_matching(audio, job.clip_id), emotion=emotion)
                      for job in match_folders(path, reference, source_portrait, name)]  # fmt: skip
         else:
-            jobs.append(ClipJob(name, path.stem, path, reference, source_portrait, audio=audio, emotion=emotion))
+            jobs.append(ClipJob(name, path.stem, path, reference, source_portrait, audio=_matching(audio, path.stem), emotion=emotion))
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
 
@@ -80,13 +80,13 @@ def eval_(
 
 
 def _matching(audio: Path | None, clip_id: str) -> Path | None:
-    """The driving audio of one clip: the file given, or the file named like the clip in a folder."""
+    """The driving audio of one clip: the file given, or the file named like the clip in a folder.
+    A folder without it gives a path that does not exist: that clip's lip-sync metrics say so,
+    and the other clips and metrics are measured."""
     if audio is None or not audio.is_dir():
         return audio
     found = sorted(p for p in audio.iterdir() if p.stem == clip_id and p.is_file())
-    if not found:
-        raise MetricError(f"{audio}: no audio file named {clip_id}.* for clip {clip_id}")
-    return found[0]
+    return found[0] if found else audio / f"{clip_id}.*"
 
 
 def _method_names(paths: list[Path]) -> list[str]:

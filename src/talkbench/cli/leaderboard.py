@@ -1,5 +1,5 @@
-"""``talkbench submit``, ``talkbench leaderboard``, ``talkbench tables``: thin wrappers over
-``talkbench.leaderboard``."""
+"""``talkbench submit``, ``talkbench score``, ``talkbench leaderboard``, ``talkbench tables``:
+thin wrappers over ``talkbench.leaderboard``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,32 @@ def submit(
         return
     console.print(f"stored run [bold]{run_id}[/] for {escape(run['method'])} on {run['benchmark']}@{run['benchmark_version']} "
                   f"(protocol {run['protocol_hash'][:12]}) in {db.path}")
+
+
+def score(
+    methods: list[str] = typer.Argument(..., help="Built-in methods (see 'baselines list'), e.g. static-source vqtalker-tiny."),
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (sample, mnte, hdtf-test, mead-emotion)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="'talkbench data build' output holding the benchmark's clips."),
+    task: str = typer.Option("speech-driven", "--task", help="speech-driven or reconstruction."),
+    store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metrics (default: the protocol's)."),
+    protocol: str = typer.Option("talkbench", "--protocol", help="Named protocol: talkbench, or a paper table's (flowvqtalker-t1, …)."),
+    out: Path = typer.Option(Path("talkbench-outputs"), "--out", "-o", help="Where the generated videos go."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Evaluation processes (default: all cores)."),
+) -> None:
+    """Generate built-in methods' outputs on a benchmark, evaluate them, store one run each."""
+    from talkbench.leaderboard.benchmarks import get_benchmark
+    from talkbench.leaderboard.evaluate import check_protocol_fits, run_methods
+
+    settings = _settings(metrics, protocol)
+    spec = get_benchmark(benchmark)
+    check_protocol_fits(settings.protocol_name, task, spec.name, spec.key)
+    db = _store(store)
+    run_ids = run_methods(db, methods, spec, task, out, data_dir=data, settings=settings,
+                          progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
+                          workers=workers or os.cpu_count() or 1)  # fmt: skip
+    for method, run_id in run_ids.items():
+        console.print(f"stored run [bold]{run_id}[/] for {escape(method)} on {spec.key} ({task}) in {db.path}")
 
 
 def leaderboard(

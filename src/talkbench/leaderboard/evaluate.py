@@ -87,7 +87,8 @@ def evaluate_many(
     settings = settings or default_settings()
     say = progress or (lambda message: None)
     portraits = {clip.id: _first_frame(clip.video, spec.fps) for clip in clips}
-    jobs = [ClipJob(label, clip.id, Path(videos[clip.id]), clip.video, portraits[clip.id], _group(clip), audio=clip.video)
+    jobs = [ClipJob(label, clip.id, Path(videos[clip.id]), clip.video, portraits[clip.id], _group(clip), audio=clip.video,
+                    emotion=clip.emotion)
             for label, videos in outputs.items() for clip in clips]  # the reference clip carries the driving speech
     report = evaluate(jobs, settings, workers=workers, engine=engine,
                       progress=lambda done, total, label: say(f"evaluating {label} ({done}/{total})"))  # fmt: skip
@@ -129,7 +130,7 @@ def make_tasks(spec: BenchmarkSpec, clips: list[Clip], kind: str) -> list[Task]:
     for clip in clips:
         frames = spec.clip(clip.id).frames or media.frame_count_at(media.probe(clip.video), spec.fps)
         tasks.append(Task(kind=kind, clip_id=clip.id, reference=clip.video, language=clip.language,
-                          fps=spec.fps, frames=frames))
+                          fps=spec.fps, frames=frames, emotion=clip.emotion))
     return tasks
 
 
@@ -219,6 +220,21 @@ def check_submission_name(path: str | Path, name: str, store: Store) -> None:
                                   "choose another name in submission.yaml (nothing was stored)")
 
 
+def check_protocol_fits(protocol_name: str, task: str, benchmark: str, path: str | Path) -> None:
+    """A run under a paper table's protocol must be a run that table has rows for: its task,
+    on one of its benchmarks; otherwise it would be stored under a protocol that fills nothing."""
+    from talkbench.leaderboard.paper import table_by_key
+    from talkbench.metrics.paper_protocols import get_protocol
+
+    protocol = get_protocol(protocol_name)
+    if protocol.table is None:
+        return
+    t = table_by_key(protocol.table)
+    if task != t.task or benchmark not in t.benchmarks:
+        raise EvaluationError(f"{path}: protocol {protocol.name} reproduces {t.paper} Table {t.number} "
+                              f"({t.task} on {', '.join(t.benchmarks)}); this is {task} on {benchmark}")  # fmt: skip
+
+
 def submit(
     path: str | Path,
     benchmark: str | BenchmarkSpec,
@@ -243,6 +259,8 @@ def submit(
         task = sub.meta.task
         if task not in spec.tasks:
             raise EvaluationError(f"{path}: task {task!r} is not a task of {spec.key} ({', '.join(spec.tasks)})")
+        if settings is not None:
+            check_protocol_fits(settings.protocol_name, task, spec.name, path)
         evaluation = evaluate_outputs(spec, clips, sub.videos, task, settings, progress, workers, engine)
         meta = sub.meta
         info = MethodInfo(

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from talkbench.leaderboard.breakdown import Breakdown, label_breakdowns
 from talkbench.leaderboard.store import Store
 from talkbench.metrics import bootstrap
 from talkbench.metrics.settings import BOOTSTRAP_REPLICATES
 
 IE, NON_IE = "indo_european", "non_indo_european"
 PAIRED = {"hdtf-test": IE, "mnte": NON_IE}  # benchmarks that are one side of a pair
+PAIR = "hdtf-test+mnte"
 METRIC_ORDER = ("ssim", "lpips", "csim", "csim_arcface", "csim_insightface", "csim_dlib", "lmd", "m_lmd", "f_lmd",
                 "lse_c", "lse_d", "cpbd", "msi", "fid", "fvd", "acc_emo", "bitrate_kbps")
 # dlib's CSIM is on its own scale (0.94–0.996 on real outputs): never labelled as the papers' CSIM
@@ -212,6 +214,7 @@ class Board:
     differences: list[str] = field(default_factory=list)  # vs the first board of the same task
     note: str = ""
     rank_by: str = RANK_BY
+    breakdowns: list[Breakdown] = field(default_factory=list)  # per-label means (accuracy per emotion)
 
     def sides(self) -> list[str]:
         return [s for s in (IE, NON_IE) if any(r.value(s, m) is not None for r in self.rows for m in self.metrics)]
@@ -284,6 +287,7 @@ class Board:
                  "gap_significant": {m: r.gap_significant(m) for s, m in columns if s == "gap"}}
                 for rank, r in zip(self.ranks(), self.rows)
             ],
+            "breakdowns": [b.to_dict() for b in self.breakdowns],
         }
 
 
@@ -372,6 +376,7 @@ def _references(run: dict) -> str:
 def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
     runs = store.runs(provenance="measured")
     if benchmark:
+        benchmark = benchmark_name(benchmark)
         wanted = {benchmark} | ({"hdtf-test", "mnte"} if benchmark in PAIRED else set())
         runs = [r for r in runs if r["benchmark"] in wanted]
     if not runs:
@@ -390,7 +395,7 @@ def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
     for r in runs:
         paired = r["benchmark"] in PAIRED and not any(
             len(builds.get((r["task"], r["protocol_hash"], b), ())) > 1 for b in PAIRED)
-        pair = "hdtf-test+mnte" if paired else f"{r['benchmark']}@{r['benchmark_version']}"
+        pair = PAIR if paired else f"{r['benchmark']}@{r['benchmark_version']}"
         groups.setdefault((pair, r["task"], r["protocol_hash"], "" if paired else _references(r)), []).append(r)
 
     boards = []
@@ -425,15 +430,19 @@ def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
         methods = store.methods()
         for row in by_method.values():
             row.kind = methods.get(row.method, {}).get("kind", "")
-        metrics = _order_metrics(m for m in metric_names if m not in HIDDEN and not m.endswith("_iod"))
+        spec = None if pair == PAIR else store.benchmark_spec(members[0]["benchmark"], members[0]["benchmark_version"])
+        hidden = set(HIDDEN) - set(spec.board_values if spec else ())
+        metrics = _order_metrics(m for m in metric_names if m not in hidden and not m.endswith("_iod"))
         bench_names = sorted({r["benchmark"] for r in members})
         main = _rank_metric(metrics, RANK_BY)
+        rows = _sort_rows(list(by_method.values()), main)
+        breakdowns = label_breakdowns(store, spec, {r.method: r.run_ids[-1] for r in rows}) if spec else []
         boards.append(Board(
             key=f"{pair}:{task}:{phash[:12]}" + (f":{refs[:8]}" if refs else ""),
             title=f"{pair} · {task} · measured" + (f" · references {refs[:8]}" if builds_of[pair, task, phash] > 1 else ""),
             provenance="measured",
             task=task, benchmarks=bench_names, protocol_sha256=phash, protocol=members[-1]["protocol"],
-            metrics=metrics, rows=_sort_rows(list(by_method.values()), main), rank_by=main or RANK_BY,
+            metrics=metrics, rows=rows, rank_by=main or RANK_BY, breakdowns=breakdowns,
         ))
     _name_differences(boards)
     return boards
@@ -487,8 +496,20 @@ def reported_boards(store: Store) -> list[Board]:
     )]
 
 
+def benchmark_name(benchmark: str) -> str:
+    """A benchmark's name from what a user typed: ``mead-emotion``, ``mead-emotion-v1`` or
+    ``mead-emotion@1`` (a name talkbench does not ship is kept as given)."""
+    from talkbench.leaderboard.benchmarks import BenchmarkError, get_benchmark
+
+    try:
+        return get_benchmark(benchmark).name
+    except BenchmarkError:
+        return benchmark
+
+
 def leaderboard(store: Store, benchmark: str | None = None, reported: bool = True) -> list[Board]:
     boards = measured_boards(store, benchmark)
+    benchmark = benchmark and benchmark_name(benchmark)
     if reported and (benchmark is None or benchmark in PAIRED):
         boards += reported_boards(store)
     return boards

@@ -405,6 +405,13 @@ class Store:
     def methods(self) -> dict[str, dict]:
         return {r["name"]: json.loads(r["info_json"]) for r in self.query("SELECT * FROM methods")}
 
+    def benchmark_spec(self, name: str, version: str):
+        """The stored ``BenchmarkSpec`` of (name, version), or None when none is stored."""
+        from talkbench.leaderboard.benchmarks import parse_spec
+
+        rows = self.query("SELECT spec_json FROM benchmarks WHERE name = ? AND version = ?", [name, version])
+        return parse_spec(rows[0]["spec_json"], f"{self.path}: benchmark {name} v{version}") if rows else None
+
     def benchmarks(self) -> list[dict]:
         return self.query("SELECT name, version, description, clip_list_sha256, superseded_by FROM benchmarks")
 

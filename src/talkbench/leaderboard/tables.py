@@ -16,6 +16,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 
+from talkbench.leaderboard.breakdown import Breakdown
 from talkbench.leaderboard.paper import PaperTable, table, tables_of
 from talkbench.leaderboard.ranking import IE, NON_IE, Board, Interval, label, marks
 from talkbench.leaderboard.store import Store
@@ -115,9 +116,8 @@ def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[
     named = protocol_for_table(t.key)
     ids = [r["run_id"] for r in runs]
     means, aggs = store.group_means(ids), store.aggregates(ids)
-    by_label: dict[str, dict] = {}
+    labelled = []
     for r in sorted(runs, key=lambda r: r["created_at"]):
-        dataset = next(d for d, b in bench_of.items() if b == r["benchmark"])
         differs = protocol_differences(r["protocol"], named) if named else []
         name = r["protocol"].get("name", "?")
         if named is None:
@@ -126,6 +126,17 @@ def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[
             label = f"{r['method']} ({name}, not {named.name}: differs in {', '.join(differs)})"
         else:
             label = f"{r['method']} ({named.name})"
+        labelled.append((label, differs, r))
+    # Runs that share a label but not a protocol hash (other weight files, another seed) never
+    # merge into one row: each gets its hash in the label.
+    hashes: dict[str, set[str]] = {}
+    for label, _, r in labelled:
+        hashes.setdefault(label, set()).add(r["protocol_hash"])
+    by_label: dict[str, dict] = {}
+    for label, differs, r in labelled:
+        if len(hashes[label]) > 1:
+            label = f"{label[:-1]}, protocol {r['protocol_hash'][:8]})"
+        dataset = next(d for d, b in bench_of.items() if b == r["benchmark"])
         entry = by_label.setdefault(label, {"cells": {}, "under": named is not None and not differs})
 
         def value_of(value_name: str) -> float | None:
@@ -147,13 +158,16 @@ def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[
             if value is not None:
                 text = str(int(value)) if key == "resolution" else _fmt(float(value))
                 entry["cells"][(dataset, key)] = Cell(text, float(value), "measured")
-        dlib = value_of("csim_dlib")
+        dlib = value_of("csim_dlib") if any(c.key == "csim" for c in t.columns) else None
         if dlib is not None:
             entry["cells"][(dataset, DLIB_CSIM)] = Cell(_fmt(dlib), dlib, "measured")
     notes.append("measured rows: talkbench runs on " + ", ".join(sorted(set(bench_of.values()))) + f" ({t.task})" +
                  (f"; cells fill the paper's columns only under protocol {named.name} (docs/paper-protocols.md), "
                   "other rows name the protocol fields that differ and are not ranked" if named else ""))
-    if any(k[1] == DLIB_CSIM for e in by_label.values() for k in e["cells"]):
+    filled = {k[1] for e in by_label.values() for k in e["cells"]}
+    if named:
+        notes += [column.note for key, column in named.columns.items() if column.note and key in filled]
+    if DLIB_CSIM in filled:
         cols.extend((d, DLIB_CSIM) for d in bench_of)
         notes.append("CSIM (dlib): talkbench's offline identity similarity (dlib ResNet), on its own scale "
                      "(0.94–0.996 on real outputs); never the papers' ArcFace CSIM")
@@ -202,7 +216,8 @@ def table_markdown(rt: RenderedTable) -> str:
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
                  "≈": r"$\approx$", "<": r"$<$", ">": r"$>$", "✓": r"\checkmark{}", "↑": r"$\uparrow$",
-                 "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--", "−": "$-$"}
+                 "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--", "−": "$-$",
+                 "≠": r"$\neq$"}
 
 
 def latex_escape(text: str) -> str:
@@ -309,6 +324,19 @@ def _board_matrix(board: Board) -> list[list[BoardCell]]:
     return matrix
 
 
+def breakdown_title(b: Breakdown) -> str:
+    return f"{label(b.metric)} per {b.label}"
+
+
+def breakdown_matrix(b: Breakdown) -> tuple[list[str], list[list[str]]]:
+    """Headers and text rows of a breakdown: method, then the mean per label value with its
+    clip count ("0.600 (5)"), '–' where the method has no clip of that value."""
+    headers = ["Method"] + b.groups
+    rows = [[r.method] + [f"{_fmt(r.values[g])} ({r.clips[g]})" if g in r.values else "–" for g in b.groups]
+            for r in b.rows]  # fmt: skip
+    return headers, rows
+
+
 def _md_board_cell(cell: BoardCell) -> str:
     text = styled(cell.text, cell.mark, "md")
     return f"{text} {cell.interval}" if cell.interval else text
@@ -331,6 +359,10 @@ def boards_markdown(boards: list[Board]) -> str:
         out += ["", "IE = Indo-European clips, non-IE = the others; gap% = how much worse outside "
                 "Indo-European (positive = worse); **bold** best, <u>underlined</u> second; "
                 f"{_md_escape(b.legend())}.", ""]
+        for breakdown in b.breakdowns:
+            headers, rows = breakdown_matrix(breakdown)
+            out += [f"#### {breakdown_title(breakdown)} (mean, clips)", "", "| " + " | ".join(headers) + " |",
+                    "|" + "---|" * len(headers)] + ["| " + " | ".join(map(_md_escape, r)) + " |" for r in rows] + [""]
     return "\n".join(out) + "\n"
 
 
@@ -371,6 +403,11 @@ def boards_csv(boards: list[Board]) -> str:
                 w.writerow([b.key, b.protocol_sha256, "" if rank.position is None else rank.position, r.method,
                             r.provenance, side, metric, number(b.cell(r, (side, metric))), col_marks[j][i],
                             number(interval[0]), number(interval[1]), flag(rank.tied), flag(significant)])
+        for breakdown in b.breakdowns:  # side "emotion=angry": the mean over that label's clips
+            for r in breakdown.rows:
+                for group, value in r.values.items():
+                    w.writerow([b.key, b.protocol_sha256, "", r.method, "measured", f"{breakdown.label}={group}",
+                                breakdown.metric, number(value), "", "", "", "", ""])
     return buf.getvalue()
 
 
@@ -410,5 +447,11 @@ def boards_rich(boards: list[Board]):
                 t.add_column(label(cols[j][1]), justify="right")
             for row in matrix:
                 t.add_row(row[0].text, escape(row[1].text), *[shown(row[3 + j]) for j in picked])
+            tables.append(t)
+        for breakdown in b.breakdowns:
+            headers, rows = breakdown_matrix(breakdown)
+            t = Table(*headers, title=f"{b.title} — {breakdown_title(breakdown)} (mean, clips)", title_justify="left")
+            for row in rows:
+                t.add_row(*map(escape, row))
             tables.append(t)
     return tables

@@ -54,6 +54,7 @@ class MetricSpec:
     weights: tuple[str, ...] = ()
     description: str = ""
     opposite: tuple[str, ...] = ()  # values whose direction is the other one (LSE-D beside LSE-C)
+    modules: tuple[str, ...] = ()  # optional Python modules it loads (the "metrics" extra): absent → unavailable
 
     def higher_is_better_for(self, value: str) -> bool:
         """The direction of one of its values."""

@@ -310,7 +310,7 @@ class EmotionVotes:
 class EmotionAccuracy(Metric):
     spec = MetricSpec(
         "emotion", VERSION, "clip", ("acc_emo",), True, frozenset({Need.FACES, Need.LABEL}),
-        weights=(FER_WEIGHTS.name,),
+        weights=(FER_WEIGHTS.name,), modules=("cv2", "h5py"),
         description="1 if the clip's majority FER2013 emotion is its MEAD label (contempt: unavailable)",
     )  # fmt: skip
 

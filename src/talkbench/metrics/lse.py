@@ -69,7 +69,7 @@ class LSE(Metric):
     spec = MetricSpec(
         "lse", VERSION, "clip", ("lse_c", "lse_d"), True, frozenset({Need.FACES, Need.AUDIO}), (syncnet.WEIGHTS,),
         description="SyncNet confidence (LSE-C, higher better) and min distance (LSE-D, lower better), syncnet_python",
-        opposite=("lse_d",),
+        opposite=("lse_d",), modules=("cv2", "python_speech_features"),
     )  # fmt: skip
 
     def load(self, models: ModelSource) -> None:

@@ -17,7 +17,8 @@ points 48–67 of the 68-point layout, and the mouth corners 48 and 54 for the s
 without a face breaks the sequence: accelerations are taken within runs of consecutive frames
 with a face (bridging a gap would invent acceleration) and the windows of all runs averaged;
 the scale comes from the first 10 frames with a face. Acceleration is per frame² at the
-evaluation frame rate (25 fps, as the script's inputs).
+protocol's frame rate (25 fps in every paper protocol); the script takes the frames as given and
+states no rate, so a clip at another rate scores on another scale.
 """
 
 from __future__ import annotations

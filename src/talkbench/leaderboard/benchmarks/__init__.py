@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,8 @@ class BenchmarkClip(BaseModel):
     duration: float | None = None
     frames: int | None = None  # at the benchmark's fps, when the reference ships with talkbench
     reference_sha256: str | None = None
+    emotion: str | None = None  # the clip's emotion label, MEAD's names (emotional benchmarks)
+    intensity: int | None = None  # MEAD's level 1–3
 
     @property
     def indo_european(self) -> bool:
@@ -56,6 +59,8 @@ class BenchmarkSpec(BaseModel):
     dataset: str
     revision: str  # what the clip list was derived from, pinned
     tasks: list[Literal["speech-driven", "reconstruction"]]
+    labels: list[str] = []  # per-clip labels its boards break values down by ("emotion")
+    board_values: list[str] = []  # values its boards show that other boards hide (MEAD: M-LMD, F-LMD)
     main_score: str
     languages: list[str]
     fps: float = 25.0
@@ -78,8 +83,10 @@ class BenchmarkSpec(BaseModel):
 
 
 def clip_list_sha256(clips) -> str:
-    """sha256 of the sorted (id, language, family, reference_sha256) list."""
-    items = sorted((c.id, c.language, c.family, c.reference_sha256 or "") for c in clips)
+    """sha256 of the sorted (id, language, family, reference_sha256[, emotion, intensity]) list;
+    the labels count where a clip has them (a relabelled clip is a new version)."""
+    items = sorted((c.id, c.language, c.family, c.reference_sha256 or "")
+                   + ((c.emotion, c.intensity) if c.emotion is not None else ()) for c in clips)  # fmt: skip
     return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -118,9 +125,13 @@ def all_specs() -> list[BenchmarkSpec]:
 
 
 def get_benchmark(name: str, version: str | None = None) -> BenchmarkSpec:
-    """A benchmark by name: the given version, or the current one (not superseded)."""
+    """A benchmark by name: the given version (``name@1``, ``name-v1``), or the current one
+    (not superseded)."""
     if "@" in name and version is None:
         name, version = name.split("@", 1)
+    versioned = re.fullmatch(r"(.+)-v(\d+)", name)
+    if versioned and version is None and not any(s.name == name for s in all_specs()):
+        name, version = versioned.groups()
     specs = [s for s in all_specs() if s.name == name]
     if not specs:
         names = sorted({s.name for s in all_specs()})
@@ -164,7 +175,7 @@ def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verif
                     "changed, so the benchmark needs a new version"
                 )
             out.append(Clip(id=clip.id, dataset=clip.dataset, language=bc.language,
-                            duration=clip.duration, video=clip.video, family=bc.family,
+                            duration=clip.duration, video=clip.video, family=bc.family, emotion=bc.emotion,
                             provenance=clip.provenance))
         return out
 
@@ -189,6 +200,6 @@ def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verif
         r = rows[bc.id]
         out.append(Clip(id=bc.id, dataset=spec.dataset, language=bc.language,
                         duration=float(r.get("duration") or 0.0),
-                        video=(Path(data_dir) / r["path"]).resolve(), family=bc.family,
+                        video=(Path(data_dir) / r["path"]).resolve(), family=bc.family, emotion=bc.emotion,
                         provenance={"catalog": str(Path(data_dir) / "catalog.duckdb")}))
     return out

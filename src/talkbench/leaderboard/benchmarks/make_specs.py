@@ -14,6 +14,10 @@ spec's clip list in place). ``python -m talkbench.leaderboard.benchmarks.make_sp
   the official HDTF lists (MRzzm/HDTF, commit bbde889) ordered by
   sha256("talkbench/hdtf-test/v1/" + clip id), keeping the first clip of each person until 20
   people are chosen. Deterministic, identity-disjoint, documented; a different list is v2.
+- ``mead-emotion`` v1: MEAD's four test identities of the emotional talking-head code (EAT,
+  EDTalk: M003, M030, W009, W015), front view; each of the seven emotions at its strongest
+  level (3) and neutral (level 1 only), sentences 001–005: 4 × 8 × 5 = 160 clips, ids as
+  ``talkbench data build mead`` names them. Why these: ``docs/datasets/mead.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ FAMILIES = {
     "ja": "Japonic", "tr": "Turkic", "en": INDO_EUROPEAN, "de": INDO_EUROPEAN,
 }
 MNTE_LANGUAGES = ("ar", "sw", "zh", "ko", "ja", "tr")
+MEAD_TEST_IDENTITIES = ("M003", "M030", "W009", "W015")
+MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+MEAD_SENTENCES = 5
 HDTF_TEST_PEOPLE = 20
 HDTF_SALT = "talkbench/hdtf-test/v1/"
 
@@ -110,11 +117,35 @@ def hdtf_spec(manifests: Path) -> dict:
     }
 
 
+def mead_spec() -> dict:
+    clips = []
+    for person in MEAD_TEST_IDENTITIES:
+        for emotion in MEAD_EMOTIONS:
+            level = 1 if emotion == "neutral" else 3
+            clips += [{"id": f"{person}_front_{emotion}_level_{level}_{n:03d}", "language": "en",
+                       "family": INDO_EUROPEAN, "emotion": emotion, "intensity": level}
+                      for n in range(1, MEAD_SENTENCES + 1)]  # fmt: skip
+    return {
+        "name": "mead-emotion", "version": "1",
+        "description": "MEAD emotional talking faces (FlowVQTalker Table 1): the four test identities of the "
+        "public emotional talking-head code, front view, 8 emotions (7 at level 3, neutral at level 1), "
+        "5 sentences each; clips carry their emotion label.",
+        "source": "catalog", "dataset": "mead", "revision": "MEAD (Wang et al., ECCV 2020) as distributed per identity",
+        "tasks": ["speech-driven"], "labels": ["emotion"], "main_score": "acc_emo", "languages": ["en"], "fps": 25.0,
+        "licence": "MEAD: research use under its licence agreement; the clips are the user's download",
+        "citation": "Wang et al., MEAD: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation, ECCV 2020",
+        "selection": "identities M003, M030, W009, W015 (EAT test_mead.py, EDTalk lists/test.json); front view; "
+        "level 3 for the 7 emotions, level 1 for neutral; sentences 001-005 (docs/datasets/mead.md)",
+        "clips": clips,
+    }
+
+
 def main(argv: list[str]) -> None:
     out = Path(argv[0]) if argv else Path(__file__).parent
     manifests = Path(argv[argv.index("--hdtf-manifests") + 1]) if "--hdtf-manifests" in argv else None
     print(_dump(sample_spec(), out))
     print(_dump(mnte_spec(), out))
+    print(_dump(mead_spec(), out))
     if manifests:
         print(_dump(hdtf_spec(manifests), out))
 

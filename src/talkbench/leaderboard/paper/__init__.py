@@ -46,6 +46,11 @@ class PaperTable:
         return f"{self.paper.lower()}:{self.number}"
 
     @property
+    def benchmarks(self) -> tuple[str, ...]:
+        """The talkbench benchmarks its rows are on."""
+        return tuple(g[2] for g in self.groups) if self.groups else ((self.benchmark,) if self.benchmark else ())
+
+    @property
     def metrics(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.kind == "metric")
 
@@ -118,7 +123,7 @@ TABLES: tuple[PaperTable, ...] = (
          _m("f_lmd", "F-LMD", False), _m("sync_conf", "Sync_conf", True), _m("cpbd", "CPBD", True),
          _m("acc_emo_pct", "Acc_emo(%)", True)),
         dataset_column="dataset",
-        groups=(("MEAD", "MEAD", "mead"), ("HDTF", "HDTF", "hdtf-test")),
+        groups=(("MEAD", "MEAD", "mead-emotion"), ("HDTF", "HDTF", "hdtf-test")),
         reference_rows=("GT",),
         note="Sync_conf = SyncNet confidence; Acc_emo only on MEAD. GT is the reference, not ranked.",
     ),
@@ -131,6 +136,12 @@ def table(paper: str, number: str | int) -> PaperTable:
         if t.paper == name and t.number == str(number):
             return t
     raise KeyError(f"no table {number} for paper {paper!r}; known: {[t.key for t in TABLES]}")
+
+
+def table_by_key(key: str) -> PaperTable:
+    """By ``PaperTable.key`` ("vqtalker:2")."""
+    paper, _, number = key.partition(":")
+    return table(paper, number)
 
 
 def tables_of(paper: str) -> list[PaperTable]:

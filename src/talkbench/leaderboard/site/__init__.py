@@ -18,7 +18,7 @@ from pathlib import Path
 from talkbench import __version__
 from talkbench.leaderboard.ranking import Board, higher_is_better, label, leaderboard
 from talkbench.leaderboard.store import Store
-from talkbench.leaderboard.tables import SIDE_LABEL, board_cell
+from talkbench.leaderboard.tables import SIDE_LABEL, board_cell, breakdown_matrix, breakdown_title
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -101,11 +101,21 @@ def _board_table(board: Board, index: int) -> str:
                          f'{_e(shown.text)}{interval}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_e(board.note)}</p>' if board.note else ""
+    breakdowns = "".join(_breakdown_table(b) for b in board.breakdowns)
     return (f'<h2 id="board-{index}">{_e(board.title)}</h2>'
             f'<p class="sub">protocol <code>{board.protocol_sha256[:12]}</code> · benchmarks: '
             f'{_e(", ".join(board.benchmarks))} · task: {_e(board.task)} · {_e(board.legend())}</p>{note}'
             f'<div class="scroll"><table class="sortable" id="table-{index}"><thead><tr>{"".join(head)}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+            f'<tbody>{"".join(rows)}</tbody></table></div>{breakdowns}')
+
+
+def _breakdown_table(breakdown) -> str:
+    headers, rows = breakdown_matrix(breakdown)
+    head = "".join(f'<th class="l">{_e(h)}</th>' if i == 0 else f"<th>{_e(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="l">{_e(c)}</td>' if i == 0 else f"<td>{_e(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)  # fmt: skip
+    return (f'<h3>{_e(breakdown_title(breakdown))} <span class="sub">(mean, clips)</span></h3>'
+            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 PALETTE = ("#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#57606a")
