@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -182,3 +183,21 @@ def test_bitrates_are_table_7s():
             assert p.method_info().bitrate_kbps == p.bitrate_kbps
         else:
             assert p.bitrate_kbps is None
+
+
+def test_an_emotion_placeholder_takes_the_clips_label_and_needs_one(sample_clips, tmp_path):
+    """A method that takes a target emotion (EAT, EAMM …) gets the benchmark clip's label; on a
+    benchmark without labels its plan fails naming the placeholder, never runs with a blank."""
+    from talkbench.baselines.external import ExternalMethod
+    from talkbench.baselines.protocol import Task
+
+    preset = next(p for p in all_presets() if p.status == "runnable" and "speech-driven" in p.tasks)
+    step = preset.steps[0]
+    emotional = preset.model_copy(update={"steps": [step.model_copy(update={"run": [*step.run, "--emotion", "{emotion}"]})]
+                                          + list(preset.steps[1:])})  # fmt: skip
+    clip = sample_clips[0]
+    task = Task(kind="speech-driven", clip_id=clip.id, reference=clip.video, frames=110, emotion="happy")
+    plan = ExternalMethod(emotional, tmp_path, python="/opt/method/bin/python").plan(task)
+    assert plan["steps"][0]["argv"][-2:] == ["--emotion", "happy"]
+    with pytest.raises(PresetError, match=r"no value for placeholder\(s\) \{emotion\}"):
+        ExternalMethod(emotional, tmp_path, python="/opt/method/bin/python").plan(replace(task, emotion=None))

@@ -36,15 +36,18 @@ def test_labels_change_the_clip_list_hash(emotional_spec):
     assert clip_list_sha256(unlabelled) == clip_list_sha256([c for c in get_benchmark("sample").clips if c.id in LABELS])
 
 
-def test_the_board_breaks_emotion_accuracy_down_by_emotion(emotional_spec, tmp_path):
+def test_the_board_breaks_emotion_accuracy_down_by_emotion(emotional_spec, tmp_path, monkeypatch):
+    from talkbench import weights
     from talkbench.leaderboard.store import Store
 
+    monkeypatch.setenv(weights.ENV_CACHE_DIR, str(tmp_path / "no-weights"))  # SyncNet absent: LSE unmeasured
     store = Store(tmp_path / "lb.duckdb")
-    settings = EvalSettings(metrics=("ssim", "emotion"), bootstrap_replicates=10)
+    settings = EvalSettings(metrics=("ssim", "lmd", "emotion", "lse"), bootstrap_replicates=10)
     run_methods(store, ["static-source"], emotional_spec, "speech-driven", tmp_path / "out", settings=settings)
     [board] = leaderboard(store, "sample-emotion")
     [row] = board.rows
     assert "acc_emo" in board.metrics and row.value("indo_european", "ssim") is not None
+    assert "m_lmd" in board.metrics and "f_lmd" not in board.metrics  # the spec's board_values show M-LMD only
     [breakdown] = board.breakdowns
     assert (breakdown.label, breakdown.metric, breakdown.groups) == ("emotion", "acc_emo", ["happy", "neutral"])
     # static-source repeats the labelled portrait: the smiling face is happy, Grace Hopper neutral
@@ -53,6 +56,8 @@ def test_the_board_breaks_emotion_accuracy_down_by_emotion(emotional_spec, tmp_p
     assert "#### Acc_emo per emotion (mean, clips)" in boards_markdown([board])
     assert "| static-source | 0.500 (2) | 1.000 (1) |" in boards_markdown([board])
     assert "emotion=happy,acc_emo,0.5" in boards_csv([board])
+    assert list(board.unmeasured) == ["lse"] and "talkbench weights fetch syncnet-v2" in board.unmeasured["lse"]
+    assert "Not measured: lse (" in boards_markdown([board])
     assert json.loads(json.dumps(board.to_dict()))["breakdowns"][0]["rows"][0]["values"]["neutral"] == 1.0
 
 

@@ -118,6 +118,10 @@ def print_summary(r: dict, files: dict) -> None:
     console.print(f"low confidence (p < {lc['threshold']:g}): {lc['count']} of {t['clips']} clips"
                   + (f"; of each family: {by_family}" if by_family else "")
                   + (" (listed in the report and low_confidence.csv)" if lc["count"] else ""), soft_wrap=True)
+    if r.get("emotions"):
+        shares = ", ".join(f"{x['emotion']} {fmt_pct(x['share_clips'])}" for x in r["emotions"])
+        levels = ", ".join(f"level {x['intensity']} {fmt_pct(x['share_clips'])}" for x in r.get("intensities", []))
+        console.print(f"emotions (of clips): {shares}" + (f"; intensities: {levels}" if levels else ""), soft_wrap=True)
     if r.get("labels"):
         console.print(f"labels: {len(r['labels']['misses'])} language-ID misses of {r['labels']['labelled']} "
                       f"(listed in the report); labels say Indo-European {fmt_pct(r['labels']['indo_european']['clips'])}")

@@ -1,4 +1,5 @@
-"""``talkbench data``: build a dataset from a manifest, and show a built dataset's summary."""
+"""``talkbench data``: build a dataset from a manifest (MEAD: from its download folder), and show
+a built dataset's summary."""
 
 from __future__ import annotations
 
@@ -7,20 +8,24 @@ from pathlib import Path
 import typer
 
 from talkbench.cli.common import console, err_console, print_json
+from talkbench.errors import TalkbenchError
 
-app = typer.Typer(help="Build talking-face datasets (HDTF, VoxCeleb, VFHQ, MNTE, local files).", no_args_is_help=True)
+app = typer.Typer(help="Build talking-face datasets (HDTF, VoxCeleb, VFHQ, MNTE, MEAD, local files).",
+                  no_args_is_help=True)
 
 
 @app.command()
 def build(
-    source: str = typer.Argument(..., help="hdtf | voxceleb | vfhq | mnte | files"),
-    manifest: list[Path] = typer.Option(..., "--manifest", "-m", help="Manifest file/folder (files: videos or a folder; repeatable)."),
+    source: str = typer.Argument(..., help="hdtf | voxceleb | vfhq | mnte | mead | files"),
+    manifest: list[Path] | None = typer.Option(None, "--manifest", "-m", help="Manifest file/folder (files: videos or a folder; repeatable). Every source but mead."),
+    root: Path | None = typer.Option(None, "--root", help="mead: the download's root folder (M003/, W009/, ... each with video.tar + audio.tar or their unpacked video/ and audio/)."),
+    view: str | None = typer.Option(None, help="mead: camera view (front, down, top, left_30, left_60, right_30, right_60; default front)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (catalog.duckdb, clips/, raw/)."),
     engine: str = typer.Option("local", help="local | ray"),
     workers: int = typer.Option(2, help="Worker processes (local) or CPUs for a local Ray."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (engine ray)."),
     limit: int | None = typer.Option(None, help="Build a seeded random subset of this many clips."),
-    split: str | None = typer.Option(None, help="Only this split (HDTF: RD/WDA/WRA; VoxCeleb: train/test)."),
+    split: str | None = typer.Option(None, help="Only this split (HDTF: RD/WDA/WRA; VoxCeleb: train/test; MEAD: test-4id-v1/official-test-v1/train-4id-v1)."),
     languages: str | None = typer.Option(None, help="Only clips whose manifest language is in this comma list."),
     seed: int = typer.Option(0, help="Seed of --limit's subset."),
     min_face_px: int = typer.Option(512, help="Reject clips whose face crop is smaller (paper: 512)."),
@@ -34,12 +39,25 @@ def build(
     force: bool = typer.Option(False, help="Rebuild clips already in the catalog."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Fetch, cut, crop, filter, language-tag and encode clips into OUT/catalog.duckdb."""
+    """Fetch, cut, crop, filter, language-tag and encode clips into OUT/catalog.duckdb.
+    MEAD: talkbench data build mead --root DIR --out OUT (see docs/datasets/mead.md)."""
     from talkbench.datasets.pipeline import build_dataset, summary_tables
 
-    src = [str(m) for m in manifest] if source == "files" else manifest[0]
+    source = source.lower()
+    if source == "mead":
+        if root is None and manifest:
+            root = manifest[0]  # --manifest DIR means the same root
+        if root is None:
+            raise TalkbenchError("mead needs --root DIR: the folder holding the identities (M003/, W009/, ...)")
+        src = root
+    elif root is not None:
+        raise TalkbenchError(f"--root is for mead; {source} reads --manifest")
+    elif not manifest:
+        raise TalkbenchError(f"{source} needs --manifest (its manifest file or folder)")
+    else:
+        src = [str(m) for m in manifest] if source == "files" else manifest[0]
     summary = build_dataset(
-        source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split,
+        source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split, view=view,
         languages=languages.split(",") if languages else None, seed=seed, min_face_px=min_face_px,
         min_seconds=min_seconds, check_language=check_language, lid_engine=lid_engine, lid_model=lid_model,
         cookies=str(cookies) if cookies else None, retries=retries, rate_limit=rate_limit, force=force,

@@ -17,7 +17,8 @@ The paper's measurement (VQTalker, Tables 5-6 and Figure 5), repeatable on any d
    clips whose top language probability is under ``threshold`` are counted and listed, never
    dropped (shares are over clips with a language; the share over confident clips only is
    given beside it); the paper's figure when the dataset is one it measured; with labels, the
-   misses of language ID and the label-based Indo-European share.
+   misses of language ID and the label-based Indo-European share; with a catalog's emotion
+   labels (MEAD), clips and hours per emotion and per intensity.
 4. **Reports.** ``report.md``, a self-contained ``report.html`` (figures embedded as base64
    PNG), ``report.json``, ``clips.csv``, ``language_shares.csv``, ``family_shares.csv``,
    ``low_confidence.csv`` (low-confidence clips are reported apart, with their share of each
@@ -94,6 +95,8 @@ class AuditItem:
     no_speech: bool = False
     origin: str = ""  # catalog | cache | lid | error
     error: str | None = None
+    emotion: str | None = None  # a catalog's emotion label (MEAD), reported as shares beside the languages
+    intensity: int | None = None
 
     @property
     def has_language(self) -> bool:
@@ -138,6 +141,8 @@ def items_from_catalog(source: str | Path) -> tuple[list[AuditItem], dict]:
             duration=float(duration) if duration is not None else None,
             label=r.get("expected_language") or None,
             dataset=r.get("dataset"),
+            emotion=r.get("emotion"),
+            intensity=r.get("intensity"),
         )
         if r.get("language"):
             item.language = fam.normalise(r["language"])
@@ -453,7 +458,26 @@ def summarise(items: list[AuditItem], threshold: float = DEFAULT_THRESHOLD, seed
         "errors": [{"id": it.id, "path": it.path, "error": it.error} for it in items if it.error is not None],
     }
     out["labels"] = _label_stats(items, spoken)
+    for key, name in (("emotion", "emotions"), ("intensity", "intensities")):
+        if any(getattr(it, key) is not None for it in usable):  # only datasets labelled with them (MEAD)
+            out[name] = shares_by(usable, key)
     return out
+
+
+def shares_by(items: list[AuditItem], key: str) -> list[dict]:
+    """Clips and hours per value of an item label (``emotion``, ``intensity``), with their
+    shares among the items that carry one, whether they hold speech or not."""
+    tagged = [it for it in items if getattr(it, key) is not None]
+    total_hours = sum((it.duration or 0.0) for it in tagged) / 3600
+    rows: dict = {}
+    for it in tagged:
+        row = rows.setdefault(getattr(it, key), {key: getattr(it, key), "clips": 0, "hours": 0.0})
+        row["clips"] += 1
+        row["hours"] += (it.duration or 0.0) / 3600
+    for row in rows.values():
+        row["share_clips"] = _share(row["clips"], len(tagged))
+        row["share_hours"] = _share(row["hours"], total_hours)
+    return [rows[k] for k in sorted(rows)]
 
 
 def _label_stats(items: list[AuditItem], spoken: list[AuditItem]) -> dict | None:
@@ -805,6 +829,14 @@ def sections(r: dict) -> list[tuple[str, list[Block]]]:
     out.append(("Families", [("img", "figures/families.png", "Family shares by clips and hours"),
                              ("table", ["family", "Indo-European", "languages", "clips", "share", "hours",
                                         "share (h)"], fam_rows)]))
+    labelled = [(key, name) for key, name in (("emotion", "emotions"), ("intensity", "intensities")) if r.get(name)]
+    if labelled:
+        blocks = [("p", "Over the audited clips that carry the label, with or without speech.")]
+        for key, name in labelled:
+            blocks.append(("table", [key, "clips", "share", "hours", "share (h)"],
+                           [[str(x[key]), str(x["clips"]), fmt_pct(x["share_clips"]), fmt_hours(x["hours"]),
+                             fmt_pct(x["share_hours"])] for x in r[name]]))
+        out.append(("Emotions and intensities", blocks))
     ns = r["no_speech"]
     q: list[Block] = [("p", f"No speech: {ns['count']} of {t['items'] - t['errors']} readable items "
                             f"({fmt_pct(ns['share'])}); they are outside the shares above.")]

@@ -25,6 +25,8 @@ COLUMNS = {
     "range_end": "DOUBLE",
     "split": "VARCHAR",
     "person": "VARCHAR",
+    "emotion": "VARCHAR",  # MEAD: angry, ..., surprised (None for datasets without emotion labels)
+    "intensity": "INTEGER",  # MEAD: the emotion's level, 1-3
     "expected_language": "VARCHAR",
     "manifest_crop": "VARCHAR",
     "meta": "VARCHAR",
@@ -64,6 +66,7 @@ COLUMNS = {
     "finished_at": "VARCHAR",
 }
 VOLATILE = ("timings", "started_at", "finished_at")  # differ between two identical runs
+ADDED_LATER = ("emotion", "intensity")  # catalogs built before these columns get them on open
 
 
 class Catalog:
@@ -84,6 +87,8 @@ class Catalog:
         if not read_only:
             cols = ", ".join(f'"{k}" {v}' for k, v in COLUMNS.items())
             self.con.execute(f"CREATE TABLE IF NOT EXISTS clips ({cols})")
+            for name in ADDED_LATER:
+                self.con.execute(f'ALTER TABLE clips ADD COLUMN IF NOT EXISTS "{name}" {COLUMNS[name]}')
             self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ def build_dataset(
     ray_address: str | None = None,
     limit: int | None = None,
     split: str | None = None,
+    view: str | None = None,
     languages: list[str] | None = None,
     seed: int = 0,
     min_face_px: int = 512,
@@ -52,15 +53,19 @@ def build_dataset(
 ) -> dict:
     """Build (or resume) a dataset in ``out_dir``; returns the catalog summary.
 
-    ``source`` is ``hdtf | voxceleb | vfhq | mnte | files``; ``manifest`` its manifest path
-    (for ``files``: a folder or list of video files). ``min_face_px`` is recorded in every
-    row. ``check_language`` defaults to True for MNTE (the paper's rule) and False elsewhere;
-    ``require_audio`` to False for VFHQ only (its released clips have no sound; the paper uses
-    it for the first, video-only training stage).
+    ``source`` is ``hdtf | voxceleb | vfhq | mnte | mead | files``; ``manifest`` its manifest
+    path (for ``files``: a folder or list of video files; for ``mead``: the download's root
+    folder, and ``view`` the camera view, front by default). ``min_face_px`` is recorded in
+    every row. ``check_language`` defaults to True for MNTE (the paper's rule) and False
+    elsewhere; ``require_audio`` to False for VFHQ only (its released clips have no sound; the
+    paper uses it for the first, video-only training stage).
     """
     out_dir = Path(out_dir)
+    if view is not None and source != "mead":
+        raise BuildError(f"a camera view is a MEAD option; source {source!r} has none")
     if specs is None:
-        specs = load_source(source, manifest)
+        options = {"view": view or "front", "split": split} if source == "mead" else {}
+        specs = load_source(source, manifest, **options)
     specs = select(specs, limit=limit, split=split, languages=languages, seed=seed)
     cfg = BuildConfig(
         out_dir=out_dir,

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from talkbench import media
+from talkbench.datasets.archives import ArchiveError, TarMember, unpack_folder
 from talkbench.datasets.sources import ClipSpec
 from talkbench.errors import MediaError
 
@@ -54,9 +55,13 @@ REASONS = {
     "rate_limited": ("fetch", "rate limited or bot check (try --cookies, a lower rate, later)"),
     "network_error": ("fetch", "network failure (timeouts, refused, DNS)"),
     "fetch_failed": ("fetch", "download failed for another reason (see error)"),
+    "bad_archive": ("fetch", "the tar archive cannot be read, or holds an unsafe member (absolute, '..', link, device)"),
+    "view_missing": ("fetch", "the identity has no video of the requested camera view (MEAD)"),
+    "audio_missing": ("fetch", "the clip's separate audio file is missing"),
     "not_video": ("cut", "the file is not a video FFmpeg can read"),
     "truncated": ("cut", "the video file is truncated or corrupt"),
     "range_out_of_bounds": ("cut", "the clip's time range is outside the video"),
+    "bad_audio": ("cut", "the clip's separate audio file cannot be decoded"),
     "no_face": ("face", "no face in most sampled frames"),
     "multiple_faces": ("face", "two or more people in most sampled frames"),
     "face_too_small": ("filter", "the face crop is smaller than min_face_px"),
@@ -186,9 +191,45 @@ def _raw_done(raw: Path, key: str) -> Path | None:
 
 
 def fetch(spec: ClipSpec, cfg: BuildConfig) -> Path:
-    """The source video on disk: a local file as is, a URL downloaded once per video with
-    yt-dlp into ``out/raw/`` (clips of one video share it; a lock keeps two workers from
-    downloading it twice). Transient failures are retried with exponential backoff."""
+    """The source video on disk: a local file as is, a file inside a tar archive unpacked once
+    per archive folder into ``out/raw/``, a URL downloaded once per video with yt-dlp into
+    ``out/raw/`` (clips of one video share it; a lock keeps two workers from downloading it
+    twice; transient failures are retried with exponential backoff). A clip with a separate
+    audio file is rejected here when that file is missing; a spec's ``reject`` is raised first."""
+    if spec.reject:
+        raise Reject(*spec.reject)
+    path = _fetch_video(spec, cfg)
+    if spec.audio_member is not None:
+        _unpack(spec.audio_member, cfg)
+    audio = audio_path(spec, cfg)
+    if audio is not None and not audio.is_file():
+        raise Reject("audio_missing", f"{audio} does not exist")
+    return path
+
+
+def _unpack(member: TarMember, cfg: BuildConfig) -> Path:
+    raw = cfg.out_dir / "raw"
+    try:
+        unpack_folder(member.archive, member.folder, raw / member.into)
+    except ArchiveError as exc:
+        raise Reject("bad_archive", str(exc)) from None
+    return member.unpacked(raw)
+
+
+def audio_path(spec: ClipSpec, cfg: BuildConfig) -> Path | None:
+    """The clip's separate audio file (where the fetch stage unpacks it, when it is in an
+    archive), or None when the speech is the video's own track."""
+    if spec.audio_member is not None:
+        return spec.audio_member.unpacked(cfg.out_dir / "raw")
+    return Path(spec.audio_source) if spec.audio_source else None
+
+
+def _fetch_video(spec: ClipSpec, cfg: BuildConfig) -> Path:
+    if spec.video_member is not None:
+        path = _unpack(spec.video_member, cfg)
+        if not path.is_file():
+            raise Reject("source_missing", f"{spec.video_member} was not unpacked to {path}")
+        return path
     if not spec.is_url:
         path = Path(spec.source[7:] if spec.source.startswith("file://") else spec.source)
         if not path.is_file():
@@ -352,7 +393,8 @@ def _media_reject(path: Path, exc: MediaError) -> Reject:
 
 def cut(spec: ClipSpec, path: Path, cfg: BuildConfig) -> Cut:
     """The clip's frame range at ``cfg.fps`` (frame-accurate: frame k is the source frame
-    nearest k/fps) and its audio as 16 kHz mono float32 (None without an audio stream)."""
+    nearest k/fps) and its audio as 16 kHz mono float32: from the spec's separate audio file
+    when it has one, else the video's own track (None without an audio stream)."""
     try:
         info = media.probe(path)
     except MediaError as exc:
@@ -368,11 +410,12 @@ def cut(spec: ClipSpec, path: Path, cfg: BuildConfig) -> Cut:
     if last <= first:
         raise Reject("range_out_of_bounds", f"range {spec.start}-{spec.end} s holds no frame at {cfg.fps} fps")
     audio = None
-    if info.has_audio:
+    separate = audio_path(spec, cfg)
+    if separate is not None or info.has_audio:
         try:
-            samples = media.read_audio(path)
+            samples = media.read_audio(separate or path)
         except MediaError as exc:
-            raise _media_reject(path, exc) from None
+            raise (Reject("bad_audio", str(exc)) if separate else _media_reject(path, exc)) from None
         audio = samples[round(start * media.AUDIO_RATE) : round(end * media.AUDIO_RATE)]
     return Cut(path, info.width, info.height, info.fps, start, end, first, last, audio)
 
@@ -613,6 +656,7 @@ def _now() -> str:
 
 
 def base_row(spec: ClipSpec, cfg: BuildConfig) -> dict:
+    meta = {**spec.meta, "splits": list(spec.splits)} if spec.splits else spec.meta
     return {
         "clip_id": spec.clip_id,
         "dataset": spec.dataset,
@@ -623,7 +667,9 @@ def base_row(spec: ClipSpec, cfg: BuildConfig) -> dict:
         "person": spec.person,
         "expected_language": spec.language,
         "manifest_crop": json.dumps(spec.crop) if spec.crop else None,
-        "meta": json.dumps(spec.meta, sort_keys=True),
+        "meta": json.dumps(meta, sort_keys=True),
+        "emotion": spec.emotion,
+        "intensity": spec.intensity,
         "min_face_px": cfg.min_face_px,
         "min_seconds": cfg.min_seconds,
         "status": "pending",

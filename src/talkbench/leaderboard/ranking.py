@@ -215,6 +215,7 @@ class Board:
     note: str = ""
     rank_by: str = RANK_BY
     breakdowns: list[Breakdown] = field(default_factory=list)  # per-label means (accuracy per emotion)
+    unmeasured: dict[str, str] = field(default_factory=dict)  # metric → why no run of the board has it
 
     def sides(self) -> list[str]:
         return [s for s in (IE, NON_IE) if any(r.value(s, m) is not None for r in self.rows for m in self.metrics)]
@@ -288,6 +289,7 @@ class Board:
                 for rank, r in zip(self.ranks(), self.rows)
             ],
             "breakdowns": [b.to_dict() for b in self.breakdowns],
+            "unmeasured": self.unmeasured,
         }
 
 
@@ -443,9 +445,20 @@ def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
             provenance="measured",
             task=task, benchmarks=bench_names, protocol_sha256=phash, protocol=members[-1]["protocol"],
             metrics=metrics, rows=rows, rank_by=main or RANK_BY, breakdowns=breakdowns,
+            unmeasured=_unmeasured(members, metric_names),
         ))
     _name_differences(boards)
     return boards
+
+
+def _unmeasured(runs: list[dict], measured: set[str]) -> dict[str, str]:
+    """Metrics the runs asked for and no run measured, with the (latest) reason stored."""
+    from talkbench.metrics.registry import get_metric
+
+    reasons: dict[str, str] = {}
+    for r in sorted(runs, key=lambda r: r["created_at"]):
+        reasons.update(r["attributes"].get("unavailable") or {})
+    return {m: why for m, why in sorted(reasons.items()) if not set(get_metric(m).values) & measured}
 
 
 def _name_differences(boards: list[Board]) -> None:

@@ -324,6 +324,10 @@ def _board_matrix(board: Board) -> list[list[BoardCell]]:
     return matrix
 
 
+def unmeasured_text(board: Board) -> str:
+    return "; ".join(f"{metric} ({why})" for metric, why in board.unmeasured.items())
+
+
 def breakdown_title(b: Breakdown) -> str:
     return f"{label(b.metric)} per {b.label}"
 
@@ -359,6 +363,7 @@ def boards_markdown(boards: list[Board]) -> str:
         out += ["", "IE = Indo-European clips, non-IE = the others; gap% = how much worse outside "
                 "Indo-European (positive = worse); **bold** best, <u>underlined</u> second; "
                 f"{_md_escape(b.legend())}.", ""]
+        out += [f"Not measured: {_md_escape(unmeasured_text(b))}", ""] if b.unmeasured else []
         for breakdown in b.breakdowns:
             headers, rows = breakdown_matrix(breakdown)
             out += [f"#### {breakdown_title(breakdown)} (mean, clips)", "", "| " + " | ".join(headers) + " |",
@@ -438,7 +443,8 @@ def boards_rich(boards: list[Board]):
         for side in sides:
             picked = [j for j, (s, _) in enumerate(cols) if s == side]
             caption = escape(f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else "")
-                             + (f"\n{b.legend()}" if side == sides[-1] else ""))  # once per board
+                             + (f"\n{b.legend()}" if side == sides[-1] else "")  # once per board
+                             + (f"\nnot measured: {unmeasured_text(b)}" if b.unmeasured and side == sides[-1] else ""))
             t = Table(title=f"{b.title} — {SIDE_TITLE[side]}", title_justify="left", caption=caption,
                       caption_justify="left")
             t.add_column("#", justify="right")

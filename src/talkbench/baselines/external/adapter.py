@@ -156,6 +156,8 @@ class ExternalMethod:
             "output_dir": str(out_dir), "clip_id": task.clip_id, "fps": f"{task.fps:g}",
             "frames": str(frames),
         }
+        if task.emotion is not None:
+            values["emotion"] = task.emotion
         inputs = p.inputs
 
         def slot(folder: str, name: str, suffix: str) -> Path:

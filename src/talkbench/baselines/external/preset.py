@@ -36,6 +36,7 @@ PLACEHOLDERS: dict[str, str] = {
     "driving_frames": "a directory of the driving video's frames, as inputs.driving_frames asks",
     "controls": "the clip's control-signal file (head pose ...), when the task provides one",
     "fps": "the protocol frame rate (25)",
+    "emotion": "the clip's emotion label, MEAD's names (angry … surprised), on emotional benchmarks only",
     "frames": "the number of frames the output must have",
 }
 

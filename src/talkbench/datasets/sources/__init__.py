@@ -1,6 +1,7 @@
-"""Manifest parsers. Each source turns its official manifest into ``ClipSpec`` records: one per
-clip to build, with where to get the video, which time range, and the manifest's face crop when
-it has one. ``select`` picks a deterministic subset (``--limit``, ``--split``, ``--languages``)."""
+"""Manifest parsers. Each source turns its official manifest (or, for MEAD, the download's
+folder layout) into ``ClipSpec`` records: one per clip to build, with where to get the video,
+which time range, and the manifest's face crop when it has one. ``select`` picks a
+deterministic subset (``--limit``, ``--split``, ``--languages``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from talkbench.datasets.archives import TarMember
 from talkbench.errors import TalkbenchError
 
 
@@ -27,7 +29,14 @@ class ClipSpec:
     """One clip to build. ``source`` is a URL or a local file path; times are seconds in the
     source video (``end=None``: to the end). ``crop`` is (x0, y0, x1, y1) in the pixels of a
     reference frame ``crop_frame`` = (width, height) (width 0: only the height is known, scale
-    uniformly; None: the pixels of the video as downloaded), or None to detect the face."""
+    uniformly; None: the pixels of the video as downloaded), or None to detect the face.
+
+    ``audio_source`` is a separate file with the clip's speech (MEAD's m4a), read instead of
+    the video's own track. ``video_member`` / ``audio_member`` say that the video / audio is a
+    file inside a tar archive, unpacked by the fetch stage (``source`` / ``audio_source`` then
+    only name it, as ``archive:member``). ``splits`` names further splits the clip belongs to
+    besides ``split`` (MEAD's overlapping, versioned splits). ``reject`` = (reason code, detail)
+    is a rejection known before any work (e.g. an unreadable archive): the fetch stage raises it."""
 
     clip_id: str
     dataset: str
@@ -40,6 +49,13 @@ class ClipSpec:
     split: str | None = None
     person: str | None = None
     meta: dict = field(default_factory=dict)
+    emotion: str | None = None
+    intensity: int | None = None
+    audio_source: str | None = None
+    video_member: TarMember | None = None
+    audio_member: TarMember | None = None
+    splits: tuple[str, ...] = ()
+    reject: tuple[str, str] | None = None
 
     @property
     def source_key(self) -> str:
@@ -75,9 +91,10 @@ def select(
     languages: list[str] | None = None,
     seed: int = 0,
 ) -> list[ClipSpec]:
-    """Filter by split and languages, then (with ``limit``) a seeded random subset kept in
-    manifest order: the same seed and manifest always give the same clips."""
-    chosen = [s for s in specs if split is None or s.split == split]
+    """Filter by split (a clip's ``split`` or one of its ``splits``) and languages, then (with
+    ``limit``) a seeded random subset kept in manifest order: the same seed and manifest always
+    give the same clips."""
+    chosen = [s for s in specs if split is None or s.split == split or split in s.splits]
     if languages:
         wanted = {x.strip() for x in languages}
         chosen = [s for s in chosen if s.language in wanted]
@@ -87,13 +104,14 @@ def select(
     return chosen
 
 
-SOURCES = ("hdtf", "voxceleb", "vfhq", "mnte", "files")
+SOURCES = ("hdtf", "voxceleb", "vfhq", "mnte", "mead", "files")
 
 
 def load_source(source: str, manifest: str | Path | list, **kwargs) -> list[ClipSpec]:
     """Specs for a source by name: ``hdtf`` (a folder of the official txt files), ``voxceleb``
     (vox-metadata.csv or a folder of per-segment txt files), ``vfhq`` (a folder of meta files),
-    ``mnte`` (our CSV/YAML manifest), ``files`` (local video files or a folder of them)."""
+    ``mnte`` (our CSV/YAML manifest), ``mead`` (the root folder of a MEAD download, per-identity
+    folders), ``files`` (local video files or a folder of them)."""
     source = source.lower()
     if source == "hdtf":
         from talkbench.datasets.sources.hdtf import load_hdtf
@@ -111,6 +129,10 @@ def load_source(source: str, manifest: str | Path | list, **kwargs) -> list[Clip
         from talkbench.datasets.sources.mnte import load_mnte
 
         return load_mnte(Path(manifest), **kwargs)
+    if source == "mead":
+        from talkbench.datasets.sources.mead import load_mead
+
+        return load_mead(Path(manifest), **kwargs)
     if source == "files":
         return load_files(manifest, **kwargs)
     raise TalkbenchError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")

@@ -131,7 +131,7 @@ def mead_spec() -> dict:
         "public emotional talking-head code, front view, 8 emotions (7 at level 3, neutral at level 1), "
         "5 sentences each; clips carry their emotion label.",
         "source": "catalog", "dataset": "mead", "revision": "MEAD (Wang et al., ECCV 2020) as distributed per identity",
-        "tasks": ["speech-driven"], "labels": ["emotion"], "main_score": "acc_emo", "languages": ["en"], "fps": 25.0,
+        "tasks": ["speech-driven"], "labels": ["emotion"], "board_values": ["m_lmd", "f_lmd"], "main_score": "acc_emo", "languages": ["en"], "fps": 25.0,
         "licence": "MEAD: research use under its licence agreement; the clips are the user's download",
         "citation": "Wang et al., MEAD: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation, ECCV 2020",
         "selection": "identities M003, M030, W009, W015 (EAT test_mead.py, EDTalk lists/test.json); front view; "

@@ -18,7 +18,7 @@ from pathlib import Path
 from talkbench import __version__
 from talkbench.leaderboard.ranking import Board, higher_is_better, label, leaderboard
 from talkbench.leaderboard.store import Store
-from talkbench.leaderboard.tables import SIDE_LABEL, board_cell, breakdown_matrix, breakdown_title
+from talkbench.leaderboard.tables import SIDE_LABEL, board_cell, breakdown_matrix, breakdown_title, unmeasured_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -101,6 +101,8 @@ def _board_table(board: Board, index: int) -> str:
                          f'{_e(shown.text)}{interval}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_e(board.note)}</p>' if board.note else ""
+    if board.unmeasured:
+        note += f'<p class="note">not measured: {_e(unmeasured_text(board))}</p>'
     breakdowns = "".join(_breakdown_table(b) for b in board.breakdowns)
     return (f'<h2 id="board-{index}">{_e(board.title)}</h2>'
             f'<p class="sub">protocol <code>{board.protocol_sha256[:12]}</code> · benchmarks: '
