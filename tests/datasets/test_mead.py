@@ -10,10 +10,14 @@ pipeline used."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import resource
 import shutil
+import signal
 import tarfile
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,12 +28,14 @@ from typer.testing import CliRunner
 
 from talkbench import media
 from talkbench.cli import app
-from talkbench.datasets.archives import ArchiveError, list_files, unpack_folder
+from talkbench.datasets import archives
+from talkbench.datasets.archives import ArchiveError, UnpackSpaceError, list_files, unpack_folder
 from talkbench.datasets.audit import audit
 from talkbench.datasets.catalog import COLUMNS, Catalog
-from talkbench.datasets.pipeline import build_dataset
+from talkbench.datasets.pipeline import BuildError, build_dataset
 from talkbench.datasets.sources import ClipSpec, select
-from talkbench.datasets.sources.mead import load_mead
+from talkbench.datasets.sources.mead import identity_specs, load_mead
+from talkbench.datasets.stages import BuildConfig, process_clip
 from talkbench.errors import TalkbenchError
 
 SECONDS = 3.6  # 90 frames at 25 fps
@@ -164,7 +170,6 @@ def test_build_mead_download(shared_data, media_parts, mead_root, built, tmp_pat
     assert "audio/happy/level_2/002.m4a" in rows["M030_front_happy_level_2_002"]["error"]
     assert rows["M030_front_happy_level_2_003"]["stage"] == rows["M030_front_happy_level_2_004"]["stage"] == "cut"
     assert "004.m4a" in rows["M030_front_happy_level_2_004"]["error"]
-    assert not list(out.parent.rglob("escape.txt")) and not list(mead_root.parent.rglob("escape.txt"))
 
     # only the front view and the audio were unpacked, completely, and nothing half-done is left
     raw = out / "raw" / "mead" / "M003"
@@ -260,21 +265,30 @@ def test_mead_splits(tmp_path):
         load_mead(tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["absolute", "symlink", "hardlink", "device"])
+UNSAFE = {  # kind -> the second member's name, and what the error says
+    "absolute": ("/etc/evil", "has an absolute path"),
+    "dotdot": ("video/front/../../evil.mp4", "climbs out of the archive"),
+    "symlink": ("video/front/angry/level_1/002.mp4", "is a link"),
+    "hardlink": ("video/front/angry/level_1/002.mp4", "is a link"),
+    "device": ("video/front/angry/level_1/002.mp4", "is a device"),
+    "sparse": ("video/front/angry/level_1/002.mp4", "is a sparse file"),
+    "duplicate": ("./video/front/angry/level_1/001.mp4", "'video/front/angry/level_1/001.mp4' appears twice"),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNSAFE))
 def test_unsafe_archive_members_are_refused(tmp_path, kind):
     path = tmp_path / "video.tar"
-    with tarfile.open(path, "w") as tar:
+    name, problem = UNSAFE[kind]
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
         add_file(tar, "video/front/angry/level_1/001.mp4", b"x")
-        info = tarfile.TarInfo("/etc/evil" if kind == "absolute" else "video/front/angry/level_1/002.mp4")
-        if kind == "symlink":
-            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        elif kind == "hardlink":
-            info.type, info.linkname = tarfile.LNKTYPE, "video/front/angry/level_1/001.mp4"
-        elif kind == "device":
-            info.type = tarfile.CHRTYPE
-            info.size = 0
-        tar.addfile(info, io.BytesIO(b"") if kind == "absolute" else None)
-    with pytest.raises(ArchiveError, match="video.tar: member"):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = {"symlink": (tarfile.SYMTYPE, "/etc/passwd"),
+                                    "hardlink": (tarfile.LNKTYPE, "video/front/angry/level_1/001.mp4"),
+                                    "device": (tarfile.CHRTYPE, ""),
+                                    "sparse": (tarfile.GNUTYPE_SPARSE, "")}.get(kind, (tarfile.REGTYPE, ""))
+        tar.addfile(info, io.BytesIO(b"") if info.type == tarfile.REGTYPE else None)
+    with pytest.raises(ArchiveError, match=f"video.tar: member .*{problem}"):
         list_files(path)
     with pytest.raises(ArchiveError, match="video.tar: member"):
         unpack_folder(path, "video/front", tmp_path / "out")
@@ -301,9 +315,110 @@ def test_unpack_is_idempotent_and_ignores_a_killed_run(tmp_path):
     # a truncated archive: an error naming it, and nothing left that a later run would trust
     whole = path.read_bytes()
     path.write_bytes(whole[:600])
-    with pytest.raises(ArchiveError, match="audio.tar: cannot unpack audio/"):
+    with pytest.raises(ArchiveError, match="audio.tar: cannot read the tar archive"):
         unpack_folder(path, "audio", tmp_path / "other")
     assert not (tmp_path / "other" / "audio").exists() and not list((tmp_path / "other").glob("*.partial"))
+    # another version of the archive: the folder is unpacked again, stale files gone
+    make_tar(path, {"audio/sad/level_1/002.m4a": b"two"})
+    unpack_folder(path, "audio", dest)
+    assert sorted(p.name for p in final.rglob("*")) == [".unpacked.json", "002.m4a", "level_1", "sad"]
+    # a folder without the marker (from a killed run of old, or put there by hand) is not trusted
+    (final / ".unpacked.json").unlink()
+    (final / "sad" / "level_1" / "002.m4a").write_bytes(b"hand")
+    unpack_folder(path, "audio", dest)
+    assert (final / "sad" / "level_1" / "002.m4a").read_bytes() == b"two"
+
+
+def test_unpack_never_writes_outside_its_folder(tmp_path):
+    path = make_tar(tmp_path / "video.tar", {"video/front/sad/level_1/001.mp4": b"x",
+                                             "video/front/../../../../escape.txt": b"owned"})
+    dest = tmp_path / "a" / "b" / "raw"
+    with pytest.raises(ArchiveError, match="climbs out of the archive"):
+        unpack_folder(path, "video/front", dest)
+    assert not list(tmp_path.rglob("escape.txt")) and not (dest / "video").exists()
+
+
+def test_unpack_uses_the_folder_another_process_finished_first(tmp_path, monkeypatch):
+    """Where the lock does not hold (a filesystem without flock), the rename finds the folder there."""
+    path = make_tar(tmp_path / "audio.tar", {"audio/sad/level_1/001.m4a": b"one"})
+    dest = tmp_path / "raw"
+    theirs = unpack_folder(path, "audio", tmp_path / "other")
+    extract = archives.extract_folder
+
+    def other_process_finishes_meanwhile(archive, folder, into):
+        extract(archive, folder, into)
+        shutil.copytree(theirs, dest / folder)
+
+    monkeypatch.setattr(archives, "extract_folder", other_process_finishes_meanwhile)
+    final = unpack_folder(path, "audio", dest)
+    assert (final / "sad" / "level_1" / "001.m4a").read_bytes() == b"one"
+    assert not list(dest.glob("*.partial"))
+
+
+@contextmanager
+def file_size_limit(limit: int):
+    """Writing a file beyond ``limit`` bytes fails with EFBIG (File too large), even as root."""
+    before, on_signal = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+        signal.signal(signal.SIGXFSZ, on_signal)
+
+
+def test_unpack_refuses_a_compressed_archive_and_one_larger_than_the_free_space(tmp_path):
+    plain = make_tar(tmp_path / "plain.tar", {"audio/sad/level_1/001.m4a": b"one"})
+    packed = tmp_path / "audio.tar"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    with pytest.raises(ArchiveError, match="audio.tar: is gzip-compressed; only plain"):
+        list_files(packed)
+    # a member larger than the free space (the archive is a sparse file: it takes no room itself)
+    huge = tmp_path / "huge.tar"
+    size = shutil.disk_usage(tmp_path).free + 2**30
+    with open(huge, "wb") as f:
+        info = tarfile.TarInfo("audio/sad/level_1/001.m4a")
+        info.size = size
+        f.write(info.tobuf(tarfile.PAX_FORMAT))
+        f.truncate(f.tell() + size + (-size) % 512 + 1024)
+    try:  # the size limit: were the check missing, the unpack would fail at once, not fill the disk
+        needs = f"huge.tar: unpacking audio/ needs {size} bytes"
+        with file_size_limit(2**20), pytest.raises(UnpackSpaceError, match=needs):
+            unpack_folder(huge, "audio", tmp_path / "raw")
+        assert not (tmp_path / "raw" / "audio").exists()
+    finally:
+        huge.unlink()
+
+
+def test_a_write_error_while_unpacking_fails_the_clip_for_a_retry(tmp_path):
+    """Only reading the archive makes it a bad archive; a file the disk refuses (here: the
+    file size limit) is the environment's problem, and the clip is retried on a re-run."""
+    root = tmp_path / "mead"
+    make_tar(root / "M003" / "video.tar", {"video/front/sad/level_1/001.mp4": b"x" * 4096})
+    make_tar(root / "M003" / "audio.tar", {"audio/sad/level_1/001.m4a": b"x"})
+    [spec] = load_mead(root)
+    with file_size_limit(1024):
+        row = process_clip(spec, BuildConfig(out_dir=tmp_path / "out"))
+    assert (row["status"], row["stage"], row["reason"]) == ("failed", "fetch", "error")
+    assert row["error"].startswith("OSError: [Errno 27] File too large")
+
+
+def test_member_names_are_normalised_and_one_clip_is_one_member(tmp_path):
+    root = tmp_path / "mead"
+    make_tar(root / "W011" / "video.tar", {"./video/front/sad/level_1/001.mp4": b"v"})
+    make_tar(root / "W011" / "audio.tar", {"./audio//sad/level_1/001.m4a": b"a"})
+    [spec] = identity_specs(root / "W011", "front")
+    assert spec.reject is None and spec.video_member.name == "video/front/sad/level_1/001.mp4"
+    raw = tmp_path / "raw"
+    for member in (spec.video_member, spec.audio_member):
+        unpack_folder(member.archive, member.folder, raw / member.into)
+        assert member.unpacked(raw).is_file()
+    # the same clip under two folders of one archive: refused, naming both
+    make_tar(root / "M003" / "video.tar", {"video/front/sad/level_1/001.mp4": b"v",
+                                           "M003/video/front/sad/level_1/001.mp4": b"v"})
+    [row] = identity_specs(root / "M003", "front")
+    assert (row.clip_id, row.reject[0]) == ("M003_front", "bad_archive")
+    assert "video/front/sad/level_1/001.mp4 and" in row.reject[1] and "are the same clip" in row.reject[1]
 
 
 def test_catalog_without_emotion_columns_opens_and_resumes(tmp_path):
@@ -338,6 +453,10 @@ def test_cli_builds_mead_from_root(tmp_path):
     assert (data["clips"], data["rejected"]) == (2, 2)
     assert set(data["reasons"]) == {"bad_archive", "view_missing"}
     assert data["reasons"]["view_missing"]["stage"] == "fetch"
+    assert data["min_face_px"] == 256  # MEAD's default (docs/datasets/mead.md)
+    result = runner.invoke(app, ["data", "build", "mead", "--root", str(root), "--view", "top", "--out",
+                                 str(tmp_path / "out"), "--workers", "0", "--json"])
+    assert isinstance(result.exception, BuildError) and "view: 'front' -> 'top'" in str(result.exception)
     result = runner.invoke(app, ["data", "build", "mead", "--root", str(root), "--view", "top", "--out",
                                  str(tmp_path / "top"), "--workers", "0", "--json", "--split", "train-4id-v1"])
     assert result.exit_code == 0, result.output
@@ -381,8 +500,9 @@ def test_built_mead_clips_fill_flowvqtalker_table_1_with_their_emotions(shared_d
     table = build_table(store, "flowvqtalker", 1)
     row = next(r for r in table.rows if r.provenance == "measured")
     assert row.label == "static-source (flowvqtalker-t1-v1)"
-    filled = {table.headers[j + 1] for j, cell in enumerate(row.cells) if cell.value is not None}
-    assert filled == {"SSIM", "Acc_emo(%)"}  # MEAD's SSIM and Acc_emo; nothing under HDTF
+    groups = [group for group, span in table.header_groups for _ in range(span)]
+    filled = {(groups[j], table.headers[j + 1]) for j, cell in enumerate(row.cells) if cell.value is not None}
+    assert filled == {("MEAD", "SSIM"), ("MEAD", "Acc_emo(%)")}  # nothing under HDTF
     [board] = leaderboard(store, "mead-emotion")
     [breakdown] = board.breakdowns
     assert breakdown.groups == ["angry", "neutral", "happy"] and sum(breakdown.rows[0].clips.values()) == 3

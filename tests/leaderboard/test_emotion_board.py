@@ -25,7 +25,7 @@ LABELS = {"zh_001": "happy", "tr_001": "happy", "de_001": "neutral"}
 def emotional_spec():
     sample = get_benchmark("sample")
     clips = [c.model_copy(update={"emotion": LABELS[c.id], "intensity": 3}) for c in sample.clips if c.id in LABELS]
-    return sample.model_copy(update={"name": "sample-emotion", "clips": clips, "labels": ["emotion"],
+    return sample.model_copy(update={"name": "sample-emotion", "clips": clips, "labels": ["emotion"], "main_score": "acc_emo",
                                      "board_values": ["m_lmd"], "clip_list_sha256": clip_list_sha256(clips)})
 
 
@@ -58,6 +58,8 @@ def test_the_board_breaks_emotion_accuracy_down_by_emotion(emotional_spec, tmp_p
     assert "emotion=happy,acc_emo,0.5" in boards_csv([board])
     assert list(board.unmeasured) == ["lse"] and "talkbench weights fetch syncnet-v2" in board.unmeasured["lse"]
     assert "Not measured: lse (" in boards_markdown([board])
+    assert board.rank_by == "acc_emo"  # the spec's main score
+    assert leaderboard(store, "sample-emotion@2") and not leaderboard(store, "sample-emotion@9")
     assert json.loads(json.dumps(board.to_dict()))["breakdowns"][0]["rows"][0]["values"]["neutral"] == 1.0
 
 

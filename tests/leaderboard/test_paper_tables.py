@@ -210,3 +210,24 @@ def test_a_measured_acc_emo_cell_says_its_classifier_is_not_the_papers(tmp_path)
     assert 50.0 in [c.value for c in row.cells]  # acc_emo 0.5 → Acc_emo 50 %
     assert "CSIM (dlib)" not in rendered.headers  # the table has no CSIM column
     assert any("not the paper's classifier" in n for n in rendered.notes)
+
+
+def test_measured_ground_truth_is_shown_never_marked_and_a_methods_datasets_share_a_row(tmp_path):
+    from talkbench.leaderboard.store import ClipValue, Run, Store
+    from talkbench.metrics.paper_protocols import expected_protocol, get_protocol
+
+    store = Store(tmp_path / "lb.duckdb")
+    protocol = get_protocol("flowvqtalker-t1")
+    mead, hdtf = expected_protocol(protocol, ("ssim", "emotion")), expected_protocol(protocol, ("ssim",))
+    for method, benchmark, record, values in (("ground-truth", "mead-emotion", mead, {"ssim": 1.0, "acc_emo": 1.0}),
+                                               ("mine", "mead-emotion", mead, {"ssim": 0.7, "acc_emo": 0.5}),
+                                               ("mine", "hdtf-test", hdtf, {"ssim": 0.8}),
+                                               ("theirs", "mead-emotion", mead, {"ssim": 0.6, "acc_emo": 0.25})):
+        store.add_run(Run(method=method, benchmark=benchmark, benchmark_version="1", task="speech-driven",
+                          provenance="measured", protocol=record), [ClipValue("c1", k, v) for k, v in values.items()])
+    rendered = build_table(store, "flowvqtalker", 1)
+    rows = {r.label: r for r in rendered.rows if r.provenance == "measured"}
+    assert set(rows) == {"ground-truth (flowvqtalker-t1-v1)", "mine (flowvqtalker-t1-v1)", "theirs (flowvqtalker-t1-v1)"}
+    mine = rows["mine (flowvqtalker-t1-v1)"]
+    assert [c.value for c in mine.cells if c.value is not None] == [0.7, 50.0, 0.8]  # MEAD and HDTF, one row
+    assert rows["ground-truth (flowvqtalker-t1-v1)"].cells[0].mark == "" and mine.cells[0].mark == "best"

@@ -292,3 +292,20 @@ def test_reported_cells_have_no_interval(measured_store):
     assert all(not r.intervals and not r.gap_differences for r in board.rows)
     assert "published numbers carry no interval" in board.legend()
     assert "[" not in next(line for line in boards_markdown([board]).splitlines() if "| VQTalker |" in line)
+
+
+def test_a_board_without_a_measured_metric_says_why_in_every_format(tmp_path):
+    from talkbench.leaderboard.ranking import leaderboard
+    from talkbench.leaderboard.store import Run, Store
+    from talkbench.leaderboard.tables import boards_markdown, boards_rich
+
+    store = Store(tmp_path / "lb.duckdb")
+    store.add_run(Run(method="m", benchmark="sample", benchmark_version="2", task="speech-driven", provenance="measured",
+                      protocol={"name": "talkbench-v1"},
+                      attributes={"unavailable": {"lse": "weights 'syncnet-v2' are not installed",
+                                                  "retired-metric": "no longer registered"}}), [])
+    [board] = leaderboard(store, "sample")
+    assert board.unmeasured == {"lse": "weights 'syncnet-v2' are not installed", "retired-metric": "no longer registered"}
+    [table] = boards_rich([board])
+    assert "not measured: lse (weights 'syncnet-v2' are not installed)" in str(table.caption)
+    assert "Not measured: lse (" in boards_markdown([board])

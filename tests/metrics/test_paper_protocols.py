@@ -61,8 +61,10 @@ def test_a_run_of_some_of_the_protocols_metrics_is_under_it():
     subset = expected_protocol(protocol, ("ssim", "cpbd"))
     assert subset["identity_backend"] is None and subset["fvd_sampling"] is None  # no CSIM, no FVD run
     assert protocol_differences(subset, protocol) == []
-    outside = {**subset, "metric_versions": {**subset["metric_versions"], "msi": "2"}}
+    outside = expected_protocol(protocol, ("ssim", "cpbd", "msi"))  # MSI brings the face backend along
     assert protocol_differences(outside, protocol) == ["metrics msi"]
+    other_table = expected_protocol(get_protocol("vqtalker-t2"))  # its CSIM and FVD fields are not differences
+    assert protocol_differences(other_table, get_protocol("flowvqtalker-t1")) == ["name", "metrics csim, fvd"]
     assert protocol_differences({**subset, "metric_versions": {"msi": "2"}}, protocol) == ["metrics msi"]
 
 
@@ -79,6 +81,8 @@ def test_the_seed_is_pinned_where_it_draws_fvd_clips():
 
 def test_a_choice_equal_to_the_protocols_effective_value_is_accepted():
     assert protocol_settings("vqtalker-t2", csim_frame_stride=1).csim_stride() == 1  # ArcFace: every frame
+    assert protocol_settings("flowvqtalker-t1", identity_backend="dlib").metrics  # no CSIM: nothing it fixes
+    assert protocol_settings("vqtalker-t2", "ssim,cpbd", csim_frame_stride=5).metrics == ("ssim", "cpbd")
     with pytest.raises(SettingsError, match="fixes csim_frame_stride = 1"):
         protocol_settings("vqtalker-t2", csim_frame_stride=5)
     with pytest.raises(SettingsError, match="names no metric"):

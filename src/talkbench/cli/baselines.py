@@ -147,7 +147,7 @@ def show(name: str = typer.Argument(..., help="Method name (see 'baselines list'
 @app.command()
 def run(
     name: str = typer.Argument(..., help="Method name (see 'baselines list') or a preset YAML file."),
-    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (sample, mnte, hdtf-test)."),
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (sample, mnte, hdtf-test, mead-emotion)."),
     repo: Path = typer.Option(..., "--repo", help="The method's checkout (at the preset's commit)."),
     python: Optional[str] = typer.Option(None, "--python", help="The method's interpreter (default: REPO/.venv/bin/python, else python3)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Submission folder (default: submissions/<method>-<benchmark>)."),

@@ -28,7 +28,7 @@ def build(
     split: str | None = typer.Option(None, help="Only this split (HDTF: RD/WDA/WRA; VoxCeleb: train/test; MEAD: test-4id-v1/official-test-v1/train-4id-v1)."),
     languages: str | None = typer.Option(None, help="Only clips whose manifest language is in this comma list."),
     seed: int = typer.Option(0, help="Seed of --limit's subset."),
-    min_face_px: int = typer.Option(512, help="Reject clips whose face crop is smaller (paper: 512)."),
+    min_face_px: int | None = typer.Option(None, help="Reject clips whose face crop is smaller (default 512, the paper's; mead 256, see docs/datasets/mead.md)."),
     min_seconds: float = typer.Option(3.0, help="Reject clips shorter than this."),
     check_language: bool | None = typer.Option(None, "--check-language/--no-check-language", help="Reject clips whose Whisper language differs from the manifest's (default: on for mnte)."),
     lid_engine: str = typer.Option("faster-whisper", help="faster-whisper | openai-whisper"),

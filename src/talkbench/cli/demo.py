@@ -57,10 +57,11 @@ def unmeasured_lines(missing: dict[str, str]) -> list[str]:
     no_weights = {m: why for m, why in missing.items() if "weights" in why and "not installed" in why}
     lines = []
     if no_weights:
-        names = sorted({w for why in no_weights.values() for w in re.findall(r"weights (?:fetch|import) ([\w.-]+)", why)})
-        commands = "; ".join(f"talkbench weights fetch {name}" for name in names)
-        lines.append(f"[yellow]not measured here[/]: {', '.join(no_weights)} (their weights are not installed: "
-                     f"{commands}; offline: talkbench weights import NAME FILE)")
+        # each reason's first command: `weights fetch NAME`, or `weights import NAME PATH` for
+        # files without a download link
+        commands = sorted({m.group(1) for why in no_weights.values() if (m := re.search(r"`(talkbench weights [^`]+)`", why))})
+        lines.append(f"[yellow]not measured here[/]: {', '.join(no_weights)} (their weights are not installed"
+                     + (f": {'; '.join(commands)}" if commands else "") + ")")
     for metric, why in missing.items():
         if metric not in no_weights:
             lines.append(f"[yellow]not measured here[/]: {metric} ({escape(why)})")

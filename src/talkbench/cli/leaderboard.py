@@ -33,7 +33,7 @@ def _settings(metrics: Optional[str], protocol: str = "talkbench"):
 
 def submit(
     path: Path = typer.Argument(..., help="Submission folder or zip: submission.yaml + videos/<clip_id>.mp4."),
-    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (sample, mnte, hdtf-test)."),
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (sample, mnte, hdtf-test, mead-emotion)."),
     data: Optional[Path] = typer.Option(None, "--data", help="'talkbench data build' output holding the benchmark's clips."),
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metrics (default: the protocol's)."),

@@ -23,6 +23,10 @@ class BuildError(TalkbenchError):
     """A build that cannot go on in its output folder as asked."""
 
 
+MIN_FACE_PX = 512  # the paper's rule
+MEAD_MIN_FACE_PX = 256  # MEAD is evaluated at 256x256 and its front faces are about that size (docs/datasets/mead.md)
+
+
 def build_dataset(
     source: str,
     manifest,
@@ -36,7 +40,7 @@ def build_dataset(
     view: str | None = None,
     languages: list[str] | None = None,
     seed: int = 0,
-    min_face_px: int = 512,
+    min_face_px: int | None = None,
     min_seconds: float = 3.0,
     check_language: bool | None = None,
     require_audio: bool | None = None,
@@ -55,16 +59,21 @@ def build_dataset(
 
     ``source`` is ``hdtf | voxceleb | vfhq | mnte | mead | files``; ``manifest`` its manifest
     path (for ``files``: a folder or list of video files; for ``mead``: the download's root
-    folder, and ``view`` the camera view, front by default). ``min_face_px`` is recorded in
-    every row. ``check_language`` defaults to True for MNTE (the paper's rule) and False
-    elsewhere; ``require_audio`` to False for VFHQ only (its released clips have no sound; the
-    paper uses it for the first, video-only training stage).
+    folder, and ``view`` the camera view, front by default; the view is a build setting like
+    the others). ``min_face_px`` defaults to 512, 256 for MEAD, and is recorded in every row.
+    ``check_language`` defaults to True for MNTE (the paper's rule) and False elsewhere;
+    ``require_audio`` to False for VFHQ only (its released clips have no sound; the paper uses
+    it for the first, video-only training stage).
     """
+    source = source.lower()
     out_dir = Path(out_dir)
     if view is not None and source != "mead":
         raise BuildError(f"a camera view is a MEAD option; source {source!r} has none")
+    if min_face_px is None:
+        min_face_px = MEAD_MIN_FACE_PX if source == "mead" else MIN_FACE_PX
+    view = view or "front"
     if specs is None:
-        options = {"view": view or "front", "split": split} if source == "mead" else {}
+        options = {"view": view, "split": split} if source == "mead" else {}
         specs = load_source(source, manifest, **options)
     specs = select(specs, limit=limit, split=split, languages=languages, seed=seed)
     cfg = BuildConfig(
@@ -81,13 +90,14 @@ def build_dataset(
         backoff=backoff,
         rate_limit=rate_limit,
     )
+    params = cfg.params() | ({"view": view} if source == "mead" else {})
     console = console or Console(stderr=True)
     with Catalog(out_dir) as cat:
         if not force:
-            _check_same_settings(out_dir, cat.meta().get("params"), cfg.params())
+            _check_same_settings(out_dir, cat.meta().get("params"), params)
         cat.set_meta("source", source)
         cat.set_meta("manifest", [str(m) for m in manifest] if isinstance(manifest, (list, tuple)) else str(manifest))
-        cat.set_meta("params", cfg.params())
+        cat.set_meta("params", params)
         _remove_stale_temp_files(out_dir)
         done = set() if force else cat.finished_ids()
         todo = [s for s in specs if s.clip_id not in done]

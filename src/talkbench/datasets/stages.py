@@ -55,7 +55,8 @@ REASONS = {
     "rate_limited": ("fetch", "rate limited or bot check (try --cookies, a lower rate, later)"),
     "network_error": ("fetch", "network failure (timeouts, refused, DNS)"),
     "fetch_failed": ("fetch", "download failed for another reason (see error)"),
-    "bad_archive": ("fetch", "the tar archive cannot be read, or holds an unsafe member (absolute, '..', link, device)"),
+    "bad_archive": ("fetch", "the tar archive cannot be read (corrupt, truncated, compressed), or holds an unsafe "
+                             "member (absolute, '..', link, device, sparse) or the same file twice"),
     "view_missing": ("fetch", "the identity has no video of the requested camera view (MEAD)"),
     "audio_missing": ("fetch", "the clip's separate audio file is missing"),
     "not_video": ("cut", "the file is not a video FFmpeg can read"),

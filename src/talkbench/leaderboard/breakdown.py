@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from talkbench.leaderboard.benchmarks import BenchmarkSpec
 from talkbench.leaderboard.store import Store
 
 # label → the value broken down by it
@@ -31,7 +32,7 @@ class Breakdown:
                 "rows": [{"method": r.method, "values": r.values, "clips": r.clips} for r in self.rows]}  # fmt: skip
 
 
-def label_breakdowns(store: Store, spec, runs: dict[str, str]) -> list[Breakdown]:
+def label_breakdowns(store: Store, spec: BenchmarkSpec, runs: dict[str, str]) -> list[Breakdown]:
     """For each label of ``spec`` with a broken-down value: per method (``runs``: method → run
     id, in board order) the mean of that value over the clips of each label value."""
     breakdowns = []

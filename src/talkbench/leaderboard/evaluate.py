@@ -22,8 +22,10 @@ from talkbench.baselines.protocol import MethodInfo, Task, get_method, method_na
 from talkbench.clip import Clip
 from talkbench.errors import TalkbenchError
 from talkbench.leaderboard.benchmarks import BenchmarkSpec, get_benchmark, resolve_clips, sha256_file
+from talkbench.leaderboard.paper import table_by_key
 from talkbench.leaderboard.store import AggregateValue, ClipValue, Run, Store
 from talkbench.metrics.engine import ClipJob, evaluate
+from talkbench.metrics.paper_protocols import get_protocol
 from talkbench.metrics.settings import DEFAULT_METRICS, EvalSettings
 
 GROUPS = ("indo_european", "non_indo_european")
@@ -180,9 +182,9 @@ def run_methods(
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     clips = resolve_clips(spec, data_dir)
     tasks = make_tasks(spec, clips, task)
-    methods, outputs, folders = {}, {}, {}
-    for name in method_names:
-        method = methods[name] = get_method(name, **method_kwargs)
+    methods = {name: get_method(name, **method_kwargs) for name in method_names}  # a bad name fails before any work
+    outputs, folders = {}, {}
+    for name, method in methods.items():
         folders[name] = Path(out_dir) / spec.name / method.info.name
         outputs[name] = generate_outputs(method, tasks, folders[name], progress)
     evaluations = evaluate_many(spec, clips, outputs, settings, progress, workers, engine)
@@ -220,19 +222,19 @@ def check_submission_name(path: str | Path, name: str, store: Store) -> None:
                                   "choose another name in submission.yaml (nothing was stored)")
 
 
-def check_protocol_fits(protocol_name: str, task: str, benchmark: str, path: str | Path) -> None:
+def check_protocol_fits(protocol_name: str, task: str | None, benchmark: str, path: str | Path) -> None:
     """A run under a paper table's protocol must be a run that table has rows for: its task,
-    on one of its benchmarks; otherwise it would be stored under a protocol that fills nothing."""
-    from talkbench.leaderboard.paper import table_by_key
-    from talkbench.metrics.paper_protocols import get_protocol
-
+    on one of its benchmarks; otherwise it would be stored under a protocol that fills nothing.
+    ``task`` None: only the benchmark is checked (before a submission's videos are validated)."""
     protocol = get_protocol(protocol_name)
     if protocol.table is None:
         return
     t = table_by_key(protocol.table)
-    if task != t.task or benchmark not in t.benchmarks:
+    if (task is not None and task != t.task) or benchmark not in t.benchmarks:
         raise EvaluationError(f"{path}: protocol {protocol.name} reproduces {t.paper} Table {t.number} "
-                              f"({t.task} on {', '.join(t.benchmarks)}); this is {task} on {benchmark}")  # fmt: skip
+                              f"({t.task} on {', '.join(t.benchmarks)}); this is {task or 'a run'} on {benchmark}"
+                              + ("; talkbench has no cross-identity task: measure it with talkbench eval"
+                                 if t.task == "cross-identity" else ""))  # fmt: skip
 
 
 def submit(
@@ -253,6 +255,8 @@ def submit(
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     clips = resolve_clips(spec, data_dir)
     say = progress or (lambda message: None)
+    if settings is not None:
+        check_protocol_fits(settings.protocol_name, None, spec.name, path)
     say(f"validating {path} against {spec.key}")
     with validate_submission(path, spec, clips, limits or Limits()) as sub:
         check_submission_name(path, sub.meta.method, store)

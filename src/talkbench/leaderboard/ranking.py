@@ -22,11 +22,13 @@ intervals overlap share a rank (``tied``). Published numbers carry no interval.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from talkbench.leaderboard.benchmarks import benchmark_names
 from talkbench.leaderboard.breakdown import Breakdown, label_breakdowns
 from talkbench.leaderboard.store import Store
 from talkbench.metrics import bootstrap
@@ -48,7 +50,9 @@ _PAPER_DIRECTIONS = {"ssim": True, "lpips": False, "csim": True, "lmd": False, "
 REFERENCE_METHODS = ("ground-truth", "GT")
 # variants kept in the store and on method pages but not given board columns of their own
 HIDDEN = ("m_lmd", "f_lmd", "fid_samples", "fvd_samples")  # the reference itself: shown, never marked best
-RANK_BY = "ssim"  # boards are ranked by SSIM on non-Indo-European clips (IE when a row has none)
+# Boards rank by their benchmark's main score (mead-emotion: acc_emo), else SSIM, on
+# non-Indo-European clips (IE when a row has none).
+RANK_BY = "ssim"
 
 Interval = tuple[float, float]
 
@@ -378,9 +382,9 @@ def _references(run: dict) -> str:
 def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
     runs = store.runs(provenance="measured")
     if benchmark:
-        benchmark = benchmark_name(benchmark)
-        wanted = {benchmark} | ({"hdtf-test", "mnte"} if benchmark in PAIRED else set())
-        runs = [r for r in runs if r["benchmark"] in wanted]
+        name, version = benchmark_version(benchmark)
+        wanted = {name} | ({"hdtf-test", "mnte"} if name in PAIRED else set())
+        runs = [r for r in runs if r["benchmark"] in wanted and version in (None, r["benchmark_version"])]
     if not runs:
         return []
     ids = [r["run_id"] for r in runs]
@@ -436,7 +440,7 @@ def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
         hidden = set(HIDDEN) - set(spec.board_values if spec else ())
         metrics = _order_metrics(m for m in metric_names if m not in hidden and not m.endswith("_iod"))
         bench_names = sorted({r["benchmark"] for r in members})
-        main = _rank_metric(metrics, RANK_BY)
+        main = _rank_metric(metrics, spec.main_score if spec else RANK_BY)
         rows = _sort_rows(list(by_method.values()), main)
         breakdowns = label_breakdowns(store, spec, {r.method: r.run_ids[-1] for r in rows}) if spec else []
         boards.append(Board(
@@ -453,12 +457,20 @@ def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
 
 def _unmeasured(runs: list[dict], measured: set[str]) -> dict[str, str]:
     """Metrics the runs asked for and no run measured, with the (latest) reason stored."""
-    from talkbench.metrics.registry import get_metric
-
     reasons: dict[str, str] = {}
     for r in sorted(runs, key=lambda r: r["created_at"]):
         reasons.update(r["attributes"].get("unavailable") or {})
-    return {m: why for m, why in sorted(reasons.items()) if not set(get_metric(m).values) & measured}
+    return {m: why for m, why in sorted(reasons.items()) if not set(_values_of(m)) & measured}
+
+
+def _values_of(metric: str) -> tuple[str, ...]:
+    """A metric's value names; a metric no longer registered is its own value name."""
+    from talkbench.metrics.registry import get_metric
+
+    try:
+        return get_metric(metric).values
+    except ValueError:
+        return (metric,)
 
 
 def _name_differences(boards: list[Board]) -> None:
@@ -509,21 +521,22 @@ def reported_boards(store: Store) -> list[Board]:
     )]
 
 
-def benchmark_name(benchmark: str) -> str:
-    """A benchmark's name from what a user typed: ``mead-emotion``, ``mead-emotion-v1`` or
-    ``mead-emotion@1`` (a name talkbench does not ship is kept as given)."""
-    from talkbench.leaderboard.benchmarks import BenchmarkError, get_benchmark
-
-    try:
-        return get_benchmark(benchmark).name
-    except BenchmarkError:
-        return benchmark
+def benchmark_version(benchmark: str) -> tuple[str, str | None]:
+    """(name, version or None) from what a user typed: ``mead-emotion``, ``mead-emotion@1`` or
+    ``mead-emotion-v1`` (the last only where no benchmark has that whole name)."""
+    if "@" in benchmark:
+        name, version = benchmark.split("@", 1)
+        return name, version
+    versioned = re.fullmatch(r"(.+)-v(\d+)", benchmark)
+    if versioned and benchmark not in benchmark_names():
+        return versioned.group(1), versioned.group(2)
+    return benchmark, None
 
 
 def leaderboard(store: Store, benchmark: str | None = None, reported: bool = True) -> list[Board]:
     boards = measured_boards(store, benchmark)
-    benchmark = benchmark and benchmark_name(benchmark)
-    if reported and (benchmark is None or benchmark in PAIRED):
+    name = benchmark_version(benchmark)[0] if benchmark else None
+    if reported and (name is None or name in PAIRED):
         boards += reported_boards(store)
     return boards
 

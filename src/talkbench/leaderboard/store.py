@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator
 
 from talkbench import __version__
 from talkbench.errors import TalkbenchError
+from talkbench.leaderboard.benchmarks import BenchmarkSpec, parse_spec
 
 try:  # POSIX advisory locks; elsewhere we rely on DuckDB's own lock plus retries
     import fcntl
@@ -405,10 +406,8 @@ class Store:
     def methods(self) -> dict[str, dict]:
         return {r["name"]: json.loads(r["info_json"]) for r in self.query("SELECT * FROM methods")}
 
-    def benchmark_spec(self, name: str, version: str):
-        """The stored ``BenchmarkSpec`` of (name, version), or None when none is stored."""
-        from talkbench.leaderboard.benchmarks import parse_spec
-
+    def benchmark_spec(self, name: str, version: str) -> BenchmarkSpec | None:
+        """The stored spec of (name, version), or None when none is stored."""
         rows = self.query("SELECT spec_json FROM benchmarks WHERE name = ? AND version = ?", [name, version])
         return parse_spec(rows[0]["spec_json"], f"{self.path}: benchmark {name} v{version}") if rows else None
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from talkbench.leaderboard.breakdown import Breakdown
 from talkbench.leaderboard.paper import PaperTable, table, tables_of
-from talkbench.leaderboard.ranking import IE, NON_IE, Board, Interval, label, marks
+from talkbench.leaderboard.ranking import IE, NON_IE, REFERENCE_METHODS, Board, Interval, label, marks
 from talkbench.leaderboard.store import Store
 from talkbench.metrics.paper_protocols import protocol_differences, protocol_for_table
 
@@ -39,6 +39,7 @@ class TableRow:
     label: str
     provenance: str
     cells: list[Cell]
+    reference: bool = False  # the ground truth: shown, never ranked
 
 
 @dataclass
@@ -127,17 +128,21 @@ def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[
         else:
             label = f"{r['method']} ({named.name})"
         labelled.append((label, differs, r))
-    # Runs that share a label but not a protocol hash (other weight files, another seed) never
-    # merge into one row: each gets its hash in the label.
-    hashes: dict[str, set[str]] = {}
+    # Runs of one dataset group that share a label but not a protocol hash (other weight files,
+    # another seed) never merge into one row: each gets its hash in the label. Runs on different
+    # groups (MEAD, HDTF) fill different columns and share the row whatever their hashes.
+    dataset_of = {r["run_id"]: next(d for d, b in bench_of.items() if b == r["benchmark"]) for r in runs}
+    hashes: dict[tuple[str, str], set[str]] = {}
     for label, _, r in labelled:
-        hashes.setdefault(label, set()).add(r["protocol_hash"])
+        hashes.setdefault((label, dataset_of[r["run_id"]]), set()).add(r["protocol_hash"])
+    split = {label for (label, _), found in hashes.items() if len(found) > 1}
     by_label: dict[str, dict] = {}
     for label, differs, r in labelled:
-        if len(hashes[label]) > 1:
+        if label in split:
             label = f"{label[:-1]}, protocol {r['protocol_hash'][:8]})"
-        dataset = next(d for d, b in bench_of.items() if b == r["benchmark"])
-        entry = by_label.setdefault(label, {"cells": {}, "under": named is not None and not differs})
+        dataset = dataset_of[r["run_id"]]
+        entry = by_label.setdefault(label, {"cells": {}, "under": named is not None and not differs,
+                                            "reference": r["method"] in REFERENCE_METHODS})
 
         def value_of(value_name: str) -> float | None:
             value = means.get(r["run_id"], {}).get(("all", value_name))
@@ -172,7 +177,7 @@ def _measured_rows(store: Store, t: PaperTable, cols, notes: list[str]) -> list[
         notes.append("CSIM (dlib): talkbench's offline identity similarity (dlib ResNet), on its own scale "
                      "(0.94–0.996 on real outputs); never the papers' ArcFace CSIM")
     return [TableRow(label, "measured" if e["under"] else "measured-other",
-                     [e["cells"].get(c, Cell("", None, "measured")) for c in cols])
+                     [e["cells"].get(c, Cell("", None, "measured")) for c in cols], e["reference"])
             for label, e in by_label.items()]
 
 
@@ -182,7 +187,7 @@ def _mark(t: PaperTable, cols, rows: list[TableRow]) -> None:
     against each other."""
     metric = {c.key: c for c in t.metrics}
     for provenance in ("reported", "measured"):
-        skip = [r.label in t.reference_rows or r.provenance != provenance for r in rows]
+        skip = [r.label in t.reference_rows or r.reference or r.provenance != provenance for r in rows]
         for j, (_, key) in enumerate(cols):
             if key not in metric:
                 continue
@@ -382,7 +387,16 @@ def boards_latex(boards: list[Board]) -> str:
         for row in _board_matrix(b):
             out.append(" & ".join(_latex_board_cell(c) for c in row) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}",
-                rf"\\[2pt]{{\footnotesize {latex_escape(b.legend())}.}}", r"\end{table}", ""]
+                rf"\\[2pt]{{\footnotesize {latex_escape(b.legend())}.}}"]
+        if b.unmeasured:
+            out.append(rf"\\{{\footnotesize Not measured: {latex_escape(unmeasured_text(b))}.}}")
+        for breakdown in b.breakdowns:
+            headers, rows = breakdown_matrix(breakdown)
+            out += [r"\par\medskip", rf"{latex_escape(breakdown_title(breakdown))} (mean, clips)\\",
+                    rf"\begin{{tabular}}{{l{'c' * (len(headers) - 1)}}}", r"\toprule",
+                    " & ".join(map(latex_escape, headers)) + r" \\", r"\midrule"]
+            out += [" & ".join(map(latex_escape, row)) + r" \\" for row in rows] + [r"\bottomrule", r"\end{tabular}"]
+        out += [r"\end{table}", ""]
     return "\n".join(out)
 
 
@@ -440,6 +454,12 @@ def boards_rich(boards: list[Board]):
         matrix = _board_matrix(b)
         cols = b.columns()
         sides = list(dict.fromkeys(side for side, _ in cols))
+        if not sides:  # nothing measured: the methods, and why
+            t = Table("Method", title=b.title, title_justify="left", caption_justify="left",
+                      caption=escape(f"not measured: {unmeasured_text(b)}" if b.unmeasured else "no metric measured"))
+            for row in matrix:
+                t.add_row(escape(row[1].text))
+            tables.append(t)
         for side in sides:
             picked = [j for j, (s, _) in enumerate(cols) if s == side]
             caption = escape(f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else "")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from talkbench.metrics.registry import available_metrics
 from talkbench.metrics.settings import EvalSettings, SettingsError
 
 # Protocol fields a paper protocol pins: a run that differs in any of them is not under it.
@@ -156,11 +157,14 @@ def protocol_differences(run_protocol: dict, protocol: NamedProtocol) -> list[st
     subset = tuple(m for m in protocol.settings.metrics if m in versions)
     if not subset:
         return ["metrics " + (", ".join(outside) or "none")]
-    expected = _expected(protocol, subset)
-    differs = [f for f in pinned_fields(protocol, subset) if run_protocol.get(f) != expected.get(f)]
+    # The record the run's own metrics would carry under the protocol's settings: the fields
+    # an extra metric brings (CSIM's identity backend …) are then no difference of their own.
+    known = subset + tuple(m for m in outside if m in available_metrics())
+    expected = _expected(protocol, known)
+    differs = [f for f in pinned_fields(protocol, known) if run_protocol.get(f) != expected.get(f)]
     if outside:
         differs.append("metrics " + ", ".join(outside))
-    differs += [f"{m} v{versions[m]}≠v{v}" for m, v in expected["metric_versions"].items() if versions[m] != v]
+    differs += [f"{m} v{versions[m]}≠v{v}" for m in subset if versions[m] != (v := expected["metric_versions"][m])]
     return differs
 
 
@@ -195,9 +199,12 @@ def protocol_settings(name: str = "talkbench", metrics: str | tuple[str, ...] | 
     if metrics:
         given["metrics"] = tuple(metrics)
     if protocol.table is not None:
-        defining = DEFINING_SETTINGS + (("seed",) if "seed" in pinned_fields(protocol, given.get("metrics")) else ())
+        run = given.get("metrics", protocol.settings.metrics)
+        applies = {k for k, v in _expected(protocol, tuple(m for m in run if m in protocol.settings.metrics)).items()
+                   if v is not None} | {"resolution", "fps"}  # fmt: skip
+        defining = DEFINING_SETTINGS + (("seed",) if "seed" in pinned_fields(protocol, run) else ())
         for key in defining:
-            if key in given and given[key] != _effective(protocol.settings, key):
+            if key in given and key in applies | {"seed"} and given[key] != _effective(protocol.settings, key):
                 raise SettingsError(f"protocol {protocol.name} fixes {key} = {_effective(protocol.settings, key)!r}; "
                                     f"drop that option, or use --protocol talkbench to choose it")  # fmt: skip
         outside = [m for m in given.get("metrics", ()) if m not in protocol.settings.metrics]

@@ -12,9 +12,15 @@ the view (in ``meta``). Archives are listed here (the clip ids come from their m
 and unpacked by the fetch stage, only the chosen view's videos and the audio, into
 ``OUT/raw/mead/<ID>/``.
 
+An identity that holds both an archive and its unpacked tree is read from the tree: the videos
+from ``video/<view>/`` when that folder exists (else from ``video.tar``), the speech from
+``audio/`` when it exists (else from ``audio.tar``). Clip ids are unique: a tree yields one file
+per (emotion, level, number) (levels are read as ``level_<k>`` without leading zeros), and an
+archive holding two members for the same clip (``video/...`` and ``x/video/...``) is refused.
+
 Problems that concern a whole identity give one catalog row ``{ID}_{view}``: ``bad_archive``
-(a tar that cannot be read to its end, or holds an unsafe member) and ``view_missing``. A clip
-whose m4a is missing is rejected with ``audio_missing``.
+(a tar that cannot be read to its end, or holds an unsafe or repeated member) and
+``view_missing``. A clip whose m4a is missing is rejected with ``audio_missing``.
 
 Splits (docs/datasets/mead.md says where each comes from), selected with ``--split``; a clip
 may be in several:
@@ -44,9 +50,10 @@ OFFICIAL_TEST_LAST = {"neutral": 10}  # the README: last 10 neutral sentences, l
 OFFICIAL_TEST_LAST_OTHERS = 6
 
 _EMOTION = "|".join(EMOTIONS)
-VIDEO_NAME = re.compile(rf"(?:^|/)(?P<top>video/(?P<view>[^/]+))/(?P<emotion>{_EMOTION})/level_(?P<level>\d+)/"
+VIDEO_NAME = re.compile(rf"(?:^|/)(?P<top>video/(?P<view>[^/]+))/(?P<emotion>{_EMOTION})/level_(?P<level>[1-9]\d*)/"
                         rf"(?P<number>\d+)\.mp4$")
-AUDIO_NAME = re.compile(rf"(?:^|/)(?P<top>audio)/(?P<emotion>{_EMOTION})/level_(?P<level>\d+)/(?P<number>\d+)\.m4a$")
+AUDIO_NAME = re.compile(rf"(?:^|/)(?P<top>audio)/(?P<emotion>{_EMOTION})/level_(?P<level>[1-9]\d*)/"
+                        rf"(?P<number>\d+)\.m4a$")
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,7 @@ def video_files(folder: Path, view: str) -> tuple[list[MeadFile], set[str]]:
     archive = folder / "video.tar"
     if (tree / view).is_dir() or not archive.is_file():
         names = [p.relative_to(folder).as_posix() for p in sorted(tree.glob("*/*/level_*/*.mp4"))]
-        return _parse_videos(names, view, lambda name: (str(folder / name), None))
+        return _parse_videos(names, view, lambda name: (str(folder / name), None), tree)
     into = f"mead/{folder.name}"
 
     def in_archive(name: str):
@@ -172,11 +179,12 @@ def video_files(folder: Path, view: str) -> tuple[list[MeadFile], set[str]]:
         top = name[: m.start("top")] + m.group("top")  # e.g. video/front, whatever folders lead to it
         return f"{archive}:{name}", TarMember(str(archive), name, top, into)
 
-    return _parse_videos(list_files(archive), view, in_archive)
+    return _parse_videos(list_files(archive), view, in_archive, archive)
 
 
-def _parse_videos(names: list[str], view: str, locate) -> tuple[list[MeadFile], set[str]]:
-    videos, views = [], set()
+def _parse_videos(names: list[str], view: str, locate, where: Path) -> tuple[list[MeadFile], set[str]]:
+    videos: dict[tuple[str, int, str], MeadFile] = {}
+    views = set()
     for name in names:
         m = VIDEO_NAME.search(name)
         if not m:
@@ -184,8 +192,16 @@ def _parse_videos(names: list[str], view: str, locate) -> tuple[list[MeadFile], 
         views.add(m["view"])
         if m["view"] == view:
             source, member = locate(name)
-            videos.append(MeadFile(m["emotion"], int(m["level"]), m["number"], source, member))
-    return videos, views
+            add_once(videos, MeadFile(m["emotion"], int(m["level"]), m["number"], source, member), where)
+    return list(videos.values()), views
+
+
+def add_once(files: dict[tuple[str, int, str], MeadFile], f: MeadFile, where: Path) -> None:
+    """Add ``f`` by its key; two files for one clip (an archive's ``video/...`` beside
+    ``x/video/...``) make ``where`` unusable."""
+    if f.key in files:
+        raise ArchiveError(where, f"{files[f.key].source} and {f.source} are the same clip")
+    files[f.key] = f
 
 
 @dataclass
@@ -218,5 +234,5 @@ def audio_files(folder: Path) -> AudioFiles:
             top = name[: m.start("top")] + m.group("top")
             f = MeadFile(m["emotion"], int(m["level"]), m["number"], f"{archive}:{name}",
                          TarMember(str(archive), name, top, into))
-            files[f.key] = f
+            add_once(files, f, archive)
     return AudioFiles(files, str(archive))
