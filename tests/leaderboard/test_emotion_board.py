@@ -65,11 +65,15 @@ def test_the_board_breaks_emotion_accuracy_down_by_emotion(emotional_spec, tmp_p
 
 def test_score_cli_stores_runs_and_refuses_a_protocol_for_another_table(tmp_path):
     store = tmp_path / "lb.duckdb"
-    args = ["score", "static-source", "-b", "sample-v2", "--store", str(store), "-o", str(tmp_path / "out"), "-w", "1"]
+    args = ["score", "ground-truth", "-b", "sample-v2", "--store", str(store), "-o", str(tmp_path / "out"), "-w", "1"]
     refused = CliRunner().invoke(app, [*args, "--protocol", "flowvqtalker-t1", "--metrics", "ssim"])
     assert refused.exit_code != 0 and "flowvqtalker-t1-v1 reproduces FlowVQTalker Table 1" in str(refused.exception)
+    unknown = CliRunner().invoke(app, [*args, "no-such-method", "--metrics", "ssim"])
+    assert unknown.exit_code != 0 and "no-such-method" in str(unknown.exception)
+    assert not (tmp_path / "out").exists()  # refused before generating anything
     result = CliRunner().invoke(app, [*args, "--metrics", "ssim"])
     assert result.exit_code == 0, result.output
-    assert "stored run" in result.output and "static-source on sample@2" in result.output
+    assert "stored run" in result.output and "ground-truth on sample@2" in result.output
     board = CliRunner().invoke(app, ["leaderboard", "--benchmark", "sample-v2", "--store", str(store), "-f", "json"])
-    assert [r["method"] for r in json.loads(board.stdout)[0]["rows"]] == ["static-source"]
+    [row] = json.loads(board.stdout)[0]["rows"]
+    assert row["method"] == "ground-truth" and row["values"]["indo_european:ssim"] == 1.0

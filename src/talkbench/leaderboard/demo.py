@@ -42,7 +42,8 @@ class DemoResult:
     def rich_tables(self) -> list:
         from talkbench.leaderboard.tables import boards_rich
 
-        return boards_rich([b for b in self.boards if b.provenance == "measured"])
+        # the demo names the unmeasured metrics once, with the commands that install their weights
+        return boards_rich([b for b in self.boards if b.provenance == "measured"], unmeasured=False)
 
 
 def run_demo_leaderboard(

@@ -434,10 +434,11 @@ SIDE_TITLE = {IE: "Indo-European clips", NON_IE: "non-Indo-European clips",
               "gap": "cross-lingual gap, % worse outside Indo-European"}
 
 
-def boards_rich(boards: list[Board]):
+def boards_rich(boards: list[Board], unmeasured: bool = True):
     """rich Tables for a terminal: per board one table per side (IE, non-IE, gap), so a board
     with every metric still fits 80 columns; bold best, underlined second, as in the papers.
-    A cell's interval goes on a second line, dimmed, to keep the columns narrow."""
+    A cell's interval goes on a second line, dimmed, to keep the columns narrow. ``unmeasured``
+    False leaves out why metrics were not measured (a caller that says it its own way)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -464,7 +465,8 @@ def boards_rich(boards: list[Board]):
             picked = [j for j, (s, _) in enumerate(cols) if s == side]
             caption = escape(f"protocol {b.protocol_sha256[:12]}" + (f" · {b.note}" if b.note else "")
                              + (f"\n{b.legend()}" if side == sides[-1] else "")  # once per board
-                             + (f"\nnot measured: {unmeasured_text(b)}" if b.unmeasured and side == sides[-1] else ""))
+                             + (f"\nnot measured: {unmeasured_text(b)}"
+                                if unmeasured and b.unmeasured and side == sides[-1] else ""))
             t = Table(title=f"{b.title} — {SIDE_TITLE[side]}", title_justify="left", caption=caption,
                       caption_justify="left")
             t.add_column("#", justify="right")

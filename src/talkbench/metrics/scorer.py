@@ -425,17 +425,15 @@ class Scorer:
                 unavailable[name] = reason
 
         has_reference = job.reference is not None
-        audio, no_audio = None, None
-        if any(Need.AUDIO in m.spec.needs for m in active.values()):
-            audio, no_audio = clip_audio(job)
+        speech = clip_audio(job) if any(Need.AUDIO in m.spec.needs for m in active.values()) else ClipAudio(None)
         for name, metric in list(active.items()):
             needs = metric.spec.needs
             if not has_reference and needs & {Need.REFERENCE, Need.REFERENCE_FACES}:
                 drop(name, "no ground-truth video given")
             elif Need.FILE in needs and isinstance(job.generated, np.ndarray):
                 drop(name, "generated frames were given as an array, not an encoded file")
-            elif Need.AUDIO in needs and audio is None:
-                drop(name, f"no audio: {no_audio}")
+            elif Need.AUDIO in needs and speech.path is None:
+                drop(name, f"no audio: {speech.problem}")
             elif Need.LABEL in needs and job.emotion is None:
                 drop(name, "the clip has no emotion label")
 
@@ -457,7 +455,7 @@ class Scorer:
         needs = frozenset().union(*(m.spec.needs for m in active.values()))
         want_identity = Need.IDENTITY in needs
         want_faces = want_identity or Need.FACES in needs
-        info = ClipInfo(job.clip_id, _path(job.generated), _path(job.reference), audio, job.emotion, s.fps)
+        info = ClipInfo(job.clip_id, _path(job.generated), _path(job.reference), speech.path, job.emotion, s.fps)
         clip_metrics = {n: m for n, m in active.items() if not isinstance(m, DistributionMetric)}
         states = {n: m.new_state(info) for n, m in clip_metrics.items()}
         rows: dict[str, list[np.ndarray]] = {n: [] for n, m in active.items() if isinstance(m, DistributionMetric)}
@@ -587,27 +585,33 @@ def _predicted_frames(source: Path | np.ndarray, fps: float) -> int:
     return media.frame_count_at(media.probe(source), fps)
 
 
-def clip_audio(job: ClipJob) -> tuple[Path | None, str | None]:
-    """The file whose audio a lip-sync metric reads, or None with why not.
+@dataclass(frozen=True)
+class ClipAudio:
+    """The file whose audio a lip-sync metric reads, or None with why not."""
 
-    The driving audio when one was given (never replaced by another track when it is missing
-    or silent); otherwise the generated file's own audio track."""
+    path: Path | None
+    problem: str | None = None
+
+
+def clip_audio(job: ClipJob) -> ClipAudio:
+    """The driving audio when one was given (never replaced by another track when it is
+    missing or silent); otherwise the generated file's own audio track."""
     if job.audio is not None:
         if not Path(job.audio).is_file():
-            return None, f"the driving audio {job.audio} does not exist"
+            return ClipAudio(None, f"the driving audio {job.audio} does not exist")
         try:
             has_audio = media.probe(job.audio).has_audio
         except MediaError as exc:
-            return None, f"cannot read the driving audio: {exc}"
-        return (Path(job.audio), None) if has_audio else (None, f"the driving audio {job.audio} has no audio track")
+            return ClipAudio(None, f"cannot read the driving audio: {exc}")
+        return ClipAudio(Path(job.audio)) if has_audio else ClipAudio(None, f"the driving audio {job.audio} has no audio track")
     if isinstance(job.generated, np.ndarray):
-        return None, "no driving audio was given, and generated frames given as an array carry none"
+        return ClipAudio(None, "no driving audio was given, and generated frames given as an array carry none")
     try:
         if media.probe(job.generated).has_audio:
-            return Path(job.generated), None
+            return ClipAudio(Path(job.generated))
     except MediaError:
         pass  # an unreadable generated file is reported by the frame decoder
-    return None, f"no driving audio was given and {job.generated} has no audio track"
+    return ClipAudio(None, f"no driving audio was given and {job.generated} has no audio track")
 
 
 def _length_error(job: ClipJob, generated: str, reference: int, fps: float) -> MetricError:
