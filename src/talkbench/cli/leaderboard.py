@@ -108,7 +108,8 @@ def leaderboard(
         return
     if fmt == "table":
         if not boards:
-            console.print("no runs yet: try 'talkbench demo' or 'talkbench submit'")
+            where = f"of {benchmark} " if benchmark else ""
+            console.print(f"no runs {where}yet: try 'talkbench demo', 'talkbench score' or 'talkbench submit'")
         for t in tables.boards_rich(boards):
             print_table(t)
         return
