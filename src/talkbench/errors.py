@@ -9,13 +9,17 @@ class TalkbenchError(Exception):
     """Base class: something the user can act on, with a message that says what and where."""
 
 
-class MediaError(TalkbenchError):
-    """A file that cannot be used as media: missing, empty, truncated, not media, no stream."""
+class FileProblem(TalkbenchError):
+    """A problem with one file: the message names the file, then the problem."""
 
     def __init__(self, path: str | Path, problem: str):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class MediaError(FileProblem):
+    """A file that cannot be used as media: missing, empty, truncated, not media, no stream."""
 
 
 class FaceModelError(TalkbenchError):

@@ -25,19 +25,14 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from talkbench.errors import TalkbenchError
+from talkbench.errors import FileProblem, TalkbenchError
 
 MARKER = ".unpacked.json"  # inside an unpacked folder: the archive it came from
 COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
-class ArchiveError(TalkbenchError):
+class ArchiveError(FileProblem):
     """A tar archive that cannot be read or holds an unsafe member: names the file and why."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 class UnpackSpaceError(TalkbenchError):

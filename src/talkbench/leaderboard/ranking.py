@@ -22,13 +22,12 @@ intervals overlap share a rank (``tied``). Published numbers carry no interval.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from talkbench.leaderboard.benchmarks import benchmark_names
+from talkbench.leaderboard.benchmarks import split_version
 from talkbench.leaderboard.breakdown import Breakdown, label_breakdowns
 from talkbench.leaderboard.store import Store
 from talkbench.metrics import bootstrap
@@ -382,7 +381,7 @@ def _references(run: dict) -> str:
 def measured_boards(store: Store, benchmark: str | None = None) -> list[Board]:
     runs = store.runs(provenance="measured")
     if benchmark:
-        name, version = benchmark_version(benchmark)
+        name, version = split_version(benchmark)
         wanted = {name} | ({"hdtf-test", "mnte"} if name in PAIRED else set())
         runs = [r for r in runs if r["benchmark"] in wanted and version in (None, r["benchmark_version"])]
     if not runs:
@@ -521,21 +520,9 @@ def reported_boards(store: Store) -> list[Board]:
     )]
 
 
-def benchmark_version(benchmark: str) -> tuple[str, str | None]:
-    """(name, version or None) from what a user typed: ``mead-emotion``, ``mead-emotion@1`` or
-    ``mead-emotion-v1`` (the last only where no benchmark has that whole name)."""
-    if "@" in benchmark:
-        name, version = benchmark.split("@", 1)
-        return name, version
-    versioned = re.fullmatch(r"(.+)-v(\d+)", benchmark)
-    if versioned and benchmark not in benchmark_names():
-        return versioned.group(1), versioned.group(2)
-    return benchmark, None
-
-
 def leaderboard(store: Store, benchmark: str | None = None, reported: bool = True) -> list[Board]:
     boards = measured_boards(store, benchmark)
-    name = benchmark_version(benchmark)[0] if benchmark else None
+    name = split_version(benchmark)[0] if benchmark else None
     if reported and (name is None or name in PAIRED):
         boards += reported_boards(store)
     return boards

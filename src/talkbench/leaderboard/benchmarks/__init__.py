@@ -124,14 +124,23 @@ def all_specs() -> list[BenchmarkSpec]:
     return specs
 
 
+def split_version(text: str) -> tuple[str, str | None]:
+    """(name, version or None) from what a user typed: ``mead-emotion``, ``mead-emotion@1`` or
+    ``mead-emotion-v1`` (the last only where no shipped benchmark has that whole name)."""
+    if "@" in text:
+        name, version = text.split("@", 1)
+        return name, version
+    versioned = re.fullmatch(r"(.+)-v(\d+)", text)
+    if versioned and text not in benchmark_names():
+        return versioned.group(1), versioned.group(2)
+    return text, None
+
+
 def get_benchmark(name: str, version: str | None = None) -> BenchmarkSpec:
     """A benchmark by name: the given version (``name@1``, ``name-v1``), or the current one
     (not superseded)."""
-    if "@" in name and version is None:
-        name, version = name.split("@", 1)
-    versioned = re.fullmatch(r"(.+)-v(\d+)", name)
-    if versioned and version is None and not any(s.name == name for s in all_specs()):
-        name, version = versioned.groups()
+    if version is None:
+        name, version = split_version(name)
     specs = [s for s in all_specs() if s.name == name]
     if not specs:
         names = sorted({s.name for s in all_specs()})
