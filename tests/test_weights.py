@@ -215,10 +215,18 @@ def test_torchscript_is_loaded_only_from_the_recorded_file(cache, tmp_path, monk
 
     from talkbench.metrics import fvd
 
+    class Detector(torch.nn.Module):  # I3D's call signature, a Linear inside
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x, rescale: bool = False, resize: bool = False, return_features: bool = False):
+            return self.fc(x)
+
     def script(seed: int) -> Path:
         torch.manual_seed(seed)
         path = tmp_path / f"i3d-{seed}.pt"
-        torch.jit.script(torch.nn.Linear(4, 2)).save(str(path))
+        torch.jit.script(Detector()).save(str(path))
         return path
 
     recorded, other = script(0), script(1)

@@ -5,14 +5,26 @@ downloaded implicitly: a missing file raises ``WeightsError`` naming the command
 it (``talkbench weights fetch NAME``) or installs a copy made elsewhere
 (``talkbench weights import NAME PATH``). A file whose sha256 does not match is refused.
 
-Hashes: ``sha256`` is pinned where it is known. Where the publisher only follows the torch-hub
-convention (the file name ends in ``-<first hex digits of the sha256>.ext``), ``sha256_prefix``
-holds those digits and is checked instead. Where the publisher gives neither (StyleGAN-V's I3D,
-InsightFace's ArcFace) the spec is *unpinned*: the sha256 of the first installed file is recorded
-in one JSON file for the whole cache (``recorded-sha256.json``, written atomically; no sidecar
-beside each file, so removing one file's note cannot unpin it) and every later load is checked
-against that record. A file that is not recorded, or differs from the record, is refused; a
-different file is installed under the same name only with ``replace=True`` (CLI ``--replace``).
+Trust model. A file is what its sha256 says it is, and only bytes whose sha256 was checked
+are parsed (``read_verified`` checks the very bytes a loader then parses):
+
+- *pinned*: ``sha256`` is the full digest the publisher gives, or that public records of the
+  file agree on (the source is in a comment beside it). Nothing else is accepted.
+- *prefix only*: the publisher follows the torch-hub convention (the file name ends in
+  ``-<first hex digits of the sha256>.ext``), in ``sha256_prefix``. Eight hex digits can be
+  forged in hours, so the file must match the prefix *and* is trusted on first use, as below.
+- *unpinned* (StyleGAN-V's I3D TorchScript, InsightFace's ArcFace): trusted on first use.
+
+Trust on first use: when such a file is installed (``fetch`` or ``import``), its full sha256
+is recorded in one JSON file for the whole cache (``recorded-sha256.json``, written atomically
+under a lock; no sidecar beside each file, so removing one file's note cannot unpin it), and
+every later load is checked against that record. A file that differs from the record is
+refused; a different file is installed under the same name only with ``replace=True`` (CLI
+``--replace``). When the record is lost, nothing unpinned verifies ("unrecorded" in
+``talkbench weights verify``) until each file is re-imported with ``--replace``. What the first
+install trusts is the user's choice of file: TorchScript carries code, so import an I3D only
+from a source you trust. A file that passes its check but does not parse as the network it
+names (``loading``) is reported with the file, what was expected and the replace command.
 Because the protocol records the full sha256 of the file actually used (``weight_sha256``),
 numbers made with different files never compare as equal.
 """
@@ -63,7 +75,9 @@ class WeightSpec:
 
     @property
     def pinned(self) -> bool:
-        return bool(self.sha256 or self.sha256_prefix)
+        """A full published sha256: the file is checked against it alone. Otherwise (a torch-hub
+        prefix, or nothing published) it is also checked against the sha256 recorded at install."""
+        return bool(self.sha256)
 
     @property
     def file_name(self) -> str:
@@ -220,27 +234,36 @@ def _write_record(spec: WeightSpec, digest: str) -> None:
 
 
 def expected_sha256(name: str) -> str | None:
-    """What the installed file must hash to: the pinned sha256 (or its torch-hub prefix), or for
-    an unpinned file the sha256 recorded at its first install (None when none is recorded)."""
+    """What the installed file must hash to: the published sha256, or the sha256 recorded at its
+    first install (None when there is neither: an unpinned file with no record)."""
     spec = get_spec(name)
-    return spec.expected_hash() if spec.pinned else recorded_hashes().get(spec.name)
+    return spec.sha256 if spec.pinned else recorded_hashes().get(spec.name)
+
+
+def _check_published(spec: WeightSpec, path: Path, digest: str) -> None:
+    """Refuse ``path`` when its sha256 ``digest`` differs from the published sha256 or prefix."""
+    if not spec.matches(digest):
+        raise WeightsError(
+            f"{path}: sha256 {digest} does not match weights {spec.name!r} (expected {spec.expected_hash()}); "
+            f"not the published file: import the right one (`talkbench weights import {spec.name} PATH`) or run "
+            f"`talkbench weights fetch {spec.name}`"
+        )
 
 
 def _check(spec: WeightSpec, path: Path, digest: str | None = None) -> str:
     """``path``'s sha256 (or ``digest``, the sha256 of bytes read from it), when it is the file
-    ``spec`` names: matching the pin, or for an unpinned spec, the recorded sha256."""
+    ``spec`` names: matching the full pin, or else the published prefix (if any) and the sha256
+    recorded when the file was installed."""
     digest = digest or file_sha256(path)
+    _check_published(spec, path, digest)
     if spec.pinned:
-        if not spec.matches(digest):
-            raise WeightsError(
-                f"{path}: sha256 {digest} does not match weights {spec.name!r} (expected {spec.expected_hash()}); "
-                f"delete it and run `talkbench weights fetch {spec.name}` or import the right file"
-            )
         return digest
     recorded = recorded_hashes().get(spec.name)
     if recorded is None:
+        published = (f"only a published sha256 prefix ({spec.sha256_prefix}, in the file name)"
+                     if spec.sha256_prefix else "no published sha256")
         raise WeightsError(
-            f"{path}: weights {spec.name!r} have no published sha256 and none is recorded for them in "
+            f"{path}: weights {spec.name!r} have {published} and none is recorded for them in "
             f"{record_path()} (it is written when the file is first installed, and loading needs it). "
             f"If this is the file you mean to use, record it with "
             f"`talkbench weights import {spec.name} {path} --replace`"
@@ -285,15 +308,51 @@ def read_verified(name: str, path: str | Path | None = None) -> bytes:
     """The bytes of weight file ``name`` (the installed file, or ``path``), checked against its
     pinned or recorded sha256 after reading: what was checked is what the caller loads, so a
     file swapped between a check and a load cannot slip through. For files that carry code
-    (TorchScript)."""
+    (TorchScript), and for every file a loader parses."""
     spec = get_spec(name)
-    source = Path(path) if path is not None else weight_path(name)
+    source = Path(path) if path is not None else _installed_file(spec)
+    if source is None:
+        raise WeightsError(_missing_message(spec))
     try:
         data = source.read_bytes()
     except OSError as exc:
         raise WeightsError(f"{source}: cannot read weights {name!r} ({exc})") from None
     _check(spec, source, digest=hashlib.sha256(data).hexdigest())
     return data
+
+
+def replace_advice(name: str) -> str:
+    """The commands that put a good copy of weight file ``name`` in place of the installed one."""
+    spec = get_spec(name)
+    command = f"`talkbench weights import {spec.name} PATH --replace`"
+    if spec.manual_download:
+        return f"get {spec.file_name} from {spec.url} and run {command}"
+    return f"run `talkbench weights fetch {spec.name} --replace`, or {command} with a good copy"
+
+
+def _first_sentence(exc: BaseException) -> str:
+    # Loader errors run to pages, and torch's suggests weights_only=False: keep the gist only.
+    text = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+
+
+@contextmanager
+def loading(name: str, what: str, path: str | Path | None = None) -> Iterator[None]:
+    """Around the parsing of weight file ``name`` (the installed file, or ``path``): any failure
+    becomes a ``WeightsError`` naming the file, what it should have been (``what``: "a
+    TorchScript archive of …") and how to replace it, instead of the parser's traceback. A file
+    can pass its hash check and still fail here: an unpinned file is whatever was imported."""
+    try:
+        yield
+    except (WeightsError, ImportError):  # a missing optional package is not the file's fault
+        raise
+    except Exception as exc:
+        spec = get_spec(name)
+        source = Path(path) if path is not None else (_installed_file(spec) or cached_path(name))
+        raise WeightsError(
+            f"{source}: weights {spec.name!r} ({spec.description or spec.file_name}) do not load as {what} "
+            f"({_first_sentence(exc)}). Replace the file: {replace_advice(spec.name)}"
+        ) from exc
 
 
 def weight_sha256(name: str) -> str:
@@ -317,8 +376,8 @@ def _install(spec: WeightSpec, source: Path, replace: bool = False) -> Path:
     digest = file_sha256(source)
     target = cache_dir() / spec.name / spec.file_name
     target.parent.mkdir(parents=True, exist_ok=True)
+    _check_published(spec, source, digest)
     if spec.pinned:
-        _check(spec, source, digest)
         os.replace(source, target)
         return target
     with _record_lock():
@@ -396,8 +455,7 @@ def import_file(name: str, path: str | Path, replace: bool = False) -> Path:
     source = Path(path)
     if not source.is_file():
         raise WeightsError(f"{source}: no such file to import as {name!r}")
-    if spec.pinned:
-        _check(spec, source)  # before copying a wrong file
+    _check_published(spec, source, file_sha256(source))  # before copying a wrong file
     directory = cache_dir() / spec.name
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file_name}.", suffix=".part", dir=directory)
@@ -413,8 +471,9 @@ def import_file(name: str, path: str | Path, replace: bool = False) -> Path:
 @dataclass(frozen=True)
 class WeightStatus:
     name: str
-    # "ok", "unpinned" (ok: no published hash, matches the one recorded at install), "missing",
-    # "bad-hash" (differs from the pinned or recorded sha256) or "unrecorded" (unpinned, no record)
+    # "ok", "unpinned" (ok: no full published sha256; matches its prefix, if any, and the one
+    # recorded at install), "missing", "bad-hash" (differs from the published or recorded sha256)
+    # or "unrecorded" (not fully pinned, and no record: unusable until re-imported with --replace)
     state: str
     path: str | None
     sha256: str | None  # of the file found
@@ -443,7 +502,9 @@ def status(name: str) -> WeightStatus:
     try:
         _check(spec, path, digest)
     except WeightsError as exc:
-        return WeightStatus(name, "bad-hash" if expected else "unrecorded", str(path), digest, str(exc), expected)
+        unrecorded = expected is None and spec.matches(digest)
+        shown = expected or (spec.expected_hash() if spec.sha256_prefix else None)
+        return WeightStatus(name, "unrecorded" if unrecorded else "bad-hash", str(path), digest, str(exc), shown)
     return WeightStatus(name, "ok" if spec.pinned else "unpinned", str(path), digest, "", expected)
 
 
@@ -458,7 +519,13 @@ register_weight(
     WeightSpec(
         name="inception-fid",
         url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-        sha256_prefix="6726825d",
+        # pytorch-fid publishes only the prefix in the file name. The full sha256 and size are the
+        # ones that several independent public FID evaluation records on GitHub give for this
+        # file (found by code search, e.g. an audit of kakaobrain/rq-vae-transformer's FID that
+        # checks "the upstream SHA-256 prefix" and gives the full hash); they agree with each
+        # other and with the prefix.
+        sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+        size=95628359,
         licence="Apache-2.0 (TensorFlow FID Inception graph, ported by pytorch-fid)",
         description="InceptionV3 with the FID weights (pytorch-fid)",
     )
@@ -467,7 +534,12 @@ register_weight(
     WeightSpec(
         name="alexnet",
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-        sha256_prefix="7be5be79",
+        # torchvision publishes only the prefix in the file name. The full sha256 and size are the
+        # ones public LPIPS pipelines on GitHub pin for this file beside lpips' alex.pth (whose
+        # sha256 they give as the one pinned below), e.g. ognjhunt/BlueprintPipeline's
+        # --lpips-backbone-digest; they agree with the prefix.
+        sha256="7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
+        size=244408911,
         licence="BSD-3-Clause (torchvision)",
         description="torchvision AlexNet ImageNet weights (LPIPS backbone)",
     )

@@ -3,14 +3,16 @@ an accepted submission) and import (the sample corpus as a 'released' folder).""
 
 from __future__ import annotations
 
+import numpy as np
+
 import json
-import shutil
 import sys
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from talkbench import media
 from talkbench.cli import app
 from .fakes import FAKE_METHOD, fake_preset
 
@@ -85,8 +87,8 @@ def test_run_limit_is_a_trial(fake_checkout, tmp_path):
 def test_import_folder_onto_the_sample_benchmark(sample_clips, tmp_path):
     src = tmp_path / "released"
     src.mkdir()
-    for clip in sample_clips:
-        shutil.copyfile(clip.video, src / f"{clip.id}.mp4")
+    for clip in sample_clips:  # a lossy re-encode: the validator refuses copies of the references
+        media.write_video(src / f"{clip.id}.mp4", (np.roll(f, 1, axis=1) for f in media.iter_frames(clip.video)), crf=23)
     (src / "README.txt").write_text("not a video")
     out = tmp_path / "EchoMimic-sample"
     result = runner.invoke(app, ["baselines", "import", str(src), "--method", "EchoMimic", "--benchmark", "sample",

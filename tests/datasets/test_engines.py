@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 
 from talkbench.datasets.engines import LocalEngine
 from talkbench.datasets.sources import ClipSpec
@@ -18,11 +20,34 @@ def crash_on_boom(spec, cfg, events):
 
 
 def test_a_dying_worker_loses_only_its_own_clip(tmp_path):
-    # sources that do not exist: the real stages reject them at once (reason source_missing)
+    # sources that do not exist: the real stages fail them at once (reason source_missing)
     specs = [ClipSpec(name, "files", str(tmp_path / f"{name}.mp4")) for name in ("a", "b", "boom", "c", "d")]
     cfg = BuildConfig(out_dir=tmp_path / "out")
     rows = {r["clip_id"]: r for r in LocalEngine(workers=2, task=crash_on_boom).run(specs, cfg)}
     assert sorted(rows) == ["a", "b", "boom", "c", "d"]
     assert rows["boom"]["status"] == "failed" and "worker process died" in rows["boom"]["error"]
     for name in ("a", "b", "c", "d"):
-        assert (rows[name]["status"], rows[name]["reason"]) == ("rejected", "source_missing"), rows[name]
+        assert (rows[name]["status"], rows[name]["reason"]) == ("failed", "source_missing"), rows[name]
+
+
+def slow_on_slow(spec, cfg, events):
+    """The pipeline's stages, except that clip 'slow' takes a minute."""
+    if spec.clip_id == "slow":
+        time.sleep(60)
+    return process_clip(spec, cfg, events)
+
+
+def test_stopping_early_kills_the_workers_at_once(tmp_path):
+    """A caller that stops reading rows (an error while writing the catalog, Ctrl-C) must not
+    wait for the clips in flight, nor leave their workers running."""
+    specs = [ClipSpec(name, "files", str(tmp_path / f"{name}.mp4")) for name in ("slow", "a")]
+    cfg = BuildConfig(out_dir=tmp_path / "out")
+    before = {p.pid for p in multiprocessing.active_children()}
+    rows = LocalEngine(workers=2, task=slow_on_slow).run(specs, cfg, on_stage=lambda clip, stage: None)
+    assert next(rows)["clip_id"] == "a"
+    workers = [p for p in multiprocessing.active_children() if p.pid not in before]
+    assert len(workers) == 2
+    t0 = time.monotonic()
+    rows.close()
+    assert time.monotonic() - t0 < 10
+    assert not [p for p in workers if p.is_alive()]

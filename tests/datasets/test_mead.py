@@ -429,14 +429,17 @@ def test_catalog_without_emotion_columns_opens_and_resumes(tmp_path):
     out.mkdir()
     con = duckdb.connect(str(out / "catalog.duckdb"))
     con.execute(f"CREATE TABLE clips ({', '.join(f'{chr(34)}{k}{chr(34)} {v}' for k, v in old.items())})")
+    con.execute("INSERT INTO clips (clip_id, dataset, status, stage, reason) VALUES ('old', 'vfhq', 'rejected', 'face', 'no_face')")
+    # older versions stored a missing file as a final rejection: it is retried now
     con.execute("INSERT INTO clips (clip_id, dataset, status, stage, reason) VALUES ('gone', 'vfhq', 'rejected', 'fetch', 'source_missing')")
     con.close()
-    specs = [ClipSpec("gone", "vfhq", str(tmp_path / "gone.mp4")), ClipSpec("new", "vfhq", str(tmp_path / "new.mp4"))]
+    specs = [ClipSpec(name, "vfhq", str(tmp_path / f"{name}.mp4")) for name in ("old", "gone", "new")]
     summary = build_dataset("vfhq", None, out, specs=specs, workers=0, progress=False)
-    assert (summary["skipped"], summary["rejected"]) == (1, 2)
+    assert (summary["skipped"], summary["rejected"], summary["failed"]) == (1, 1, 2)
     with Catalog(out) as cat:
         rows = {r["clip_id"]: r for r in cat.rows()}
-    assert rows["gone"]["emotion"] is None and rows["new"]["reason"] == "source_missing"
+    assert rows["old"]["emotion"] is None and rows["new"]["reason"] == "source_missing"
+    assert (rows["gone"]["status"], rows["gone"]["reason"]) == ("failed", "source_missing")
     assert "emotion" in rows["new"] and rows["new"]["intensity"] is None
 
 

@@ -3,6 +3,8 @@ shipped ``sample`` spec (real clips, real spec type) so submissions validate in 
 
 from __future__ import annotations
 
+import numpy as np
+
 from dataclasses import dataclass
 
 import pytest
@@ -31,6 +33,27 @@ def mini_clips(mini_spec):
     from talkbench.leaderboard.benchmarks import resolve_clips
 
     return resolve_clips(mini_spec)
+
+
+SUBMISSION_META = {"method": "MyTalker", "authors": ["A. Author"], "paper": "https://example.org/paper",
+                   "code": "https://example.org/code", "licence": "CC-BY-4.0", "resolution": 512,
+                   "contact": "a@example.org"}
+
+
+@pytest.fixture(scope="session")
+def valid_submission(tmp_path_factory, mini_clips):
+    """A submission the validator accepts for ``mini_spec``: each reference clip through a normal
+    lossy re-encode one pixel to the right (H.264 crf 23; luma SSIM well under the copy threshold), since a copy of the ground truth is refused."""
+    import yaml
+
+    from talkbench import media
+
+    root = tmp_path_factory.mktemp("valid") / "sub"
+    (root / "videos").mkdir(parents=True)
+    (root / "submission.yaml").write_text(yaml.safe_dump(SUBMISSION_META))
+    for clip in mini_clips:
+        media.write_video(root / "videos" / f"{clip.id}.mp4", (np.roll(f, 1, axis=1) for f in media.iter_frames(clip.video)), crf=23)
+    return root
 
 
 @pytest.fixture(scope="session")

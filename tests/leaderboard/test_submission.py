@@ -16,21 +16,20 @@ import yaml
 
 from talkbench import media
 from talkbench.leaderboard.evaluate import default_settings, submit
+from talkbench.leaderboard.names import SubmitterKey
 from talkbench.leaderboard.submission import Limits, SubmissionError, validate_submission
 
 META = {"method": "MyTalker", "authors": ["A. Author"], "paper": "https://example.org/paper",
         "code": "https://example.org/code", "licence": "CC-BY-4.0", "resolution": 512,
         "contact": "a@example.org"}
+KEY = SubmitterKey("my-submitter-key-for-tests")  # who submitted: the name's owner
 
 
 @pytest.fixture(scope="module")
-def valid_dir(tmp_path_factory, mini_clips) -> Path:
-    root = tmp_path_factory.mktemp("valid") / "sub"
-    (root / "videos").mkdir(parents=True)
-    (root / "submission.yaml").write_text(yaml.safe_dump(META))
-    for clip in mini_clips:
-        shutil.copyfile(clip.video, root / "videos" / f"{clip.id}.mp4")
-    return root
+def valid_dir(valid_submission) -> Path:
+    """conftest's ``valid_submission`` (lossy re-encodes of the references) with ``META``."""
+    assert yaml.safe_load((valid_submission / "submission.yaml").read_text()) == META
+    return valid_submission
 
 
 SHORT_BY = 15  # frames the "short" variant lacks: well past the validator's tolerance of 2
@@ -75,7 +74,7 @@ def _valid_members(valid_dir: Path) -> list[tuple[str, bytes]]:
 
 def _rejected(path, spec, store, *expected: str, limits: Limits = Limits()) -> list[str]:
     with pytest.raises(SubmissionError) as info:
-        submit(path, spec, store, settings=default_settings(("ssim",)), limits=limits)
+        submit(path, spec, store, settings=default_settings(("ssim",)), limits=limits, key=KEY)
     messages = info.value.messages()
     for want in expected:
         assert any(want in m for m in messages), f"{want!r} not in {messages}"
@@ -280,7 +279,8 @@ def test_zip_duplicate_entries(valid_dir, tmp_path, mini_spec, store):
 def test_zip_bomb_ratio(valid_dir, tmp_path, mini_spec, store):
     members = [m for m in _valid_members(valid_dir) if not m[0].endswith("tr_001.mp4")]
     path = _zip(tmp_path, members + [("videos/tr_001.mp4", bytes(20 * 1024 * 1024))])
-    _rejected(path, mini_spec, store, "videos/tr_001.mp4: compression ratio too high (possible zip bomb)")
+    # 20 MiB of zeros in a 250 kB archive: refused as a whole from the headers, nothing extracted
+    _rejected(path, mini_spec, store, "sub.zip: compression ratio too high (possible zip bomb)")
 
 
 def test_zip_member_over_the_size_cap(valid_dir, tmp_path, mini_spec, store):
@@ -311,13 +311,14 @@ def test_valid_folder_and_wrapped_zip_pass_validation(valid_dir, tmp_path, mini_
 
 
 def test_valid_submission_is_evaluated_and_stored(valid_dir, mini_spec, store):
-    run_id = submit(valid_dir, mini_spec, store, settings=default_settings(("ssim", "cpbd")))
+    run_id = submit(valid_dir, mini_spec, store, settings=default_settings(("ssim", "cpbd")), key=KEY)
     run = store.runs(provenance="measured")[0]
     assert run["run_id"] == run_id and run["method"] == "MyTalker" and run["benchmark"] == "sample-mini"
     assert store.methods()["MyTalker"]["kind"] == "submission"
     means = store.group_means([run_id])[run_id]
-    assert means[("indo_european", "ssim")] == pytest.approx(1.0)  # the ground truth itself
-    assert means[("non_indo_european", "ssim")] == pytest.approx(1.0)
+    # the ground truth moved by a pixel and re-encoded: close to it, and measured, not 1.0
+    assert 0.6 < means[("indo_european", "ssim")] < 0.97
+    assert 0.6 < means[("non_indo_european", "ssim")] < 0.97
     assert 0.2 < means[("all", "cpbd")] < 0.8
     assert run["protocol"]["metric_versions"] == {"ssim": "1", "cpbd": "1"}
     assert len(run["protocol_hash"]) == 64
@@ -329,11 +330,11 @@ def test_builtin_method_names_are_reserved(valid_dir, tmp_path, mini_spec, store
     sub = _copy(valid_dir, tmp_path)
     (sub / "submission.yaml").write_text(yaml.safe_dump(META | {"method": "Ground-Truth"}))
     with pytest.raises(EvaluationError, match="'Ground-Truth' is reserved for a built-in or external method"):
-        submit(sub, mini_spec, store, settings=default_settings(("ssim",)))
+        submit(sub, mini_spec, store, settings=default_settings(("ssim",)), key=KEY)
     for name in ("GT", "ground truth", "VQTalker-Tiny"):
         (sub / "submission.yaml").write_text(yaml.safe_dump(META | {"method": name}))
         with pytest.raises(EvaluationError, match="is reserved for a built-in or external method"):
-            submit(sub, mini_spec, store, settings=default_settings(("ssim",)))
+            submit(sub, mini_spec, store, settings=default_settings(("ssim",)), key=KEY)
     assert store.counts()["runs"] == 0
 
 
@@ -350,12 +351,12 @@ def test_a_submission_cannot_take_a_published_methods_name(valid_dir, tmp_path, 
         (sub / "submission.yaml").write_text(yaml.safe_dump(META | {"method": name}))
         # reported by the papers, and most also external presets: either way not a submission's
         with pytest.raises(EvaluationError, match=r"is taken by a reported method|is reserved for a built-in or external"):
-            submit(sub, mini_spec, store, settings=default_settings(("ssim",)))
+            submit(sub, mini_spec, store, settings=default_settings(("ssim",)), key=KEY)
     assert store.counts() == before
     # the same submitter may submit again under its own name: a new run of one method
     (sub / "submission.yaml").write_text(yaml.safe_dump(META | {"method": "MyTalker"}))
-    submit(sub, mini_spec, store, settings=default_settings(("ssim",)))
-    submit(sub, mini_spec, store, settings=default_settings(("ssim",)))
+    submit(sub, mini_spec, store, settings=default_settings(("ssim",)), key=KEY)
+    submit(sub, mini_spec, store, settings=default_settings(("ssim",)), key=KEY)
     (sub / "submission.yaml").write_text(yaml.safe_dump(META | {"method": "mytalker"}))
     with pytest.raises(EvaluationError, match=r"is taken by a submitted method \('MyTalker'\)"):
-        submit(sub, mini_spec, store, settings=default_settings(("ssim",)))
+        submit(sub, mini_spec, store, settings=default_settings(("ssim",)), key=KEY)

@@ -27,11 +27,11 @@ def audit(
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--min-confidence", "--threshold",
                                     help="Clips whose top language probability is under this are reported apart as "
                                          "low confidence (the default is measured: docs/language-id.md)."),
-    seed: int = typer.Option(0, help="Bootstrap seed (recorded in the report)."),
+    seed: int = typer.Option(0, min=0, help="Bootstrap seed (recorded in the report)."),
     bootstrap: int = typer.Option(2000, help="Bootstrap resamples for the 95% intervals."),
     cache: Path = typer.Option(None, help="Language-ID cache file (default: USER_CACHE/talkbench/audit-lid.sqlite)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the language-ID cache."),
-    threads: int = typer.Option(2, help="CPU threads for language ID."),
+    threads: int = typer.Option(2, min=1, help="CPU threads for language ID."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Counts, hours and shares by language and family, the Indo-European share with a bootstrap

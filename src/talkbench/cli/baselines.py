@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.common import console, err_console, markup_safe, print_json
 from talkbench.cli.listing import (Column, ListFormat, chosen_format, format_option, json_alias_option, print_listing,
                                    rich_table)
 
@@ -50,11 +50,11 @@ def _pick_task(spec, tasks: list[str], requested: Optional[str], method: str) ->
 
 def _verdict(out: Path, spec, problems: list[str], note: str = "") -> None:
     if problems:
-        err_console.print(f"[yellow]the submission validator rejects {out}[/]{note}")
+        err_console.print(f"[yellow]the submission validator rejects {markup_safe(out)}[/]{note}")
         for p in problems[:20]:
-            err_console.print(f"  - {p}")
+            err_console.print(f"  - {markup_safe(p)}")
     else:
-        console.print(f"[green]accepted by the submission validator[/]: talkbench submit {out} --benchmark {spec.name}")
+        console.print(f"[green]accepted by the submission validator[/]: talkbench submit {markup_safe(str(out))} --benchmark {spec.name}")
 
 
 def _validate(out: Path, spec, clips) -> list[str]:
@@ -153,9 +153,9 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Submission folder (default: submissions/<method>-<benchmark>)."),
     data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
     task: Optional[str] = typer.Option(None, "--task", help="speech-driven or reconstruction (default: what both support)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips (a trial run; not submittable)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per step (default: the preset's)."),
-    size: Optional[int] = typer.Option(None, "--size", help="Output side in px (default: the reference's)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips (a trial run; not submittable)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Seconds per step (default: the preset's)."),
+    size: Optional[int] = typer.Option(None, "--size", min=16, help="Output side in px (default: the reference's)."),
     controls: Optional[Path] = typer.Option(None, "--controls", help="Folder of <clip_id> control files, for methods that need them."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Carry on after a failing clip and list failures at the end."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the commands for the first clip; run nothing."),
@@ -202,9 +202,9 @@ def run(
     else:
         console.print(f"{preset.name} on {spec.key} ({kind}): {len(summary.done)} clip(s) in {out}; logs in {summary.logs}")
         for w in summary.warnings:
-            console.print(f"[yellow]warning[/] {w}")
+            console.print(f"[yellow]warning[/] {markup_safe(w)}")
         for cid, err in summary.failed.items():
-            err_console.print(f"[red]{cid}[/]: {err}")
+            err_console.print(f"[red]{markup_safe(cid)}[/]: {markup_safe(str(err))}")
         if not summary.failed:
             _verdict(out, spec, problems, " (--limit ran a subset)" if limit else "")
     if summary.failed or (problems and not limit):
@@ -215,10 +215,10 @@ def run(
 def import_grid(
     video: Path = typer.Argument(..., help="A side-by-side comparison video."),
     layout: str = typer.Option(..., "--layout", help="COLSxROWS, e.g. 4x1."),
-    panel: int = typer.Option(..., "--panel", help="Panel side in pixels; the grid must be exactly COLS*panel x ROWS*panel."),
+    panel: int = typer.Option(..., "--panel", min=1, help="Panel side in pixels; the grid must be exactly COLS*panel x ROWS*panel."),
     names: str = typer.Option(..., "--names", help="One name per panel, row by row, comma-separated; '-' skips a panel."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <video stem>-panels)."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Resample to this frame rate (default: keep the grid's)."),
+    fps: Optional[float] = typer.Option(None, "--fps", min=1, help="Resample to this frame rate (default: keep the grid's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Split a COLSxROWS grid video into one video per panel (audio kept); report blank or identical panels."""
@@ -230,7 +230,7 @@ def import_grid(
         print_json(result.to_dict())
         return
     table = Table("#", "name", "row", "col", "file", "mean", "std", "check",
-                  title=f"{video.name}: {result.cols}x{result.rows} panels of {result.panel} px, "
+                  title=f"{markup_safe(video.name)}: {result.cols}x{result.rows} panels of {result.panel} px, "
                         f"{result.frames} frames at {result.fps:g} fps", title_justify="left")
     for p in result.panels:
         check = "blank" if p.blank else (f"= {', '.join(p.identical_to)}" if p.identical_to else "ok")
@@ -238,7 +238,7 @@ def import_grid(
                       f"{p.mean:.1f}", f"{p.std:.1f}", check)
     console.print(table)
     for w in result.warnings:
-        console.print(f"[yellow]warning[/] {w}")
+        console.print(f"[yellow]warning[/] {markup_safe(w)}")
 
 
 @app.command("import")
@@ -250,7 +250,7 @@ def import_(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Submission folder (default: submissions/<method>-<benchmark>)."),
     data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
     task: Optional[str] = typer.Option(None, "--task", help="speech-driven or reconstruction."),
-    size: Optional[int] = typer.Option(None, "--size", help="Output side in px (default: the reference's)."),
+    size: Optional[int] = typer.Option(None, "--size", min=16, help="Output side in px (default: the reference's)."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Write what matches even if clips are missing."),
     licence: Optional[str] = typer.Option(None, "--licence", help="Licence of the imported videos."),
     lossy: bool = typer.Option(False, "--lossy", help="Write H.264 CRF 18 instead of lossless video "
@@ -286,11 +286,11 @@ def import_(
     else:
         console.print(f"{info.name}: {len(result.matched)} of {len(targets)} clips of {spec.key} imported into {out}")
         for name in result.unmatched:
-            console.print(f"[yellow]unmatched file[/] {name}")
+            console.print(f"[yellow]unmatched file[/] {markup_safe(name)}")
         for cid in result.missing:
-            console.print(f"[yellow]missing clip[/] {cid}")
+            console.print(f"[yellow]missing clip[/] {markup_safe(cid)}")
         for w in result.warnings:
-            console.print(f"[yellow]warning[/] {w}")
+            console.print(f"[yellow]warning[/] {markup_safe(w)}")
         _verdict(out, spec, problems)
     if problems and not allow_missing:
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.common import console, err_console, output_folder, print_json
 from talkbench.errors import TalkbenchError
 
 app = typer.Typer(help="Build talking-face datasets (HDTF, VoxCeleb, VFHQ, MNTE, MEAD, local files).",
@@ -22,25 +22,27 @@ def build(
     view: str | None = typer.Option(None, help="mead: camera view (front, down, top, left_30, left_60, right_30, right_60; default front)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (catalog.duckdb, clips/, raw/)."),
     engine: str = typer.Option("local", help="local | ray"),
-    workers: int = typer.Option(2, help="Worker processes (local) or CPUs for a local Ray."),
+    workers: int = typer.Option(2, min=0, help="Worker processes (local; 0 runs clips in this process) or CPUs for a local Ray."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (engine ray)."),
-    limit: int | None = typer.Option(None, help="Build a seeded random subset of this many clips."),
+    limit: int | None = typer.Option(None, min=1, help="Build a seeded random subset of this many clips."),
     split: str | None = typer.Option(None, help="Only this split (HDTF: RD/WDA/WRA; VoxCeleb: train/test; MEAD: test-4id-v1/official-test-v1/train-4id-v1)."),
     languages: str | None = typer.Option(None, help="Only clips whose manifest language is in this comma list."),
     seed: int = typer.Option(0, help="Seed of --limit's subset."),
-    min_face_px: int | None = typer.Option(None, help="Reject clips whose face crop is smaller (default 512, the paper's; mead 256, see docs/datasets/mead.md)."),
-    min_seconds: float = typer.Option(3.0, help="Reject clips shorter than this."),
+    min_face_px: int | None = typer.Option(None, min=1, help="Reject clips whose face crop is smaller (default 512, the paper's; mead 256, see docs/datasets/mead.md)."),
+    min_seconds: float = typer.Option(3.0, min=0, help="Reject clips shorter than this."),
     check_language: bool | None = typer.Option(None, "--check-language/--no-check-language", help="Reject clips whose Whisper language differs from the manifest's (default: on for mnte)."),
     lid_engine: str = typer.Option("faster-whisper", help="faster-whisper | openai-whisper"),
     lid_model: str = typer.Option("base", help="Whisper model name or local folder/checkpoint."),
     cookies: Path | None = typer.Option(None, help="Cookies file for yt-dlp."),
-    retries: int = typer.Option(3, help="Retries of transient download failures."),
-    rate_limit: int | None = typer.Option(None, help="Download rate limit, bytes/s."),
+    retries: int = typer.Option(3, min=0, help="Retries of transient download failures."),
+    rate_limit: int | None = typer.Option(None, min=1, help="Download rate limit, bytes/s."),
     force: bool = typer.Option(False, help="Rebuild clips already in the catalog."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Fetch, cut, crop, filter, language-tag and encode clips into OUT/catalog.duckdb.
     MEAD: talkbench data build mead --root DIR --out OUT (see docs/datasets/mead.md)."""
+    from talkbench.datasets.engines import ENGINES
+    from talkbench.datasets.language import ENGINES as LID_ENGINES
     from talkbench.datasets.pipeline import build_dataset, summary_tables
 
     source = source.lower()
@@ -56,6 +58,11 @@ def build(
         raise TalkbenchError(f"{source} needs --manifest (its manifest file or folder)")
     else:
         src = [str(m) for m in manifest] if source == "files" else manifest[0]
+    if engine not in ENGINES:
+        raise TalkbenchError(f"unknown --engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if lid_engine not in LID_ENGINES:
+        raise TalkbenchError(f"unknown --lid-engine {lid_engine!r}; choose one of {', '.join(LID_ENGINES)}")
+    output_folder(out, "--out")  # after every check above: a refused build leaves no folder behind
     summary = build_dataset(
         source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split, view=view,
         languages=languages.split(",") if languages else None, seed=seed, min_face_px=min_face_px,

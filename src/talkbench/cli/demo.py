@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from talkbench import media
-from talkbench.cli.common import console, err_console
+from talkbench.cli.common import console, err_console, output_folder
 from talkbench.cli.listing import print_table
 from talkbench.face import analyse_image, get_backend
 from talkbench.samples import load_sample_corpus
@@ -90,7 +90,7 @@ def demo(
     from talkbench.datasets.pipeline import build_clips, summary_tables
     from talkbench.leaderboard.demo import run_demo_leaderboard
 
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, "--out")
     timings: dict[str, float] = {}
     with section("corpus", "talkbench demo: the sample corpus, probed and face-checked", timings):
         console.print(corpus_table())

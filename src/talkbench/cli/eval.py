@@ -9,10 +9,23 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.common import console, err_console, markup_safe, print_json, printable
 from talkbench.cli.listing import print_table
 from talkbench.errors import MetricError
+
+
+class NoValueError(MetricError):
+    """An evaluation in which no metric produced a value for a method: the message says why."""
+
+
+# What the user can give when a metric had no value for this reason (the scorer's wording).
+HINTS = {
+    "no ground-truth video given": "give --reference",
+    "CSIM needs a source portrait or the ground-truth video": "give --source-portrait or --reference",
+    "the clip has no emotion label": "give --emotion",
+}
 
 
 def eval_(
@@ -32,8 +45,8 @@ def eval_(
     fid_stride: int = typer.Option(None, "--fid-stride", help="Use every Nth frame for FID."),
     audio: Path = typer.Option(None, "--audio", "-a", help="Driving speech for LSE-C/LSE-D: one file, or a folder matched by file name (default: each video's own audio)."),
     emotion: str = typer.Option(None, "--emotion", help="The clips' emotion label for emotion accuracy (MEAD's names)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap intervals."),
-    workers: int = typer.Option(None, "--workers", "-w", help="Processes (default: all cores) or Ray actors."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap intervals."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, help="Processes (default: all cores) or Ray actors."),
     engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local Ray)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the analysis cache."),
@@ -43,9 +56,18 @@ def eval_(
     FID/FVD and the protocol; one row per method (-g)."""
     from rich.progress import Progress
 
-    from talkbench.metrics.engine import ClipJob, evaluate, match_folders
+    from talkbench.metrics.engine import ENGINES, ClipJob, evaluate, match_folders
     from talkbench.metrics.paper_protocols import protocol_settings
 
+    if engine not in ENGINES:
+        raise MetricError(f"unknown --engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if ray_address is not None and engine != "ray":
+        raise MetricError(f"--ray-address {ray_address} is for --engine ray, not --engine {engine}")
+    if emotion is not None:
+        from talkbench.metrics.emotion import MEAD_TO_FER
+
+        if emotion.strip().lower() not in MEAD_TO_FER:
+            raise MetricError(f"unknown --emotion {emotion!r}; MEAD's labels are {', '.join(MEAD_TO_FER)}")
     for path, what in [*((g, "--generated") for g in generated), (reference, "--reference"), (source_portrait, "--source-portrait"), (audio, "--audio")]:
         if path is not None and not path.exists():
             raise MetricError(f"{path}: {what} does not exist")
@@ -75,6 +97,11 @@ def eval_(
         print_json(report.to_dict())
     else:
         _render(report)
+    for result in report.evaluations:  # on stderr with --json too: the JSON alone is easy to miss
+        _warn(result)
+    empty = [r for r in report.evaluations if not (r.summary or r.distribution)]
+    if empty:
+        raise NoValueError("; ".join(_why_no_value(r, len(report.evaluations) > 1) for r in empty))
     if any(r.errors for r in report.evaluations):
         raise typer.Exit(1)
 
@@ -109,17 +136,21 @@ def _render(report) -> None:
         _render_one(results[0], better)
     else:
         names = sorted({n for r in results for n in r.summary} | {n for r in results for n in r.distribution})
-        table = Table("method", "clips", *(f"{n} {better.get(n, '')}".strip() for n in names))
+        faces = any(r.frames_without_face()[0] for r in results)
+        table = Table("method", "clips", *(f"{n} {better.get(n, '')}".strip() for n in names),
+                      *(["frames without a face"] if faces else []))
         for r in results:
             cells = []
             for n in names:
                 s = r.summary.get(n) or r.distribution.get(n)
                 cells.append(_with_interval(getattr(s, "mean", getattr(s, "value", None)), s.ci95) if s else "-")
-            table.add_row(r.method, str(len(r.clips)), *cells)
+            if faces:
+                without, looked = r.frames_without_face()
+                cells.append(_of(without, looked) if looked else "-")
+            failed = f" ({len(r.errors)} failed)" if r.errors else ""
+            table.add_row(Text(printable(r.method)), f"{len(r.clips)}{failed}", *cells)
         print_table(table)
         console.print("mean over clips [95% bootstrap interval]; --json has every clip")
-    for r in results:
-        _render_notes(r)
     first = results[0]
     clip_seconds = sum(r.timing.clip_seconds for r in results)
     frames = sum(r.timing.frames for r in results)
@@ -133,28 +164,79 @@ def _render(report) -> None:
 
 
 def _render_one(result, better: dict) -> None:
-    """One row per value; the mean over clips, then each clip while they fit."""
+    """One row per value; the mean over clips, then each clip while they fit; then the frames
+    the values did not see (without a face, past the ground truth's end) and the failed clips."""
+    if not (result.summary or result.distribution or result.clips):
+        return  # every clip failed: the errors say why
     clips = result.clips if len(result.clips) <= MAX_CLIP_COLUMNS else []
-    table = Table("value", "mean [95% CI]", "clips", *(c.id for c in clips))
+    table = Table("value", "mean [95% CI]", "clips")
+    for c in clips:
+        table.add_column(Text(printable(c.id)))  # a file name: printed as it is, never as markup
     for name, s in result.summary.items():
         label = f"{name} {better.get(name, '')}".strip()
         table.add_row(label, _with_interval(s.mean, s.ci95), str(s.clips), *(_fmt(c.values.get(name)) for c in clips))
-    print_table(table)
+    without, looked = result.frames_without_face()
+    if without:
+        table.add_row("frames without a face", _of(without, looked), str(sum(bool(c.frames_without_face) for c in result.clips)),
+                      *(_of(c.frames_without_face, c.frames.generated) if c.frames_without_face is not None else "-" for c in clips))  # fmt: skip
+    not_compared = [c.frames.generated - c.frames.compared for c in result.clips]
+    if any(not_compared):
+        table.add_row("frames not compared", _of(sum(not_compared), sum(c.frames.generated for c in result.clips)),
+                      str(sum(map(bool, not_compared))), *(str(n) for n in not_compared[: len(clips)]))  # fmt: skip
+    if result.errors:
+        table.add_row("clips failed", _of(len(result.errors), len(result.errors) + len(result.clips)), str(len(result.errors)),
+                      *("" for _ in clips))  # fmt: skip
+    if result.summary or without or any(not_compared) or result.errors:
+        print_table(table)
     for name, d in result.distribution.items():
         console.print(f"{name}: {_with_interval(d.value, d.ci95)} ({d.generated_samples} generated vs "
                       f"{d.reference_samples} reference samples)")  # fmt: skip
 
 
-def _render_notes(result) -> None:
-    prefix = f"{result.method}: " if result.method else ""
+def _warn(result) -> None:
+    """A warning line on stderr for each clip with frames a metric did not see, each metric
+    without a value and each failed clip."""
+    prefix = f"{markup_safe(result.method)}: " if result.method else ""
     for clip in result.clips:
-        missing = {k: v for k, v in clip.faces.items() if k.endswith("without_face") and v}
-        if missing:
-            console.print(f"[yellow]{prefix}{clip.id}[/]: frames without a face skipped by face metrics: {missing}")
-    for name, reason in result.unavailable.items():
-        err_console.print(f"[yellow]{prefix}{name} unavailable[/]: {reason}")
+        name = markup_safe(clip.id) if clip.id == result.method else f"{prefix}{markup_safe(clip.id)}"
+        used = ", ".join(f"{k.removesuffix('_frames')} used {v}" for k, v in clip.faces.items() if k.endswith("_frames") and not k.endswith("without_face"))
+        if clip.frames_without_face:
+            err_console.print(f"[yellow]warning:[/] {name}: {clip.frames_without_face} of "
+                              f"{clip.frames.generated} generated frames have no face; the face metrics skipped them"
+                              + (f" ({used})" if used else ""))  # fmt: skip
+        reference = clip.faces.get("reference_frames_without_face")
+        if reference:
+            err_console.print(f"[yellow]warning:[/] {name}: {reference} of {clip.frames.reference} "
+                              "ground-truth frames have no face; the face metrics skipped them")  # fmt: skip
+        if clip.frames.generated > clip.frames.compared:
+            err_console.print(f"[yellow]warning:[/] {name}: {clip.frames.generated - clip.frames.compared} "
+                              f"of {clip.frames.generated} generated frames are past the ground truth's end, not compared")  # fmt: skip
+    if result.summary or result.distribution:  # otherwise the error that ends the run gives these reasons
+        for metric, reason in result.unavailable.items():
+            err_console.print(f"[yellow]warning:[/] {prefix}{metric} has no value: {markup_safe(reason)}")
     for error in result.errors:
-        err_console.print(f"[red]{prefix}{error.id}[/]: {error.error}")
+        name = markup_safe(error.id) if error.id == result.method else f"{prefix}{markup_safe(error.id)}"
+        err_console.print(f"[red]failed:[/] {name}: {markup_safe(error.error)}")
+
+
+def _why_no_value(result, name_method: bool) -> str:
+    """Why a method has no value at all: each reason once, with the metrics it stopped and what
+    the user can give."""
+    who = f" for {result.method}" if name_method else ""
+    if result.errors and not result.clips:
+        return f"no metric produced a value{who}: {_of(len(result.errors), len(result.errors))} clips failed (listed above)"
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in result.unavailable.items():
+        by_reason.setdefault(reason, []).append(name)
+    parts = []
+    for reason, names in by_reason.items():
+        hint = HINTS.get(reason)
+        parts.append(f"{', '.join(names)}: {reason}" + (f" ({hint})" if hint else ""))
+    return f"no metric produced a value{who}: " + ("; ".join(parts) or "no metric was measured")
+
+
+def _of(part: int | None, whole: int | None) -> str:
+    return "-" if part is None else f"{part} of {whole}"
 
 
 def _with_interval(value, interval) -> str:

@@ -4,13 +4,14 @@ thin wrappers over ``talkbench.leaderboard``."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from talkbench.cli.common import console, err_console, print_json
+from talkbench.cli.common import console, err_console, os_error_text, print_json
 from talkbench.cli.listing import print_table
 
 STORE_HELP = "Leaderboard store (DuckDB); default $TALKBENCH_LEADERBOARD or the user data dir."
@@ -18,11 +19,47 @@ STORE_HELP = "Leaderboard store (DuckDB); default $TALKBENCH_LEADERBOARD or the 
 
 def _store(path: Optional[Path]):
     from talkbench.leaderboard.reported import load_reported
-    from talkbench.leaderboard.store import Store, default_store_path
+    from talkbench.leaderboard.store import Store, StoreError, default_store_path
 
-    store = Store(path or default_store_path())
-    load_reported(store)
+    target = path or default_store_path()
+    check_store_path(target)
+    try:
+        store = Store(target)
+        load_reported(store)
+    except OSError as exc:  # e.g. under /proc, on a read-only file system
+        raise StoreError(f"{target}: cannot open or create the leaderboard store ({os_error_text(exc)})") from None
     return store
+
+
+def check_store_path(path: Path) -> None:
+    """A store path that cannot be a DuckDB file fails here, before any work and without
+    creating anything: a folder, something else that is not a file, a parent that is a file,
+    a place that cannot be written to."""
+    from talkbench.leaderboard.store import StoreError
+
+    lock = path.with_name(path.name + ".lock")
+    for candidate in (path, lock):
+        if candidate.is_dir():
+            raise StoreError(f"{candidate}: --store is a folder; give a DuckDB file, e.g. {path / 'leaderboard.duckdb'}")
+        if candidate.exists() and not candidate.is_file():
+            raise StoreError(f"{candidate}: --store is not a regular file")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"{path}: cannot create the leaderboard store, {parent} is a file, not a folder")
+    # Tried, not judged by permission bits (root passes those; /proc and read-only mounts do not):
+    # the store opened for writing as it is, or a nameless file made and gone in its folder.
+    try:
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+    except OSError as exc:
+        where = path if path.exists() else parent
+        raise StoreError(f"{path}: cannot create or write the leaderboard store ({where}: {exc.strerror or exc})") from None
 
 
 def _settings(metrics: Optional[str], protocol: str = "talkbench"):
@@ -41,15 +78,25 @@ def submit(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Evaluation processes (default: all cores) or Ray actors."),
     engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored run as JSON."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="File holding your submitter key (default: $TALKBENCH_SUBMITTER_KEY). The first submission of a method name makes it yours; later ones need the same key."),
 ) -> None:
     """Validate a submission (every problem at once), evaluate it with the metrics engine, store it."""
+    from talkbench.leaderboard.benchmarks import get_benchmark
     from talkbench.leaderboard.evaluate import submit as do_submit
+    from talkbench.leaderboard.names import load_submitter_key
+    from talkbench.leaderboard.store import default_store_path
 
     settings = _settings(metrics, protocol)  # a bad metric or protocol fails before the validation, not after it
-    db = _store(store)
-    run_id = do_submit(path, benchmark, db, data_dir=data, settings=settings,
-                       progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
-                       workers=workers or os.cpu_count() or 1, engine=engine)  # fmt: skip
+    spec = get_benchmark(benchmark)
+    target = store or default_store_path()
+    check_store_path(target)
+    key = load_submitter_key(key_file)
+    # A store that does not exist yet is created only once there is a run for it: a failing
+    # submit leaves nothing behind.
+    run_id = do_submit(path, spec, _store(target) if target.exists() else target, data_dir=data,
+                       settings=settings, progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
+                       workers=workers or os.cpu_count() or 1, engine=engine, key=key)  # fmt: skip
+    db = _store(target)
     run = next(r for r in db.runs(provenance="measured") if r["run_id"] == run_id)
     if as_json:
         print_json({"run_id": run_id, "store": str(db.path), "run": run})
@@ -70,12 +117,18 @@ def score(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Evaluation processes (default: all cores)."),
 ) -> None:
     """Generate built-in methods' outputs on a benchmark, evaluate them, store one run each."""
-    from talkbench.leaderboard.benchmarks import get_benchmark
+    from talkbench.baselines.protocol import MethodError, method_names
+    from talkbench.leaderboard.benchmarks import BenchmarkError, get_benchmark
     from talkbench.leaderboard.evaluate import check_protocol_fits, run_methods
 
     settings = _settings(metrics, protocol)
     spec = get_benchmark(benchmark)
     check_protocol_fits(settings.protocol_name, task, spec.name, spec.key)
+    if task not in spec.tasks:  # this and the methods before the store is opened (and created)
+        raise BenchmarkError(f"benchmark {spec.key} has no {task!r} task; it has {', '.join(spec.tasks)}")
+    unknown = [m for m in methods if m not in method_names()]
+    if unknown:
+        raise MethodError(f"unknown method {unknown[0]!r}; registered: {', '.join(method_names())}")
     db = _store(store)
     run_ids = run_methods(db, methods, spec, task, out, data_dir=data, settings=settings,
                           progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
@@ -92,13 +145,24 @@ def leaderboard(
 ) -> None:
     """The ranking: each metric on Indo-European and non-Indo-European clips and the gap."""
     from talkbench.leaderboard import tables
+    from talkbench.leaderboard.benchmarks import BenchmarkError, benchmark_names, split_version
     from talkbench.leaderboard.ranking import boards_json, leaderboard as build
+    from talkbench.leaderboard.store import default_store_path
 
     renderers = {"md": tables.boards_markdown, "latex": tables.boards_latex, "csv": tables.boards_csv,
                  "json": boards_json}
     if fmt not in ("table", "html", *renderers):
         raise typer.BadParameter(f"unknown format {fmt!r}; choose table, md, latex, csv, html or json")
-    db = _store(store)
+    name = split_version(benchmark)[0] if benchmark else None
+    shipped = benchmark_names()
+    target = store or default_store_path()
+    if name is not None and name not in shipped and not target.exists():  # nothing to open, nothing created
+        raise BenchmarkError(f"unknown benchmark {name!r}; choose from {', '.join(shipped)}")
+    db = _store(target)
+    if name is not None and name not in shipped:  # a misspelt name would show an empty board
+        stored = sorted({b["name"] for b in db.benchmarks()})
+        if name not in stored:
+            raise BenchmarkError(f"unknown benchmark {name!r}; choose from {', '.join(sorted({*shipped, *stored}))}")
     boards = build(db, benchmark)
     if fmt == "html":
         from talkbench.leaderboard.site import build_site

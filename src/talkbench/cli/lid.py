@@ -7,14 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from talkbench.cli.common import console, err_console, print_json
+from rich.text import Text
+
+from talkbench.cli.common import console, err_console, markup_safe, print_json, printable
 
 
 def lid(
     files: list[Path] = typer.Argument(..., help="Audio or video files."),
     engine: str = typer.Option("faster-whisper", help="faster-whisper | openai-whisper"),
     model: str = typer.Option("base", help="Model name (resolved to a local copy first) or a local folder/checkpoint."),
-    threads: int = typer.Option(2, help="CPU threads."),
+    threads: int = typer.Option(2, min=1, help="CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Language (ISO 639-1), probability, top 3 and seconds of speech of each file."""
@@ -33,10 +35,10 @@ def lid(
         table = Table("file", "language", "prob", "top 3", "speech (s)", "time (s)", title=f"{engine} / {model}")
         for r in results:
             top = ", ".join(f"{k} {p:.2f}" for k, p in r["top3"])
-            table.add_row(Path(r["path"]).name, r["language"] or "no_speech", f"{r['probability']:.3f}", top,
+            table.add_row(Text(printable(Path(r["path"]).name)), r["language"] or "no_speech", f"{r['probability']:.3f}", top,
                           f"{r['speech_seconds']:.1f}", f"{r['seconds']:.2f}")
         console.print(table)
         for f in failures:
-            err_console.print(f"[red]{f['path']}[/]: {f['error']}")
+            err_console.print(f"[red]{markup_safe(f['path'])}[/]: {markup_safe(f['error'])}")
     if failures:
         raise typer.Exit(1)

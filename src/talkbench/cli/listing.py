@@ -22,7 +22,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from talkbench.cli.common import console, print_json
+from talkbench.cli.common import console, print_json, printable
 
 Row = TypeVar("Row")
 Value = Union[str, int, float, bool, None]
@@ -116,5 +116,6 @@ def _csv_value(value: Value) -> str:
 
 
 def _table_text(value: Value) -> Text:
-    # Text, not a markup string: a file name such as "take[2].mp4" must print as it is
-    return Text("-" if value is None or value == "" else _csv_value(value))
+    # Text, not a markup string: a file name such as "take[2].mp4" must print as it is; printable:
+    # nor may a newline or an escape sequence in one forge a row or recolour the terminal
+    return Text("-" if value is None or value == "" else printable(_csv_value(value)))

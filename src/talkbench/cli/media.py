@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from talkbench import media
-from talkbench.cli.common import err_console
+from talkbench.cli.common import err_console, markup_safe
 from talkbench.cli.listing import Column, ListFormat, chosen_format, format_option, json_alias_option, print_listing
 from talkbench.errors import MediaError
 from talkbench.media import MediaInfo
@@ -22,7 +21,7 @@ def _audio_cell(info: MediaInfo) -> str:
 
 
 COLUMNS: list[Column[MediaInfo]] = [
-    Column("path", lambda i: i.path, heading="file", cell=lambda i: escape(Path(i.path).name), is_name=True),
+    Column("path", lambda i: i.path, heading="file", cell=lambda i: markup_safe(Path(i.path).name), is_name=True),
     Column("duration", lambda i: i.duration, heading="duration (s)", cell=lambda i: f"{i.duration:.2f}"),
     Column("fps", lambda i: i.fps, cell=lambda i: f"{i.fps:.2f}"),
     Column("frame_count", lambda i: i.frame_count, heading="frames"),
@@ -53,6 +52,6 @@ def probe(
     print_listing(fmt, infos, COLUMNS, json_document=document)
     if fmt is not ListFormat.json:  # JSON carries the errors; the other formats keep stdout for the files
         for path, problem in failures:
-            err_console.print(f"[red]{escape(str(path))}[/]: {escape(problem)}", soft_wrap=True)
+            err_console.print(f"[red]{markup_safe(path)}[/]: {markup_safe(problem)}", soft_wrap=True)
     if failures:
         raise typer.Exit(1)

@@ -16,7 +16,7 @@ app = typer.Typer(help="VQTalker: motion tokenizer training, encoding and recons
 def train_tokenizer(
     config: str = typer.Option(..., "--config", help="tiny | paper-256 | paper-512, or a YAML file."),
     out: Path = typer.Option(Path("runs/tokenizer"), "--out", help="Run directory (log.csv, checkpoints/)."),
-    steps: int = typer.Option(None, "--steps", help="Train until this step (default: the config's train.steps)."),
+    steps: int = typer.Option(None, "--steps", min=0, help="Train until this step (default: the config's train.steps)."),
     resume: Path = typer.Option(None, "--resume", help="Checkpoint to resume from (e.g. OUT/checkpoints/latest.pt)."),
     overrides: list[str] = typer.Option([], "--set", help="Config override KEY=VALUE, e.g. train.batch_size=4."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),

@@ -16,10 +16,10 @@ from talkbench.cli.vqtalker import app
 @app.command(name="fit-units")
 def fit_units(
     source: str = typer.Option("sample", "--source", help="'sample', a directory of clips, or one clip."),
-    k: int = typer.Option(64, "--k", help="Number of units (k-means clusters)."),
+    k: int = typer.Option(64, "--k", min=1, help="Number of units (k-means clusters)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Clip stems to leave out (held-out clips)."),
     out: Path = typer.Option(None, "--out", help="Artifact (.npz); default: the VQTalker cache."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     metric: str = typer.Option("euclidean", "--metric", help="euclidean (keeps loudness) or cosine (direction only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -49,7 +49,7 @@ def train_generator(
     config: str = typer.Option("tiny", "--config", help="tiny | paper | c-c | d-c | c-d | d-d, or a YAML file."),
     tokenizer: Path = typer.Option(..., "--tokenizer", help="Stage-1 tokenizer checkpoint (targets, f_g)."),
     out: Path = typer.Option(Path("runs/generator"), "--out", help="Run directory (log.csv, checkpoints/)."),
-    steps: int = typer.Option(None, "--steps", help="Train until this step (default: the config's)."),
+    steps: int = typer.Option(None, "--steps", min=0, help="Train until this step (default: the config's)."),
     resume: Path = typer.Option(None, "--resume", help="Checkpoint to resume from."),
     overrides: list[str] = typer.Option([], "--set", help="Config override KEY=VALUE, e.g. train.window=32."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Network weight files: list, fetch, import, verify.", no_args_is_help=True)
 
 
-REPLACE_HELP = ("For a file without a published sha256: install it even though a different file is "
-                "recorded under this name, and record the new sha256 (numbers made with the two do not compare).")
+REPLACE_HELP = ("For a file without a full published sha256: install it even though a different file is "
+                "recorded under this name (or none is), and record the new sha256 (numbers made with the two "
+                "do not compare).")
 
 # Modules that register weight files when imported (the metric ones live in talkbench.weights).
 WEIGHT_MODULES = ("talkbench.metrics.registry", "talkbench.vqtalker.losses", "talkbench.vqtalker.speech")

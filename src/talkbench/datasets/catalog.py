@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from talkbench.datasets.stages import REASONS, STAGES
+from talkbench.datasets.stages import REASONS, RETRIED, STAGES
 from talkbench.errors import TalkbenchError
 
 CATALOG_NAME = "catalog.duckdb"
@@ -120,8 +120,12 @@ class Catalog:
             raise
 
     def finished_ids(self) -> set[str]:
-        """Clips with a final outcome (accepted or rejected); 'failed' ones are retried."""
-        rows = self.con.execute("SELECT clip_id FROM clips WHERE status IN ('accepted', 'rejected')").fetchall()
+        """Clips with a final outcome (accepted or rejected); 'failed' ones are retried, and so
+        are rows of a retried reason that older versions stored as 'rejected' (source_missing)."""
+        retried = sorted(RETRIED)
+        rows = self.con.execute(
+            "SELECT clip_id FROM clips WHERE status IN ('accepted', 'rejected') "
+            f"AND coalesce(reason, '') NOT IN ({', '.join('?' for _ in retried)})", retried).fetchall()
         return {r[0] for r in rows}
 
     def rows(self, volatile: bool = True) -> list[dict]:

@@ -5,7 +5,14 @@ caller (the pipeline) writes the catalog. ``local``: a process pool (``workers``
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing as mp
 import os
+import queue
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
@@ -23,7 +30,20 @@ ENGINES = ("local", "ray")
 WORKER_ENV = {"OMP_NUM_THREADS": "1"}
 
 
-def _init_worker() -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_S = 0.5  # the portable watchdog's period
+
+# Set in each worker by _init_worker: a multiprocessing queue can only reach a spawned
+# process when it starts, not as an argument of each task.
+_events = None
+
+
+def _init_worker(parent_pid: int, events=None) -> None:
+    global _events
+    die_with_parent(parent_pid)
+    if events is not None:
+        events.cancel_join_thread()  # a progress event lost at exit must never block the worker's exit
+    _events = events
     os.environ.update(WORKER_ENV)
     try:
         import torch
@@ -31,6 +51,34 @@ def _init_worker() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+def _run_task(task, spec: ClipSpec, cfg: BuildConfig) -> dict:
+    return task(spec, cfg, _events)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` (its parent) ends, however it ends (SIGKILL too):
+    a killed build must not leave workers holding their models and going on with clips
+    nobody will collect. On Linux the kernel sends SIGKILL on the parent's death
+    (PR_SET_PDEATHSIG); everywhere, a daemon thread checks the parent pid twice a second."""
+    if sys.platform.startswith("linux"):
+        # Strictly the kernel watches the parent *thread* that started this process: the one
+        # iterating LocalEngine.run, which outlives the pool.
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still ends the process, a little later
+    if os.getppid() != parent_pid:  # the parent died before the kernel was told to watch it
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="talkbench-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _crashed(spec: ClipSpec, cfg: BuildConfig, why: str) -> dict:
@@ -58,12 +106,10 @@ class LocalEngine:
             for spec in specs:
                 yield self.task(spec, cfg, events)
             return
-        import multiprocessing as mp
-
         saved = {k: os.environ.get(k) for k in WORKER_ENV}
         os.environ.update(WORKER_ENV)  # inherited by the spawned workers before any library loads
         try:
-            yield from self._pool(specs, cfg, mp, on_stage)
+            yield from self._pool(specs, cfg, on_stage)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -71,29 +117,33 @@ class LocalEngine:
                 else:
                     os.environ[k] = v
 
-    def _pool(self, specs, cfg, mp, on_stage) -> Iterator[dict]:
+    def _pool(self, specs, cfg, on_stage) -> Iterator[dict]:
         """A worker that dies (a codec segfault, the OOM killer) breaks the whole pool and every
         clip in flight with it. Those clips are then run again one per fresh process, so only
         the clip that kills its worker again is marked failed; the others still land."""
         ctx = mp.get_context("spawn")
-        manager = ctx.Manager() if on_stage else None
-        events = manager.Queue() if manager else None
         broken: list[ClipSpec] = []
-        try:
-            yield from self._run_pool(specs, cfg, ctx, events, on_stage, min(self.workers, len(specs)), broken)
-            for spec in broken:
-                again: list[ClipSpec] = []
-                yield from self._run_pool([spec], cfg, ctx, events, on_stage, 1, again)
-                if again:
-                    yield _crashed(spec, cfg, "the worker process died while processing this clip (twice); "
-                                              "re-run to retry")
-        finally:
-            if manager is not None:
-                manager.shutdown()
+        yield from self._run_pool(specs, cfg, ctx, on_stage, min(self.workers, len(specs)), broken)
+        for spec in broken:
+            again: list[ClipSpec] = []
+            yield from self._run_pool([spec], cfg, ctx, on_stage, 1, again)
+            if again:
+                yield _crashed(spec, cfg, "the worker process died while processing this clip (twice); "
+                                          "re-run to retry")
 
-    def _run_pool(self, specs, cfg, ctx, events, on_stage, workers: int, broken: list) -> Iterator[dict]:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(self.task, s, cfg, events): s for s in specs}
+    def _run_pool(self, specs, cfg, ctx, on_stage, workers: int, broken: list) -> Iterator[dict]:
+        """Progress events travel on a plain queue of this pool (a Manager would be one more
+        process to outlive a killed build; a fresh queue per pool, as a worker killed while
+        writing may leave its lock held). The pool's workers die with this process
+        (``die_with_parent``); when the caller stops early (Ctrl-C, an error, ``close()``),
+        they are killed at once rather than left to finish their clips."""
+        events = ctx.Queue() if on_stage else None
+        before = {p.pid for p in mp.active_children()}
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(os.getpid(), events))
+        completed = False
+        try:
+            futures = {pool.submit(_run_task, self.task, s, cfg): s for s in specs}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -103,6 +153,24 @@ class LocalEngine:
                         yield fut.result()
                     except BrokenProcessPool:
                         broken.append(futures[fut])
+            completed = True
+        finally:
+            if completed:
+                pool.shutdown(wait=True)
+            else:
+                pool.shutdown(wait=False, cancel_futures=True)
+                _kill_new_children(before)
+            if events is not None:
+                events.close()
+
+
+def _kill_new_children(before: set[int]) -> None:
+    """SIGKILL this process's multiprocessing children started since ``before`` was taken."""
+    workers = [p for p in mp.active_children() if p.pid not in before]
+    for p in workers:
+        p.kill()
+    for p in workers:
+        p.join(timeout=5)
 
 
 class _CallbackQueue:
@@ -118,8 +186,6 @@ class _CallbackQueue:
 def _drain(events, on_stage) -> None:
     if events is None:
         return
-    import queue
-
     while True:
         try:
             clip_id, stage = events.get_nowait()

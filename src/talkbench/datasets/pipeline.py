@@ -6,6 +6,7 @@ run (rows are keyed by clip id; clip files are written atomically before their r
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 from rich.console import Console
@@ -119,9 +120,11 @@ def build_dataset(
             def on_stage(clip_id: str, stage: str) -> None:  # entering a stage = the ones before are done
                 move_to(clip_id, order[stage])
 
-            for row in eng.run(todo, cfg, on_stage=on_stage if progress else None):
-                cat.upsert(row)
-                move_to(row["clip_id"], len(STAGES))  # stopped or done: no more work in any stage
+            # closing: an error or Ctrl-C here stops the engine's workers at once (engines.py)
+            with closing(eng.run(todo, cfg, on_stage=on_stage if progress else None)) as finished:
+                for row in finished:
+                    cat.upsert(row)
+                    move_to(row["clip_id"], len(STAGES))  # stopped or done: no more work in any stage
         rows = [r for r in cat.rows() if r["clip_id"] in wanted_ids]
     summary = summarise(rows)
     if source == "mnte":

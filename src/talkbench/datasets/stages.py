@@ -45,10 +45,10 @@ CROP_SHIFT_UP = 0.1  # crop centre moves up by this fraction of the face size
 DETECT_MAX_SIDE = 960  # frames are downscaled to this longer side for detection
 SECOND_FACE_RATIO = 0.6  # a second face this large (vs the main one) counts as a second person
 
-# reason code -> (stage, meaning). "transient" codes leave the clip 'failed' (retried on re-run);
+# reason code -> (stage, meaning). RETRIED codes leave the clip 'failed' (retried on re-run);
 # every other code is a final 'rejected'.
 REASONS = {
-    "source_missing": ("fetch", "local source file does not exist"),
+    "source_missing": ("fetch", "the local source file does not exist (yet); retried on re-run"),
     "http_error": ("fetch", "the server answered with an HTTP error (e.g. 404)"),
     "video_unavailable": ("fetch", "removed, private or otherwise unavailable video"),
     "format_unavailable": ("fetch", "no format with video and audio at <= max height"),
@@ -72,7 +72,9 @@ REASONS = {
     "language_mismatch": ("language", "Whisper's language differs from the expected one"),
     "error": ("", "unexpected error (see error text); retried on re-run"),
 }
-TRANSIENT = {"rate_limited", "network_error", "error"}
+TRANSIENT = {"rate_limited", "network_error", "error"}  # downloads failing so are retried in the run too
+# A missing local file is no verdict on the clip: it may be copied or mounted before the next run.
+RETRIED = TRANSIENT | {"source_missing"}
 
 
 class Reject(Exception):
@@ -229,7 +231,7 @@ def _fetch_video(spec: ClipSpec, cfg: BuildConfig) -> Path:
     if spec.video_member is not None:
         path = _unpack(spec.video_member, cfg)
         if not path.is_file():
-            raise Reject("source_missing", f"{spec.video_member} was not unpacked to {path}")
+            raise Reject("bad_archive", f"{spec.video_member} was not unpacked to {path}")  # the archive will not change: final
         return path
     if not spec.is_url:
         path = Path(spec.source[7:] if spec.source.startswith("file://") else spec.source)
@@ -724,7 +726,7 @@ def process_clip(spec: ClipSpec, cfg: BuildConfig, events=None) -> dict:
         if isinstance(exc, _RejectWith):
             row.update(exc.fields)
         row.update(
-            status="failed" if exc.code in TRANSIENT else "rejected",
+            status="failed" if exc.code in RETRIED else "rejected",
             stage=stage, reason=exc.code, error=exc.detail or None,
         )
     except Exception as exc:  # noqa: BLE001 - one clip must never stop the others

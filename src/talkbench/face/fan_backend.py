@@ -18,6 +18,8 @@ Identity embeddings are not FAN's: they come from dlib's ResNet, as in the dlib 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -169,7 +171,7 @@ def heatmap_points(heatmaps: np.ndarray, center, scale: float) -> np.ndarray:
 
 
 def load_fan(path) -> FAN:
-    """2DFAN4 from a state-dict file (loaded with ``weights_only=True``)."""
+    """2DFAN4 from a state-dict file or file object (loaded with ``weights_only=True``)."""
     net = FAN(4)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net.eval()
@@ -184,7 +186,9 @@ class FanBackend:
         self._dlib = DlibBackend()  # boxes and identity embeddings
         if network is None:
             weights_file = weights.weight_path(WEIGHTS)
-            network = load_fan(weights_file)
+            data = weights.read_verified(WEIGHTS, weights_file)
+            with weights.loading(WEIGHTS, "face-alignment's 2DFAN-4 state dict saved by torch.save", weights_file):
+                network = load_fan(io.BytesIO(data))
         self._net = network.eval()
         self._weights_sha256 = weights.file_sha256(weights_file) if weights_file else "caller-supplied"
 

@@ -18,11 +18,14 @@ from typing import Callable
 import numpy as np
 
 from talkbench import media
-from talkbench.baselines.protocol import MethodInfo, Task, get_method, method_names
+from talkbench.baselines.protocol import MethodInfo, Task, get_method
 from talkbench.clip import Clip
 from talkbench.errors import TalkbenchError
 from talkbench.leaderboard.benchmarks import BenchmarkSpec, get_benchmark, resolve_clips, sha256_file
 from talkbench.leaderboard.paper import table_by_key
+from talkbench.leaderboard.names import (
+    KEY_ENV, MAKE_KEY, NameTakenError, SubmitterKey, SubmitterKeyError, name_key, refusal, reserved_names,
+)
 from talkbench.leaderboard.store import AggregateValue, ClipValue, Run, Store
 from talkbench.metrics.engine import ClipJob, evaluate
 from talkbench.metrics.paper_protocols import get_protocol
@@ -147,7 +150,9 @@ def generate_outputs(method, tasks: list[Task], out_dir: Path, progress: Progres
 
 
 def store_evaluation(store: Store, spec: BenchmarkSpec, info: MethodInfo, task: str,
-                     evaluation: Evaluation, extra: dict | None = None) -> str:
+                     evaluation: Evaluation, extra: dict | None = None, owner: str | None = None) -> str:
+    """Store one evaluated run; the method's name is claimed in the run's transaction (for
+    ``owner``, a ``SubmitterKey.owner``, when ``info`` is a submission)."""
     store.upsert_benchmark(spec)
     attributes = dict(evaluation.attributes)
     attributes.update(extra or {})
@@ -156,7 +161,7 @@ def store_evaluation(store: Store, spec: BenchmarkSpec, info: MethodInfo, task: 
         provenance="measured", protocol=evaluation.protocol, attributes=attributes,
         row_label=info.name, protocol_sha256=evaluation.protocol_sha256,
     )
-    return store.add_run(run, evaluation.clip_values, evaluation.aggregates, method=info)
+    return store.add_run(run, evaluation.clip_values, evaluation.aggregates, method=info, owner=owner)
 
 
 def run_method(store: Store, method_name: str, *args, **kwargs) -> str:
@@ -199,27 +204,22 @@ def run_methods(
     return run_ids
 
 
-def _name_key(name: str) -> str:
-    """Names that differ only in case or punctuation are one name: they share a site page."""
-    from talkbench.leaderboard.site import slug
-
-    return slug(name)
-
-
-def check_submission_name(path: str | Path, name: str, store: Store) -> None:
-    """A submission may re-use its own earlier name (a new run of the same method), never the
-    name of a built-in, reported or external method, which it would replace on the board."""
-    from talkbench.leaderboard.ranking import REFERENCE_METHODS
-
-    key = _name_key(name)
-    if key in {_name_key(m) for m in (*method_names(), *REFERENCE_METHODS)}:
-        raise EvaluationError(f"{path}: method name {name!r} is reserved for a built-in or external method; "
-                              "choose another name in submission.yaml (nothing was stored)")
-    for other, info in store.methods().items():
-        if _name_key(other) == key and (info.get("kind") != "submission" or other != name):
-            owner = "a submitted method" if info.get("kind") == "submission" else f"a {info.get('kind')} method"
-            raise EvaluationError(f"{path}: method name {name!r} is taken by {owner} ({other!r}); "
-                                  "choose another name in submission.yaml (nothing was stored)")
+def check_submission_name(path: str | Path, name: str, store: Store | None, key: SubmitterKey) -> None:
+    """Refuse, before the slow evaluation, a name ``key`` may not store under: one of
+    talkbench's own (built-in, external, reported) or one another key holds, however spelled
+    (``names.name_key``). The same key may submit again under its own name. ``store`` None:
+    no store file yet, only the reserved names are checked. The claim in the run's transaction
+    (``Store.add_runs``) is the authority; this only fails early."""
+    if not name_key(name):
+        reason = f"method name {name!r} has no letters or digits"
+    else:
+        if store is not None:
+            held = store.name_holder(name)
+        else:  # as a new store would claim them: the first of a key's names wins
+            held = next(((n, owner) for n, owner in reserved_names() if name_key(n) == name_key(name)), None)
+        reason = refusal(name, *held, key.owner) if held else None
+    if reason:
+        raise EvaluationError(f"{path}: {reason}; choose another name in submission.yaml (nothing was stored)")
 
 
 def check_protocol_fits(protocol_name: str, task: str | None, benchmark: str, path: str | Path) -> None:
@@ -240,18 +240,24 @@ def check_protocol_fits(protocol_name: str, task: str | None, benchmark: str, pa
 def submit(
     path: str | Path,
     benchmark: str | BenchmarkSpec,
-    store: Store,
+    store: Store | str | Path,
     data_dir: str | Path | None = None,
     settings=None,
     progress: Progress | None = None,
     limits=None,
     workers: int = 1,
     engine: str = "local",
+    key: SubmitterKey | None = None,
 ) -> str:
     """Validate a submission (every problem at once), evaluate it, store it; returns the run id.
-    Nothing is stored unless validation and evaluation both succeed."""
+    Nothing is stored unless validation and evaluation both succeed and the method name is
+    ``key``'s (its first submission under that name makes it so). ``store`` may be a path: a
+    store file that does not exist yet is only created once there is a run to put in it."""
     from talkbench.leaderboard.submission import Limits, validate_submission
 
+    if key is None:
+        raise SubmitterKeyError(f"{path}: a submission needs a submitter key (--key-file or ${KEY_ENV}); "
+                                f"make one with: {MAKE_KEY}")
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     clips = resolve_clips(spec, data_dir)
     say = progress or (lambda message: None)
@@ -259,7 +265,9 @@ def submit(
         check_protocol_fits(settings.protocol_name, None, spec.name, path)
     say(f"validating {path} against {spec.key}")
     with validate_submission(path, spec, clips, limits or Limits()) as sub:
-        check_submission_name(path, sub.meta.method, store)
+        if not isinstance(store, Store):
+            store = Store(store) if Path(store).exists() else Path(store)
+        check_submission_name(path, sub.meta.method, store if isinstance(store, Store) else None, key)
         task = sub.meta.task
         if task not in spec.tasks:
             raise EvaluationError(f"{path}: task {task!r} is not a task of {spec.key} ({', '.join(spec.tasks)})")
@@ -273,4 +281,10 @@ def submit(
             licence=meta.licence, contact=meta.contact, resolution=meta.resolution,
             tasks=[task],
         )
-        return store_evaluation(store, spec, info, task, evaluation, {"submission": str(path)})
+        if not isinstance(store, Store):
+            store = Store(store)
+        try:
+            return store_evaluation(store, spec, info, task, evaluation, {"submission": str(path)}, key.owner)
+        except NameTakenError as exc:  # claimed by another submit while this one was evaluated
+            raise EvaluationError(f"{path}: {exc.reason}; choose another name in submission.yaml "
+                                  "(nothing was stored)") from None

@@ -15,6 +15,11 @@ per-clip, per-metric value with the protocol it was measured under.
   read or a write; a process that finds the lock taken waits and retries (``timeout`` s).
   Evaluations, the slow part, run outside the lock, so two ``talkbench submit`` at once both
   land.
+- **Method names are held.** ``method_names`` maps each name's key (``names.name_key``) to
+  its owner under a primary key; a method is claimed in the same transaction as its runs, so
+  two writers of one name (however spelled) cannot both land. talkbench's own names
+  (``names.reserved_names``) and methods stored before the table existed are claimed when the
+  store is opened.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any, Iterable, Iterator
 from talkbench import __version__
 from talkbench.errors import TalkbenchError
 from talkbench.leaderboard.benchmarks import BenchmarkSpec, parse_spec
+from talkbench.leaderboard.names import SYSTEM_OWNERS, UNKEYED, NameTakenError, name_key, refusal, reserved_names
 
 try:  # POSIX advisory locks; elsewhere we rely on DuckDB's own lock plus retries
     import fcntl
@@ -44,6 +50,7 @@ except ImportError:  # pragma: no cover - Windows
 DEFAULT_TIMEOUT = 120.0  # seconds a writer waits for the lock before giving up
 PROVENANCES = ("reported", "measured")
 _MIGRATION = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+NAMES_VERSION = 4  # the migration that adds method_names
 
 
 class StoreError(TalkbenchError):
@@ -237,7 +244,37 @@ class Store:
                     except Exception as exc:
                         con.execute("ROLLBACK")
                         raise StoreError(f"{self.path}: migration {version:03d}_{name} failed ({exc})") from exc
-            return self._version(con)
+            current = self._version(con)
+            if current >= NAMES_VERSION:
+                self._claim_unclaimed(con)
+            return current
+
+    @staticmethod
+    def _claim_unclaimed(con) -> None:
+        """Claim talkbench's reserved names, then every stored method without a claim (oldest
+        run first: the first submitter keeps a name two old submissions spelled alike)."""
+        held = {r[0] for r in con.execute("SELECT name_key FROM method_names").fetchall()}
+        stored = con.execute(
+            "SELECT m.name, m.kind FROM methods m LEFT JOIN "
+            "(SELECT method, min(created_at) AS first FROM runs GROUP BY method) r ON r.method = m.name "
+            "ORDER BY r.first NULLS LAST, m.name"
+        ).fetchall()
+        wanted = [*reserved_names(), *((name, kind if kind in SYSTEM_OWNERS else UNKEYED) for name, kind in stored)]
+        now = datetime.now(timezone.utc)
+        rows = []
+        for name, owner in wanted:
+            key = name_key(name)
+            if key and key not in held:
+                held.add(key)
+                rows.append([key, name, owner, now])
+        if rows:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.executemany("INSERT INTO method_names VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
     # -- writes ------------------------------------------------------------------------
     def upsert_benchmark(self, spec) -> None:
@@ -268,13 +305,50 @@ class Store:
                      clip.duration, clip.frames, clip.reference_sha256],
                 )
 
-    def upsert_method(self, info) -> None:
-        """Insert or update a method's metadata (``baselines.protocol.MethodInfo``)."""
+    def upsert_method(self, info, owner: str | None = None) -> None:
+        """Insert or update a method's metadata (``baselines.protocol.MethodInfo``), claiming
+        its name (see ``add_runs`` for ``owner``)."""
         with self.transaction() as con:
-            self._upsert_method(con, info)
+            self._upsert_method(con, info, owner)
 
-    @staticmethod
-    def _upsert_method(con, info) -> None:
+    def name_holder(self, name: str) -> tuple[str, str] | None:
+        """(name as first claimed, owner) of the claim on ``name``'s key, or None."""
+        rows = self.query("SELECT name, owner FROM method_names WHERE name_key = ?", [name_key(name)])
+        return (rows[0]["name"], rows[0]["owner"]) if rows else None
+
+    def _claim(self, con, name: str, owner: str) -> None:
+        """Claim ``name`` for ``owner`` inside the caller's transaction, or raise
+        ``NameTakenError``. The primary key on ``name_key`` is the authority: a claim that
+        slipped past the read is refused by the insert, and the transaction rolls back."""
+        import duckdb
+
+        key = name_key(name)
+        if not key:
+            raise StoreError(f"{self.path}: method name {name!r} has no letters or digits")
+        row = con.execute("SELECT name, owner FROM method_names WHERE name_key = ?", [key]).fetchone()
+        if row is not None:
+            reason = refusal(name, row[0], row[1], owner)
+            if reason:
+                raise NameTakenError(str(self.path), reason)
+            return
+        try:
+            con.execute("INSERT INTO method_names VALUES (?, ?, ?, ?)", [key, name, owner, datetime.now(timezone.utc)])
+        except duckdb.ConstraintException:
+            raise NameTakenError(str(self.path), f"method name {name!r} was claimed by another writer "
+                                                 "at the same moment") from None
+
+    def _check_unclaimed_run(self, con, method: str, owner: str | None) -> None:
+        """A run stored without its method's description may not go under a submitted
+        method's name unless it comes with that submitter's key."""
+        row = con.execute("SELECT name, owner FROM method_names WHERE name_key = ?", [name_key(method)]).fetchone()
+        if row is not None and row[1] not in SYSTEM_OWNERS and row[1] != owner:
+            raise NameTakenError(str(self.path), f"method name {method!r} is held by a submitted method ({row[0]!r}); "
+                                                 "a run under it needs that submitter's key")
+
+    def _upsert_method(self, con, info, owner: str | None = None) -> None:
+        if info.kind == "submission" and owner is None:
+            raise StoreError(f"{self.path}: submitted method {info.name!r} needs its submitter's key to be stored")
+        self._claim(con, info.name, owner if info.kind == "submission" else info.kind)
         data = info.model_dump(mode="json")
         con.execute("DELETE FROM methods WHERE name = ?", [info.name])
         con.execute(
@@ -290,20 +364,27 @@ class Store:
         aggregates: Iterable[AggregateValue] = (),
         replace: bool = False,
         method=None,
+        owner: str | None = None,
     ) -> str:
         """Store a run with all its values in one transaction; returns the run id. Nothing
         is visible until everything is written, and nothing at all if anything fails.
-        ``method`` (a ``MethodInfo``) is upserted in the same transaction."""
-        self.add_runs([(run, clip_values, aggregates)], replace=replace, methods=[method] if method else ())
+        ``method`` (a ``MethodInfo``) is claimed and upserted in the same transaction."""
+        self.add_runs([(run, clip_values, aggregates)], replace=replace, methods=[method] if method else (), owner=owner)
         return run.run_id
 
-    def add_runs(self, items, replace: bool = False, methods=()) -> list[str]:
-        """Several (run, clip values, aggregates) in one transaction: all land or none."""
+    def add_runs(self, items, replace: bool = False, methods=(), owner: str | None = None) -> list[str]:
+        """Several (run, clip values, aggregates) in one transaction: all land or none.
+        ``methods`` are claimed first, each for its kind (builtin, external, reported) or, for a
+        submission, for ``owner`` (``SubmitterKey.owner``); a name another owner holds raises
+        ``NameTakenError`` and nothing is stored."""
         ids = []
         with self.transaction() as con:
             for info in methods:
-                self._upsert_method(con, info)
+                self._upsert_method(con, info, owner)
+            claimed = {info.name for info in methods}
             for run, clip_values, aggregates in items:
+                if run.method not in claimed:
+                    self._check_unclaimed_run(con, run.method, owner)
                 self._insert_run(con, run, clip_values, aggregates, replace)
                 ids.append(run.run_id)
         return ids

@@ -22,6 +22,7 @@ Both weight files are InsightFace's: non-commercial research use only.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -119,10 +120,13 @@ class ArcFace:
     ``embed(image, landmarks68)`` → 512-d float32 (not normalised)."""
 
     def __init__(self, state_dict: dict | None = None, layers: tuple[int, ...] = (3, 13, 30, 3)):
-        if state_dict is None:
-            state_dict = torch.load(weights.weight_path(WEIGHTS), map_location="cpu", weights_only=True)
         self.net = IResNet(layers)
-        self.net.load_state_dict(state_dict)
+        if state_dict is None:
+            data = weights.read_verified(WEIGHTS)
+            with weights.loading(WEIGHTS, "an arcface_torch iresnet100 state dict saved by torch.save"):
+                self.net.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+        else:
+            self.net.load_state_dict(state_dict)
         self.net.eval().requires_grad_(False)
 
     @torch.inference_mode()
@@ -151,11 +155,17 @@ class InsightFaceONNX:
     ``insightface-w600k-r50``. ``embed(image, landmarks68)`` → 512-d float32 (not normalised)."""
 
     def __init__(self, model: str | Path | bytes | None = None):
+        if model is None:
+            data = weights.read_verified(INSIGHTFACE_WEIGHTS)
+            with weights.loading(INSIGHTFACE_WEIGHTS, "an ONNX ArcFace recognition model (112×112 input, one output)"):
+                self._open(data)
+        else:
+            self._open(model)
+
+    def _open(self, model: str | Path | bytes) -> None:
         import onnx
         import onnxruntime
 
-        if model is None:
-            model = weights.weight_path(INSIGHTFACE_WEIGHTS)
         if isinstance(model, bytes):
             proto = onnx.load_model_from_string(model)
         else:

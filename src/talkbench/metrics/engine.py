@@ -36,7 +36,7 @@ from talkbench.metrics.analysis import clear_memo
 from talkbench.metrics.base import DistributionMetric, clear_loaded_models
 from talkbench.metrics.fid import GaussianStats
 from talkbench.metrics.results import ClipError, DistributionValue, EvaluationReport, EvaluationResult, Summary, Timing
-from talkbench.metrics.scorer import ClipJob, ClipOutcome, ReferenceAnalysis, Scorer
+from talkbench.metrics.scorer import ClipJob, ClipOutcome, ReferenceAnalysis, Scorer, keep_heap_flat
 from talkbench.metrics.settings import DEFAULT_METRICS, EvalSettings
 from talkbench.metrics.workers import ENGINES, Runner, clip_task, forget_scorer, reference_task
 
@@ -67,6 +67,7 @@ def evaluate(
     jobs = list(jobs)
     if workers < 1:
         raise MetricError(f"workers must be at least 1, got {workers}")
+    keep_heap_flat()  # in this process, which analyses the ground truths; workers do the same
     scorer = Scorer(settings, models)  # validates the settings before any process starts
     say = progress or (lambda done, total, label: None)
 
@@ -135,13 +136,13 @@ def _assemble(scorer: Scorer, method: str, picked: list, analyses: dict[str, Ref
         summary[name] = Summary(float(got.mean()), len(got), bootstrap.mean_interval(got, s.bootstrap_replicates, s.seed))
     unavailable = dict(scorer.unavailable)
     measured = [o.result for _, _, o in picked if o.result is not None]
-    for name, metric in scorer.active().items():  # a clip metric no clip could give: say why, once
-        if not isinstance(metric, DistributionMetric) and measured and all(name in c.unavailable for c in measured):
+    for name, metric in scorer.active().items():  # a metric no clip could give (weights that failed to load in a worker, …): say why, once
+        if measured and all(name in c.unavailable for c in measured):
             reasons = sorted({c.unavailable[name] for c in measured})
             unavailable[name] = reasons[0] if len(reasons) == 1 else "; ".join(reasons[:3])
     distribution, by_group = {}, {}
     for name, metric in scorer.active().items():
-        if not isinstance(metric, DistributionMetric):
+        if not isinstance(metric, DistributionMetric) or name in unavailable:
             continue
         pairs = [(o.features[name], analyses[k].features[name], job.group)
                  for job, k, o in picked

@@ -90,8 +90,11 @@ class FIDInception(nn.Module):
         net.Mixed_7b = FIDInceptionE(1280, max_pool=False)
         net.Mixed_7c = FIDInceptionE(2048, max_pool=True)
         if state_dict is None:
-            state_dict = torch.load(weights.weight_path(WEIGHTS), map_location="cpu", weights_only=True)
-        net.load_state_dict(state_dict)
+            data = weights.read_verified(WEIGHTS)
+            with weights.loading(WEIGHTS, "pytorch-fid's FID Inception state dict saved by torch.save"):
+                net.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+        else:
+            net.load_state_dict(state_dict)
         self.net = net
         self.layers = nn.Sequential(
             net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, nn.MaxPool2d(3, 2),
@@ -133,9 +136,22 @@ class OnnxFeatureExtractor:
     def __init__(self, model: FIDInception, cache: Path | None = None):
         import onnxruntime
 
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        # Idle workers sleep instead of spinning: on shared cores spinning steals the time slices
+        # the other workers need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = None
         if cache is not None and cache.is_file():
-            onnx_model = cache.read_bytes()
-        else:
+            # The cached export is not hash-checked like a weight file: it is used only when it
+            # loads and computes what the verified torch model computes, else it is rebuilt.
+            try:
+                self.session = onnxruntime.InferenceSession(cache.read_bytes(), options, providers=["CPUExecutionProvider"])
+            except Exception:  # unreadable or not ONNX: rebuilt below
+                self.session = None
+            if self.session is not None and not self._computes(model):
+                self.session = None
+        if self.session is None:
             buffer = io.BytesIO()
             torch.onnx.export(
                 model, (torch.zeros(1, 3, 64, 64),), buffer, input_names=["x"], output_names=["features"],
@@ -147,12 +163,18 @@ class OnnxFeatureExtractor:
                 tmp = cache.with_suffix(f".{os.getpid()}.part")
                 tmp.write_bytes(onnx_model)
                 os.replace(tmp, cache)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        # Idle workers sleep instead of spinning: on shared cores spinning steals the time slices
-        # the other workers need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+
+    def _computes(self, model: FIDInception) -> bool:
+        """Whether the session gives ``model``'s features on a fixed random probe."""
+        probe = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            expected = model(probe).numpy()
+        try:
+            got = self(probe).numpy()
+        except Exception:  # another graph: other input names or shapes
+            return False
+        return got.shape == expected.shape and bool(np.allclose(got, expected, rtol=1e-4, atol=1e-5))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run(None, {"x": x.numpy()})[0])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 
 import numpy as np
 import scipy.linalg
@@ -39,10 +40,22 @@ FEATURES = 400
 DETECTOR_KWARGS = dict(rescale=True, resize=True, return_features=True)
 
 
+DETECTOR_FORMAT = "a TorchScript archive of I3D (forward(videos, rescale, resize, return_features))"
+
+
 def load_detector(path=None) -> torch.jit.ScriptModule:
     """The I3D TorchScript (the installed one, or ``path``). TorchScript carries code, so only
-    bytes whose sha256 is the recorded one for ``i3d-torchscript`` are loaded, ``path`` or not."""
-    return torch.jit.load(io.BytesIO(weights.read_verified(WEIGHTS, path)), map_location="cpu").eval()
+    bytes whose sha256 is the recorded one for ``i3d-torchscript`` are loaded, ``path`` or not;
+    a file that is no such TorchScript raises ``WeightsError`` saying how to replace it."""
+    data = weights.read_verified(WEIGHTS, path)
+    with weights.loading(WEIGHTS, DETECTOR_FORMAT, path):
+        with warnings.catch_warnings():  # torch's deprecation notice of jit.load, once per worker
+            warnings.simplefilter("ignore", FutureWarning)
+            detector = torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
+        arguments = [argument.name for argument in detector.forward.schema.arguments[1:]]
+        if any(name not in arguments for name in DETECTOR_KWARGS):  # else it fails mid-evaluation
+            raise ValueError(f"its forward takes ({', '.join(arguments)})")
+    return detector
 
 
 def sample_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES, max_clips: int | None = None) -> np.ndarray:

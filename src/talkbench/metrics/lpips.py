@@ -9,6 +9,8 @@ does (x / 127.5 − 1).
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,19 +29,28 @@ SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))
 class LPIPS(nn.Module):
     def __init__(self, backbone_state: dict | None = None, linear_state: dict | None = None):
         super().__init__()
-        if backbone_state is None:
-            backbone_state = torch.load(weights.weight_path("alexnet"), map_location="cpu", weights_only=True)
-        if linear_state is None:
-            linear_state = torch.load(weights.weight_path("lpips-alex-v0.1"), map_location="cpu", weights_only=True)
         net = alexnet(weights=None)
-        net.load_state_dict(backbone_state)
+        if backbone_state is None:
+            data = weights.read_verified("alexnet")
+            with weights.loading("alexnet", "torchvision's AlexNet state dict saved by torch.save"):
+                net.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+        else:
+            net.load_state_dict(backbone_state)
         self.slices = nn.ModuleList(nn.Sequential(*net.features[a:b]) for a, b in SLICES)
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS)
-        for i, lin in enumerate(self.lins):
-            lin.weight.data.copy_(linear_state[f"lin{i}.model.1.weight"])
+        if linear_state is None:
+            data = weights.read_verified("lpips-alex-v0.1")
+            with weights.loading("lpips-alex-v0.1", "lpips' v0.1 linear layers for AlexNet (alex.pth)"):
+                self._copy_linear(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+        else:
+            self._copy_linear(linear_state)
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
         self.eval().requires_grad_(False)
+
+    def _copy_linear(self, linear_state: dict) -> None:
+        for i, lin in enumerate(self.lins):
+            lin.weight.data.copy_(linear_state[f"lin{i}.model.1.weight"])
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = (x - self.shift) / self.scale

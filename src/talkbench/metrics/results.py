@@ -39,6 +39,12 @@ class ClipResult:
     cpu_seconds: float = 0.0
     cached: bool = False  # read from the analysis cache, not measured in this run
 
+    @property
+    def frames_without_face(self) -> int | None:
+        """Generated frames in which the face analysis found no face (skipped by every face
+        metric); None when no metric looked for faces."""
+        return self.faces.get("generated_frames_without_face")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -103,6 +109,12 @@ class EvaluationResult:
 
     def clip(self, clip_id: str) -> ClipResult:
         return next(c for c in self.clips if c.id == clip_id)
+
+    def frames_without_face(self) -> tuple[int, int]:
+        """(generated frames without a face, generated frames) summed over the clips whose
+        faces were looked for."""
+        looked = [c for c in self.clips if c.frames_without_face is not None]
+        return sum(c.frames_without_face for c in looked), sum(c.frames.generated for c in looked)
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -9,9 +9,11 @@ identity embeddings, FID/FVD feature rows of all its frames); ``Scorer.score`` s
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import itertools
 import logging
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from talkbench import media, weights
-from talkbench.errors import MediaError, MetricError
+from talkbench.errors import MediaError, MetricError, WeightsError
 from talkbench.face import get_backend
 from talkbench.face.types import analyse_image
 from talkbench.metrics import bootstrap, cache
@@ -39,7 +41,31 @@ IDENTITY_BACKEND_WEIGHTS = {"arcface": ("arcface-r100",), "insightface": ("insig
 IDENTITY_BACKEND_MODULES = {"arcface": ("cv2",), "insightface": ("cv2", "onnxruntime")}
 PIP_NAMES = {"cv2": "opencv-python-headless"}
 MAX_FRAME_DIFFERENCE = 2
+# glibc's malloc: blocks of at least this many bytes get their own mapping (see keep_heap_flat)
+MMAP_THRESHOLD = 128 * 1024
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 log = logging.getLogger(__name__)
+
+
+def keep_heap_flat() -> None:
+    """Fix glibc malloc's mmap threshold at ``MMAP_THRESHOLD`` for this process.
+
+    By default glibc raises the threshold to the size of each large block freed, so after the
+    first decoded frame is freed, frames (192 KiB at 256²) and the face backend's image
+    buffers come from the heap. The per-frame analysis that outlives them (landmarks, memo
+    entries) then lands in the holes they leave, each pinning a frame-sized gap the next frame
+    does not fit in: ``talkbench eval``'s peak grew ~230 MiB per minute of video (150 KiB a
+    frame) with no frame held. A fixed threshold keeps every large block in its own mapping,
+    returned when freed: ~8 MiB per minute, the per-frame analysis itself
+    (``benchmarks/eval_memory.py``). A no-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # a libc without mallopt keeps its own policy
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,7 @@ class Scorer:
             if BATCH % window:
                 raise ValueError(f"{name}: batches of {BATCH} frames would not start on its {window}-frame windows")
         self.unavailable = self._unavailable_metrics()
+        self.load_failures: dict[str, str] = {}  # metric → why its weights did not load: never cached
         self._loaded = False
         self._backend = None
         self._identity = None
@@ -197,10 +224,26 @@ class Scorer:
     # -- models, loaded on first use -----------------------------------------------------------
 
     def load(self) -> None:
+        """Load the active metrics' networks. Weights that passed their hash check but do not
+        load as the network they name make only their metric unavailable, with the loader's
+        message (the file and the replace command), like missing weights do."""
         if not self._loaded:
             models = ModelSource(self.supplied)
-            for metric in self.active().values():
-                metric.load(models)
+            for name, metric in self.active().items():
+                try:
+                    metric.load(models)
+                except WeightsError as exc:
+                    self.load_failures[name] = str(exc)
+            shared = ((self.backend, lambda n: self.uses_faces(n)),  # the face and identity networks
+                      (self.identity, lambda n: Need.IDENTITY in self._needs(n)))
+            for build, needs in shared:
+                users = [n for n in self.active() if needs(n) and n not in self.load_failures]
+                if users:
+                    try:
+                        build()
+                    except WeightsError as exc:
+                        self.load_failures.update((n, str(exc)) for n in users)
+            self.unavailable.update(self.load_failures)
             self._loaded = True
 
     def backend(self):
@@ -309,6 +352,9 @@ class Scorer:
     def analyse_reference(self, source: Path | np.ndarray, identity: bool) -> ReferenceAnalysis:
         """Face track (and identity embeddings) and feature rows of every frame of a ground
         truth, from the cache where present."""
+        if identity:  # its cache key needs the identity network: load it now, and drop it if it failed
+            self.load()
+            identity = self.wants_identity()
         want_faces, distribution = self.reference_needs(identity)
         sha = cache.content_sha256(source)
         faces_key = self._faces_key(sha) if want_faces else None
@@ -326,6 +372,7 @@ class Scorer:
         todo_features = [n for n in distribution if n not in features]
         if todo_faces or todo_features or frames is None:
             self.load()
+            todo_features = [n for n in todo_features if n not in self.unavailable]  # weights that failed to load
             analyser = VideoAnalyser(self.backend(), self.identity() if identity else None, self.settings.csim_stride()) if todo_faces else None
             rows = {n: [] for n in todo_features}
             windows = {n: OneWindow(self.metrics[n], _predicted_frames(source, self.settings.fps), sha)
@@ -411,7 +458,8 @@ class Scorer:
         outcome = self._measure(job, reference)
         outcome.result.seconds = time.perf_counter() - started
         outcome.result.cpu_seconds = time.process_time() - cpu_started
-        self._store("clips", key, outcome.features, record=outcome.result.to_dict())
+        if not self.load_failures:  # a file replaced later must be measured then, not replayed
+            self._store("clips", key, outcome.features, record=outcome.result.to_dict())
         return outcome
 
     def _measure(self, job: ClipJob, reference: ReferenceAnalysis | None) -> ClipOutcome:

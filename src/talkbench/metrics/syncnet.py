@@ -25,6 +25,7 @@ For one face track of video at 25 fps with 16 kHz mono audio:
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 
@@ -143,6 +144,13 @@ class SyncNet(nn.Module):
         return self.netfclip(self.netcnnlip(x).flatten(1))
 
 
+def _load_state(net: SyncNet, state_dict: dict) -> None:
+    missing, unexpected = net.load_state_dict(state_dict, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"not a SyncNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 def load_syncnet(state_dict: dict | None = None) -> SyncNet:
     """SyncNet with the published ``syncnet_v2.model`` (or ``state_dict``), in eval mode.
 
@@ -150,13 +158,16 @@ def load_syncnet(state_dict: dict | None = None) -> SyncNet:
     ``loadParameters`` copies it name by name); ``weights_only`` loading reads it, legacy
     (pre-1.6) format included. Files from before PyTorch 0.4.1 lack BatchNorm's
     ``num_batches_tracked``, which inference never reads."""
-    if state_dict is None:
-        state_dict = torch.load(weights.weight_path(WEIGHTS), map_location="cpu", weights_only=True)
     net = SyncNet()
-    missing, unexpected = net.load_state_dict(state_dict, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise WeightsError(f"{WEIGHTS}: not a SyncNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if state_dict is None:
+        data = weights.read_verified(WEIGHTS)
+        with weights.loading(WEIGHTS, "syncnet_python's SyncNet v2 state dict saved by torch.save"):
+            _load_state(net, torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    else:
+        try:
+            _load_state(net, state_dict)
+        except ValueError as exc:
+            raise WeightsError(f"{WEIGHTS}: {exc}") from None
     net.netcnnlip.to(memory_format=torch.channels_last_3d)  # oneDNN's 3-D convolutions: 1/3 less CPU
     return net.eval().requires_grad_(False)
 

@@ -9,7 +9,7 @@ import os
 from typing import Callable
 
 from talkbench.errors import MetricError
-from talkbench.metrics.scorer import ClipJob, ClipOutcome, ReferenceAnalysis, Scorer, describe
+from talkbench.metrics.scorer import ClipJob, ClipOutcome, ReferenceAnalysis, Scorer, describe, keep_heap_flat
 from talkbench.metrics.settings import EvalSettings
 
 ENGINES = ("local", "ray")
@@ -27,6 +27,7 @@ def _init_worker(settings: EvalSettings, supplied: dict, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    keep_heap_flat()
     _SCORER = Scorer(settings, supplied)
 
 

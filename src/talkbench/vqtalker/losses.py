@@ -9,6 +9,7 @@ region covering 1 % of the image with lambda = 1000 weighs its pixels 10x the gl
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from talkbench.vqtalker.tokenizer import ConvLayer, EqualLinear, ResBlock, BASE_CHANNELS
-from talkbench.weights import WeightSpec, register_weight, weight_path
+from talkbench.weights import WeightSpec, loading, read_verified, register_weight
 
 VGG19_WEIGHTS = register_weight(
     WeightSpec(
@@ -92,8 +93,9 @@ class VGG19Features(nn.Module):
 
         model = vgg19(weights=None)
         if weights == "pretrained":
-            state = torch.load(weight_path(VGG19_WEIGHTS.name), map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
+            data = read_verified(VGG19_WEIGHTS.name)  # the bytes checked are the bytes parsed
+            with loading(VGG19_WEIGHTS.name, "torchvision's VGG19 state dict saved by torch.save"):
+                model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
         elif weights != "random":
             raise ValueError(f"vgg_weights must be 'pretrained' or 'random', got {weights!r}")
         self.weights = weights

@@ -353,16 +353,20 @@ class CosyVoiceS3:
         if variant not in S3_WEIGHTS:
             raise SpeechError(f"unknown S3 variant {variant!r}; choose {', '.join(S3_WEIGHTS)}")
         weights, self.native_rate = S3_WEIGHTS[variant]
-        if onnx_path is None:
-            from talkbench.weights import weight_path
-
-            onnx_path = weight_path(weights)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        if onnx_path is None:
+            from talkbench.weights import loading, read_verified, weight_path
+
+            onnx_path = weight_path(weights)
+            model = read_verified(weights, onnx_path)  # the bytes checked are the bytes parsed
+            with loading(weights, "CosyVoice's S3 speech tokenizer ONNX model", onnx_path):
+                self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        else:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.name, self.path = variant, Path(onnx_path)
         self.width = int(round(self.native_rate / FPS))

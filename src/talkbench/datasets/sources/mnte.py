@@ -73,11 +73,8 @@ def load_mnte(path: Path, languages: tuple[str, ...] | None = MNTE_LANGUAGES) ->
         if cid in seen:
             raise ManifestError(path, f"duplicate clip_id {cid!r}", n)
         seen.add(cid)
-        if "://" not in src:
-            local = (path.parent / src).resolve()
-            if not local.exists():
-                raise ManifestError(path, f"local source {local} does not exist", n)
-            src = str(local)
+        if "://" not in src:  # a missing local file is the clip's source_missing, retried on re-run
+            src = str((path.parent / src).resolve())
         start, end = _time(r.get("start"), path, n), _time(r.get("end"), path, n)
         specs.append(
             ClipSpec(

@@ -4,7 +4,9 @@ Each ``<name>-v<version>.yaml`` here is one version of one benchmark: its clip l
 language, family, and, where the references ship with talkbench, their frame count and
 sha256), tasks, main score, licence and citation. The spec pins ``clip_list_sha256``; loading
 checks it, so editing a clip list in place fails loudly: a changed list is a new file with a
-new version, and the old one gets ``superseded_by``.
+new version, and the old one gets ``superseded_by``. ``max_side``, ``max_frames``,
+``max_seconds`` and ``max_decoded_pixels`` cap what a submission may hold (defaults derived
+from the references); they are outside the pinned hash.
 
 Clips resolve from the package (``sample``) or from a ``talkbench data build`` output directory
 (``mnte``, ``hdtf-test``: the clip ids are looked up in its ``catalog.duckdb``).
@@ -68,6 +70,12 @@ class BenchmarkSpec(BaseModel):
     citation: str = ""
     selection: str = ""  # how the clip list was chosen, reproducibly
     superseded_by: str | None = None
+    # What a submitted clip may be, refused from its headers before any frame is decoded
+    # (leaderboard.submission). Not part of clip_list_sha256: tightening a cap is no new clip list.
+    max_side: int = Field(default=1024, ge=256)  # largest width and height
+    max_frames: int | None = Field(default=None, ge=1)  # per clip; None: its reference's frames + 2
+    max_seconds: float | None = Field(default=None, gt=0)  # per clip; None: those frames / fps + 1 s
+    max_decoded_pixels: int | None = Field(default=None, ge=1)  # whole submission; None: every clip at max_side², max frames
     clip_list_sha256: str
     clips: list[BenchmarkClip]
 
