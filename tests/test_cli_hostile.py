@@ -87,6 +87,8 @@ BAD = [
     (["submit", "{tmp}", "-b", "sample", "--store", "adir.duckdb"], "adir.duckdb: --store is a folder"),
     (["score", "no-such-method", "-b", "sample", "--store", "s.duckdb"], "unknown method 'no-such-method'"),
     (["score", "static-source", "-b", "sample", "--task", "foo", "--store", "s.duckdb"], "no 'foo' task"),
+    (["score", "vqtalker-tiny", "-b", "sample", "--device", "cuda:7", "--store", "s.duckdb"], "--device 'cuda:7'"),
+    (["score", "vqtalker-tiny", "-b", "sample", "--device", "tpu", "--store", "s.duckdb"], "not a device"),
     (["leaderboard", "--store", UNCREATABLE], f"{UNCREATABLE}: cannot create or write the leaderboard store"),
     (["leaderboard", "--store", "adir.duckdb"], "adir.duckdb: --store is a folder"),
     (["leaderboard", "--store", "afile/x.duckdb"], "afile is a file, not a folder"),

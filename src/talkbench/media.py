@@ -187,6 +187,115 @@ def read_frames(
     return np.stack(frames)
 
 
+SEEK_MARGIN = 2.0  # seconds decoded before the first wanted frame after seeking to a keyframe
+
+
+def iter_frame_range(
+    path: str | Path,
+    first: int,
+    last: int,
+    fps: float = DEFAULT_FPS,
+    size: int | tuple[int, int] | None = None,
+    wanted: set[int] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) for frames ``first`` to ``last - 1`` (only ``wanted`` ones when given).
+
+    Frame k is exactly frame k of ``iter_frames(path, fps, size)`` (same slot rule: the source
+    frame nearest k/fps after the first frame's time, same resize), but decoding starts at a
+    keyframe ``SEEK_MARGIN`` seconds before ``first`` instead of at the file's start, and only
+    the frames returned are converted to RGB. Indices past the end are simply not yielded."""
+    wh = _size_arg(size)
+
+    def emit(slot, frame):
+        if slot >= first and (wanted is None or slot in wanted):
+            if wh is None:
+                return slot, frame.to_ndarray(format="rgb24")
+            return slot, frame.to_ndarray(format="rgb24", width=wh[0], height=wh[1],
+                                          interpolation=RESIZE_INTERPOLATION)
+        return None
+
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        period = 1.0 / float(vs.average_rate or vs.guessed_rate or DEFAULT_FPS)
+        try:
+            origin = None  # time of the file's first decoded frame: slot 0, as in iter_frames
+            for frame in container.decode(vs):
+                origin = frame.time
+                break
+            if origin is None:
+                raise MediaError(path, "video stream has no decodable frames (corrupt or truncated)")
+            target = first / fps - SEEK_MARGIN
+            if target > 0:
+                container.seek(int((origin + target) / vs.time_base), stream=vs, backward=True, any_frame=False)
+            else:
+                container.seek(0, stream=vs, backward=True, any_frame=False)
+            pending, next_slot, last_time = None, None, origin
+            for frame in container.decode(vs):
+                if frame.time is None:
+                    raise MediaError(path, "frames without timestamps: cannot seek frame-accurately")
+                t = float(frame.time)
+                slot = round((t - origin) * fps)
+                if next_slot is None:
+                    if slot > first:  # the keyframe landed after the first frame: decode from 0
+                        for i, frame in enumerate(iter_frames(path, fps=fps, size=size)):
+                            if i >= last:
+                                break
+                            if i >= first and (wanted is None or i in wanted):
+                                yield i, frame
+                        return
+                    next_slot = slot
+                while pending is not None and next_slot < slot:
+                    if next_slot >= last:
+                        return
+                    out = emit(next_slot, pending)
+                    if out:
+                        yield out
+                    next_slot += 1
+                pending, last_time = frame, t
+            if pending is not None:
+                end_slot = max(round((last_time + period - origin) * fps), next_slot + 1)
+                while next_slot < min(end_slot, last):
+                    out = emit(next_slot, pending)
+                    if out:
+                        yield out
+                    next_slot += 1
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"decoding failed while seeking ({exc})") from exc
+
+
+def read_frames_at(
+    path: str | Path,
+    indices: Iterable[int],
+    fps: float = DEFAULT_FPS,
+    size: int | tuple[int, int] | None = None,
+) -> np.ndarray:
+    """(len(indices), H, W, 3) uint8 frames at ``indices`` (any order, repeats allowed), equal to
+    ``read_frames(path, fps, size)[indices]`` but decoding only near them (``iter_frame_range``):
+    indices further apart than twice ``SEEK_MARGIN`` are read by separate seeks."""
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise ValueError("no frame indices to read")
+    if min(indices) < 0:
+        raise MediaError(path, f"frame index {min(indices)} is negative")
+    gap = max(1, int(2 * SEEK_MARGIN * fps))
+    order = sorted(set(indices))
+    groups, start = [], 0
+    for k in range(1, len(order) + 1):
+        if k == len(order) or order[k] - order[k - 1] > gap:
+            groups.append(order[start:k])
+            start = k
+    got: dict[int, np.ndarray] = {}
+    for group in groups:
+        got.update(iter_frame_range(path, group[0], group[-1] + 1, fps, size, set(group)))
+    missing = [i for i in order if i not in got]
+    if missing:
+        raise MediaError(path, f"frame {missing[0]} is past the end of the video at {fps:g} fps")
+    return np.stack([got[i] for i in indices])
+
+
 def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """A uint8 RGB image resized as ``iter_frames`` resizes frames (a plain swscale scale with
     ``RESIZE_INTERPOLATION``), e.g. a source portrait brought to the evaluation resolution."""

@@ -21,13 +21,7 @@ from talkbench.vqtalker.generator import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is fastest on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> MotionGenerator:
@@ -268,7 +262,8 @@ def stage2_setup(tmp_path_factory, sample_clips):
 
 @pytest.mark.slow
 def test_trainer_prepares_aligned_clips_learns_and_resumes_exactly(stage2_setup, sample_clips):
-    from talkbench.vqtalker.generator_train import build_trainer, load_generator_checkpoint
+    from talkbench.vqtalker.generator_train import build_trainer
+    from talkbench.vqtalker.inference import load_generator_checkpoint
 
     root, cfg, ckpt = stage2_setup
     cache = root / "cache"
@@ -300,7 +295,8 @@ def test_generate_video_matches_the_audio_length(stage2_setup, sample_clips, tmp
     from PIL import Image
 
     from talkbench import media
-    from talkbench.vqtalker.generator_train import build_trainer, generate_video
+    from talkbench.vqtalker.generator_train import build_trainer
+    from talkbench.vqtalker.inference import generate_video
 
     root, cfg, ckpt = stage2_setup
     trainer = build_trainer(cfg, root / "g", ckpt, cache_dir=root / "cache")
@@ -324,7 +320,8 @@ def test_two_process_torchrun_step(stage2_setup):
     import sys
     from pathlib import Path
 
-    from talkbench.vqtalker.generator_train import build_trainer, load_generator_checkpoint
+    from talkbench.vqtalker.generator_train import build_trainer
+    from talkbench.vqtalker.inference import load_generator_checkpoint
 
     root, cfg, ckpt = stage2_setup
     build_trainer(cfg, root / "warm", ckpt, cache_dir=root / "cache")  # fill the cache once
@@ -346,7 +343,7 @@ def test_mouth_envelope_correlation_measures_lip_sync(sample_clips):
     """The check used on generated videos: high on a sample clip (its jaw follows the speech
     envelope by construction), near zero against another clip's audio."""
     from talkbench import media
-    from talkbench.vqtalker.generator_train import correlate, mouth_opening, speech_envelope
+    from talkbench.vqtalker.lipsync import correlate, mouth_opening, speech_envelope
 
     en = next(c for c in sample_clips if c.id == "en_001")
     other = next(c for c in sample_clips if c.id == "tr_001")

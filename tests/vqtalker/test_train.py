@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from talkbench.vqtalker.tokenizer import load_config
-from talkbench.vqtalker.train import Trainer, apply_overrides, load_checkpoint, load_clips, load_tokenizer
+from talkbench.vqtalker.inference import load_checkpoint, load_tokenizer
+from talkbench.vqtalker.train import Trainer, apply_overrides, load_clips
 
 
 def _clips(one_clip, cache_dir, size):

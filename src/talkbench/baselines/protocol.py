@@ -13,6 +13,8 @@ A registry maps method names to factories and refuses a name registered twice.
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Protocol, runtime_checkable
@@ -115,6 +117,16 @@ def get_method(name: str, **kwargs) -> Method:
     if name not in _REGISTRY:
         raise MethodError(f"unknown method {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](**kwargs)
+
+
+def method_options(name: str) -> set[str]:
+    """The keyword options a registered method's factory takes (e.g. ``device`` for VQTalker's)."""
+    _register_builtins()
+
+    if name not in _REGISTRY:
+        raise MethodError(f"unknown method {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    parameters = inspect.signature(_REGISTRY[name]).parameters.values()
+    return {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def method_names() -> list[str]:

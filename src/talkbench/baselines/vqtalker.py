@@ -8,7 +8,9 @@
 
 Each takes checkpoints (``tokenizer=`` / ``generator=``). The ``-tiny`` names run the tiny
 checkpoints the project trained itself on the sample corpus (``talkbench.vqtalker.pretrained``):
-they show the pipeline works end to end, not the paper's quality.
+they show the pipeline works end to end, not the paper's quality. All four take ``device=``
+(``cpu`` by default, so a method's outputs do not depend on the machine; ``auto``, ``cuda``,
+``cuda:N`` or ``mps`` to run elsewhere).
 """
 
 from __future__ import annotations
@@ -45,13 +47,23 @@ def _required(path: str | Path | None, name: str, option: str) -> Path:
     return Path(path)
 
 
-class VQTalkerTokenizer:
-    def __init__(self, tokenizer: str | Path | None = None, tiny: bool = False):
-        from talkbench.vqtalker.pretrained import TINY_TOKENIZER
-        from talkbench.vqtalker.train import load_tokenizer
+def _device(device: str | None, name: str):
+    from talkbench.vqtalker.inference import InferenceError, resolve_device
 
+    try:
+        return resolve_device(device or "cpu", option=f"method {name!r} option device")
+    except InferenceError as exc:
+        raise MethodError(str(exc)) from None
+
+
+class VQTalkerTokenizer:
+    def __init__(self, tokenizer: str | Path | None = None, tiny: bool = False, device: str | None = "cpu"):
+        from talkbench.vqtalker.inference import load_tokenizer
+        from talkbench.vqtalker.pretrained import TINY_TOKENIZER
+
+        self.device = _device(device, "vqtalker-tokenizer" + ("-tiny" if tiny else ""))
         self.checkpoint = Path(TINY_TOKENIZER) if tiny else _required(tokenizer, "vqtalker-tokenizer", "tokenizer")
-        self.model = load_tokenizer(self.checkpoint)
+        self.model = load_tokenizer(self.checkpoint, self.device)
         self.info = _info("vqtalker-tokenizer", "VQTalker stage 1: GRFSQ motion tokens of the driving video "
                           "rendered from the first frame", tiny, self.model, [self.checkpoint], tasks=["reconstruction"])
 
@@ -63,11 +75,12 @@ class VQTalkerTokenizer:
 
 
 class VQTalker:
-    def __init__(self, generator: str | Path | None = None, tokenizer: str | Path | None = None, tiny: bool = False):
-        from talkbench.vqtalker.generator_train import load_generator_checkpoint
+    def __init__(self, generator: str | Path | None = None, tokenizer: str | Path | None = None, tiny: bool = False,
+                 device: str | None = "cpu"):
+        from talkbench.vqtalker.inference import load_generator_checkpoint, load_tokenizer
         from talkbench.vqtalker.pretrained import TINY_GENERATOR, TINY_TOKENIZER
-        from talkbench.vqtalker.train import load_tokenizer
 
+        self.device = _device(device, "vqtalker" + ("-tiny" if tiny else ""))
         if tiny:
             self.generator, self.tokenizer = Path(TINY_GENERATOR), Path(TINY_TOKENIZER)
         else:
@@ -80,14 +93,14 @@ class VQTalker:
                           uses_ground_truth_controls=True)
 
     def generate(self, task: Task, out: Path) -> Path:
-        from talkbench.vqtalker.generator_train import generate_video
+        from talkbench.vqtalker.inference import generate_video
 
         summary = generate_video(self.generator, task.portrait(), task.audio(), out, controls_from=task.reference,
-                                 tokenizer_checkpoint=self.tokenizer, output_size=MIN_OUTPUT)
+                                 tokenizer_checkpoint=self.tokenizer, output_size=MIN_OUTPUT, device=self.device)
         return Path(summary["out"])
 
 
 register_method("vqtalker-tokenizer", VQTalkerTokenizer)
-register_method("vqtalker-tokenizer-tiny", lambda: VQTalkerTokenizer(tiny=True))
+register_method("vqtalker-tokenizer-tiny", lambda device="cpu": VQTalkerTokenizer(tiny=True, device=device))
 register_method("vqtalker", VQTalker)
-register_method("vqtalker-tiny", lambda: VQTalker(tiny=True))
+register_method("vqtalker-tiny", lambda device="cpu": VQTalker(tiny=True, device=device))

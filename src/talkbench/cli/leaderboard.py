@@ -115,6 +115,7 @@ def score(
     protocol: str = typer.Option("talkbench", "--protocol", help="Named protocol: talkbench, or a paper table's (flowvqtalker-t1, …)."),
     out: Path = typer.Option(Path("talkbench-outputs"), "--out", "-o", help="Where the generated videos go."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Evaluation processes (default: all cores)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Where VQTalker's methods run: cpu (their default), auto, cuda, cuda:N or mps."),
 ) -> None:
     """Generate built-in methods' outputs on a benchmark, evaluate them, store one run each."""
     from talkbench.baselines.protocol import MethodError, method_names
@@ -129,10 +130,14 @@ def score(
     unknown = [m for m in methods if m not in method_names()]
     if unknown:
         raise MethodError(f"unknown method {unknown[0]!r}; registered: {', '.join(method_names())}")
+    if device is not None:
+        from talkbench.vqtalker.inference import resolve_device
+
+        resolve_device(device, "--device")
     db = _store(store)
     run_ids = run_methods(db, methods, spec, task, out, data_dir=data, settings=settings,
                           progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
-                          workers=workers or os.cpu_count() or 1)  # fmt: skip
+                          workers=workers or os.cpu_count() or 1, device=device)  # fmt: skip
     for method, run_id in run_ids.items():
         console.print(f"stored run [bold]{run_id}[/] for {escape(method)} on {spec.key} ({task}) in {db.path}")
 

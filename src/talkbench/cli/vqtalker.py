@@ -18,7 +18,8 @@ def train_tokenizer(
     out: Path = typer.Option(Path("runs/tokenizer"), "--out", help="Run directory (log.csv, checkpoints/)."),
     steps: int = typer.Option(None, "--steps", min=0, help="Train until this step (default: the config's train.steps)."),
     resume: Path = typer.Option(None, "--resume", help="Checkpoint to resume from (e.g. OUT/checkpoints/latest.pt)."),
-    overrides: list[str] = typer.Option([], "--set", help="Config override KEY=VALUE, e.g. train.batch_size=4."),
+    overrides: list[str] = typer.Option([], "--set", help="Config override KEY=VALUE, e.g. train.global_batch=32 "
+                                        "or data.source=DIR (a built dataset, with data.splits)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
 ) -> None:
     """Train the tokenizer. Multi-GPU / multi-process: `torchrun --nproc_per_node N -m
@@ -28,7 +29,8 @@ def train_tokenizer(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from talkbench.vqtalker.tokenizer import count_parameters, load_config
-    from talkbench.vqtalker.train import Trainer, apply_overrides, init_distributed
+    from talkbench.vqtalker.train import Trainer
+    from talkbench.vqtalker.training import apply_overrides, init_distributed
 
     logging.basicConfig(level=logging.WARNING)
     cfg = apply_overrides(load_config(config), overrides)
@@ -39,7 +41,7 @@ def train_tokenizer(
     target = int(steps if steps is not None else cfg["train"]["steps"])
     err_console.print(
         f"tokenizer {cfg['model']['size']}px, {count_parameters(trainer.model) / 1e6:.2f}M parameters, "
-        f"step {trainer.step} -> {target}, device {trainer.device}"
+        f"step {trainer.step} -> {target}, device {trainer.device}, batch {trainer.batch_size} per process"
     )
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[l1]}"), TimeElapsedColumn(), console=err_console,
@@ -65,14 +67,15 @@ def encode(
     video: Path = typer.Argument(..., help="Video to tokenize (first frame is the source)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Tokenizer checkpoint (.pt)."),
     out: Path = typer.Option(..., "--out", help="Token file (.npz)."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda if available, else mps, else cpu), cuda, cuda:N, cpu or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Encode a video into motion tokens: indices (G, R, T) as compact integers + metadata."""
     from talkbench.vqtalker.codec import encode_video, save_tokens
     from talkbench.vqtalker.quantize import bitrate
-    from talkbench.vqtalker.train import load_tokenizer
+    from talkbench.vqtalker.inference import load_tokenizer, resolve_device
 
-    model = load_tokenizer(checkpoint)
+    model = load_tokenizer(checkpoint, resolve_device(device))
     tokens = encode_video(model, video, checkpoint=checkpoint)
     save_tokens(tokens, out)
     bits = bitrate(model.config.quantizer, tokens.fps)
@@ -90,13 +93,14 @@ def reconstruct(
     video: Path = typer.Argument(..., help="Video to reconstruct from its first frame and its tokens."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Tokenizer checkpoint (.pt)."),
     out: Path = typer.Option(..., "--out", help="Output video (.mp4)."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda if available, else mps, else cpu), cuda, cuda:N, cpu or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Reconstruct a video: first frame + motion tokens -> video (Table 1's reconstruction task)."""
     from talkbench.vqtalker.codec import reconstruct_video
-    from talkbench.vqtalker.train import load_tokenizer
+    from talkbench.vqtalker.inference import load_tokenizer, resolve_device
 
-    model = load_tokenizer(checkpoint)
+    model = load_tokenizer(checkpoint, resolve_device(device))
     path, tokens = reconstruct_video(model, video, out)
     summary = {"out": str(path), "frames": tokens.frames, "size": model.config.size}
     if as_json:

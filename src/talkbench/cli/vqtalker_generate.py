@@ -60,7 +60,7 @@ def train_generator(
 
     from talkbench.vqtalker.generator import count_parameters, load_generator_config
     from talkbench.vqtalker.generator_train import build_trainer
-    from talkbench.vqtalker.train import apply_overrides, init_distributed
+    from talkbench.vqtalker.training import apply_overrides, init_distributed
 
     cfg = apply_overrides(load_generator_config(config), overrides)
     info = init_distributed()
@@ -95,17 +95,23 @@ def generate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Generator checkpoint (train-generator)."),
     controls_from: Path = typer.Option(None, "--controls-from", help="Video whose head pose, gaze and blinks to follow."),
     tokenizer: Path = typer.Option(None, "--tokenizer", help="Stage-1 checkpoint (default: the one it was trained with)."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda if available, else mps, else cpu), cuda, cuda:N, cpu or mps."),
+    window: int = typer.Option(None, "--window", min=1, help="Frames per generation window (default and at most: "
+                               "the generator's trained window; longer audio runs in overlapping windows)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Speech -> motion tokens (coarse to fine) -> rendered talking head with the audio muxed in."""
-    from talkbench.vqtalker.generator_train import generate_video
+    from talkbench.vqtalker.inference import generate_video, resolve_device
 
+    target = resolve_device(device)
     for path in (portrait, audio, checkpoint):
         if not path.is_file():
             raise typer.BadParameter(f"{path}: file not found")
-    summary = generate_video(checkpoint, portrait, audio, out, controls_from=controls_from, tokenizer_checkpoint=tokenizer)
+    summary = generate_video(checkpoint, portrait, audio, out, controls_from=controls_from, tokenizer_checkpoint=tokenizer,
+                             window=window, device=target)
     if as_json:
         print_json(summary)
     else:
         console.print(f"{summary['out']}: {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio) "
-                      f"at {summary['size']}x{summary['size']}, controls from {summary['controls_from']}")
+                      f"at {summary['size']}x{summary['size']}, controls from {summary['controls_from']}, "
+                      f"on {summary['device']}")

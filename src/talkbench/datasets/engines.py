@@ -6,6 +6,7 @@ caller (the pipeline) writes the catalog. ``local``: a process pool (``workers``
 from __future__ import annotations
 
 import ctypes
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -87,6 +88,22 @@ def _crashed(spec: ClipSpec, cfg: BuildConfig, why: str) -> dict:
     return row
 
 
+@contextlib.contextmanager
+def worker_environment() -> Iterator[None]:
+    """WORKER_ENV set while worker processes are spawned (they inherit it before any library
+    loads), the parent's environment restored after."""
+    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class LocalEngine:
     name = "local"
 
@@ -106,16 +123,8 @@ class LocalEngine:
             for spec in specs:
                 yield self.task(spec, cfg, events)
             return
-        saved = {k: os.environ.get(k) for k in WORKER_ENV}
-        os.environ.update(WORKER_ENV)  # inherited by the spawned workers before any library loads
-        try:
+        with worker_environment():
             yield from self._pool(specs, cfg, on_stage)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     def _pool(self, specs, cfg, on_stage) -> Iterator[dict]:
         """A worker that dies (a codec segfault, the OOM killer) breaks the whole pool and every
@@ -231,6 +240,74 @@ class RayEngine:
         finally:
             if started:
                 ray.shutdown()
+
+
+def map_tasks(fn, items: Iterable, engine: str = "local", workers: int = 2,
+              ray_address: str | None = None) -> Iterator:
+    """``fn(item)`` for every item, yielded as each finishes (in any order), on the engines'
+    workers: ``local`` spawned processes (``workers``; 0 = in this process) set up as the
+    build's (one OpenMP thread, die with this process), or Ray tasks. ``fn`` is a picklable
+    module-level function that reports its own failures in what it returns; an exception it
+    raises (or a dead worker) ends the map with that exception."""
+    items = list(items)
+    if not items:
+        return
+    if engine == "ray":
+        yield from _ray_map(fn, items, ray_address, workers)
+        return
+    if engine != "local":
+        raise TalkbenchError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if workers <= 0:
+        for item in items:
+            yield fn(item)
+        return
+    before = {p.pid for p in mp.active_children()}
+    with worker_environment():  # the pool spawns its workers as work is submitted
+        yield from _pool_map(fn, items, workers, before)
+
+
+def _pool_map(fn, items: list, workers: int, before: set[int]) -> Iterator:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(os.getpid(), None))
+    completed = False
+    try:
+        pending = {pool.submit(fn, item) for item in items}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+        completed = True
+    finally:
+        if completed:
+            pool.shutdown(wait=True)
+        else:
+            pool.shutdown(wait=False, cancel_futures=True)
+            _kill_new_children(before)
+
+
+def _ray_map(fn, items: list, address: str | None, num_cpus: int) -> Iterator:
+    try:
+        import ray
+    except ImportError:
+        raise TalkbenchError("the ray engine needs Ray: pip install 'talkbench[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        started = True
+    try:
+        task = ray.remote(num_cpus=1, max_retries=1, runtime_env={"env_vars": WORKER_ENV})(fn)
+        pending = [task.remote(item) for item in items]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def get_engine(name: str, workers: int = 2, ray_address: str | None = None):

@@ -423,7 +423,7 @@ def cut(spec: ClipSpec, path: Path, cfg: BuildConfig) -> Cut:
     return Cut(path, info.width, info.height, info.fps, start, end, first, last, audio)
 
 
-SEEK_MARGIN = 2.0  # seconds decoded before a clip's start after seeking to a keyframe
+SEEK_MARGIN = media.SEEK_MARGIN  # seconds decoded before a clip's start after seeking to a keyframe
 
 
 def iter_range(c: Cut, fps: int, wanted: set[int] | None = None):
@@ -452,62 +452,7 @@ def iter_range(c: Cut, fps: int, wanted: set[int] | None = None):
 
 
 def _iter_range_seeking(path: Path, first: int, last: int, fps: int, wanted: set[int] | None):
-    import av
-
-    def emit(slot, frame):
-        if slot >= first and (wanted is None or slot in wanted):
-            return slot, frame.to_ndarray(format="rgb24")
-        return None
-
-    with av.open(str(path)) as container:
-        vs = container.streams.video[0]
-        vs.thread_type = "AUTO"
-        period = 1.0 / float(vs.average_rate or vs.guessed_rate or media.DEFAULT_FPS)
-        origin = None  # time of the file's first decoded frame: slot 0, as in media.iter_frames
-        for frame in container.decode(vs):
-            origin = frame.time
-            break
-        if origin is None:
-            raise MediaError(path, "video stream has no decodable frames (corrupt or truncated)")
-        target = first / fps - SEEK_MARGIN
-        if target > 0:
-            container.seek(int((origin + target) / vs.time_base), stream=vs, backward=True, any_frame=False)
-        else:
-            container.seek(0, stream=vs, backward=True, any_frame=False)
-        pending, next_slot, last_time = None, None, origin
-        for frame in container.decode(vs):
-            if frame.time is None:
-                raise MediaError(path, "frames without timestamps: cannot cut frame-accurately")
-            t = float(frame.time)
-            slot = round((t - origin) * fps)
-            if next_slot is None:
-                if slot > first:  # the keyframe landed after the clip start: decode from 0
-                    yield from _iter_range_full(path, first, last, fps, wanted)
-                    return
-                next_slot = slot
-            while pending is not None and next_slot < slot:
-                if next_slot >= last:
-                    return
-                out = emit(next_slot, pending)
-                if out:
-                    yield out
-                next_slot += 1
-            pending, last_time = frame, t
-        if pending is not None:
-            end_slot = max(round((last_time + period - origin) * fps), next_slot + 1)
-            while next_slot < min(end_slot, last):
-                out = emit(next_slot, pending)
-                if out:
-                    yield out
-                next_slot += 1
-
-
-def _iter_range_full(path: Path, first: int, last: int, fps: int, wanted: set[int] | None):
-    for i, frame in enumerate(media.iter_frames(path, fps=fps)):
-        if i >= last:
-            break
-        if i >= first and (wanted is None or i in wanted):
-            yield i, frame
+    return media.iter_frame_range(path, first, last, fps, wanted=wanted)
 
 
 # ---------------------------------------------------------------- face

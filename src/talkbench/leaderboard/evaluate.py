@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from talkbench import media
-from talkbench.baselines.protocol import MethodInfo, Task, get_method
+from talkbench.baselines.protocol import MethodInfo, Task, get_method, method_options
 from talkbench.clip import Clip
 from talkbench.errors import TalkbenchError
 from talkbench.leaderboard.benchmarks import BenchmarkSpec, get_benchmark, resolve_clips, sha256_file
@@ -180,14 +180,20 @@ def run_methods(
     progress: Progress | None = None,
     workers: int = 1,
     engine: str = "local",
+    device: str | None = None,
     **method_kwargs,
 ) -> dict[str, str]:
     """Generate several built-in methods' outputs, evaluate them in one engine call (each
-    ground truth analysed once), store one run each; returns method name → run id."""
+    ground truth analysed once), store one run each; returns method name → run id.
+    ``device`` goes to the methods that take one (VQTalker's); the others run as they do."""
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     clips = resolve_clips(spec, data_dir)
     tasks = make_tasks(spec, clips, task)
-    methods = {name: get_method(name, **method_kwargs) for name in method_names}  # a bad name fails before any work
+    def options(name: str) -> dict:
+        takes_device = device is not None and "device" in method_options(name)
+        return {**method_kwargs, "device": device} if takes_device else method_kwargs
+
+    methods = {name: get_method(name, **options(name)) for name in method_names}  # a bad name fails before any work
     outputs, folders = {}, {}
     for name, method in methods.items():
         folders[name] = Path(out_dir) / spec.name / method.info.name

@@ -3,7 +3,8 @@
 ``encode_video`` keeps the first frame as the source and turns every frame t into the GRFSQ
 indices of f_t - f_0, shape (G, R, T); ``reconstruct_video`` renders the first frame driven by
 those tokens (the video-reconstruction task of Table 1). Tokens pass through their integer
-form, so what is rendered is exactly what a token file holds.
+form, so what is rendered is exactly what a token file holds. Everything runs on the model's
+device (``device=`` moves the model there first; ``inference.resolve_device`` picks one).
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def render_tokens(model: MotionTokenizer, source: np.ndarray, indices: np.ndarra
         yield from from_model(image)
 
 
-def encode_video(model: MotionTokenizer, video: str | Path, fps: float = media.DEFAULT_FPS, checkpoint: str | Path | None = None) -> Tokens:
+def encode_video(model: MotionTokenizer, video: str | Path, fps: float = media.DEFAULT_FPS, checkpoint: str | Path | None = None,
+                 device: str | torch.device | None = None) -> Tokens:
+    if device is not None:
+        model.to(device)
     cfg = model.config
     first: list[np.ndarray] = []
 
@@ -129,10 +133,11 @@ def upscaled(frames: Iterable[np.ndarray], size: int | None) -> Iterable[np.ndar
 
 
 def reconstruct_video(model: MotionTokenizer, video: str | Path, out: str | Path, fps: float = media.DEFAULT_FPS,
-                      keep_audio: bool = True, output_size: int | None = None) -> tuple[Path, Tokens]:
+                      keep_audio: bool = True, output_size: int | None = None,
+                      device: str | torch.device | None = None) -> tuple[Path, Tokens]:
     """First frame + tokens of ``video`` -> ``out`` (mp4 at the model's resolution, or upscaled
     to ``output_size``)."""
-    tokens = encode_video(model, video, fps)
+    tokens = encode_video(model, video, fps, device=device)
     audio = None
     if keep_audio and media.probe(video).has_audio:
         audio = media.read_audio(video)

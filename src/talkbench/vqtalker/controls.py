@@ -236,7 +236,7 @@ def image_controls(image: np.ndarray, frames: int = 1) -> Controls:
 
 
 def _cache_file(path: Path, fps: float, cache_dir: Path | None) -> Path:
-    from talkbench.vqtalker.train import clip_key, default_cache_dir
+    from talkbench.vqtalker.data import clip_key, default_cache_dir
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     return root / clip_key(path) / f"controls_v{CACHE_VERSION}_{fps:g}fps.npz"

@@ -15,10 +15,14 @@ For residual layer r = 1..R the input is (paper, "Coarse-to-Fine Motion Generati
 
 A bidirectional transformer encoder (learned positions, max 4096 frames + 2 prefix tokens)
 reads the sequence; G heads (one small MLP per group) give 625-way logits for every frame.
+Training windows of ``train.window`` frames always start at position 0, so only the first
+``trained_window`` position rows are ever trained; the model never reads the others:
+``forward`` refuses longer inputs, and generation and held-out scoring (``generate``,
+``frame_losses``, ``windowed_loss``) run in overlapping windows of that length.
 Training minimises the negative log-likelihood of the layer-r indices summed over groups
 and frames (we average it — the same minimiser — and log the per-token NLL). The same
 parameters serve every layer; only ``k`` and ``R_{r-1}`` differ. Inference: r = 1..R in
-turn, argmax per group, all frames at once; audio longer than ``max_len`` frames runs in
+turn, argmax per group, all frames at once; audio longer than the trained window runs in
 overlapping windows whose centres are stitched together.
 
 Table 4's continuous-motion variant (``motion: vector``) regresses the motion vector directly
@@ -40,12 +44,17 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from talkbench.errors import TalkbenchError
 from talkbench.vqtalker.controls import CONTROL_DIM
 
 # pose in degrees / 30; gaze as measured (about -0.5 .. 0.5); blink openness around 0.3 -> 0
 CONTROL_SHIFT = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.3])
 CONTROL_SCALE = torch.tensor([30.0, 30.0, 30.0, 0.5, 0.5, 0.1, 0.1])
 PREFIX = 2  # f_g and k
+
+
+class WindowError(TalkbenchError, ValueError):
+    """An input longer than the positions a generator was trained on."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ class GeneratorConfig:
     head_hidden: int = 256
     dropout: float = 0.1
     max_len: int = 4096
+    # positions 0..trained_window-1 are the ones training reaches (train.window); None: max_len
+    trained_window: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> "GeneratorConfig":
@@ -80,6 +91,11 @@ class GeneratorConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def positions(self) -> int:
+        """Frames one forward pass may hold: the trained window (max_len when not recorded)."""
+        return min(self.trained_window or self.max_len, self.max_len)
 
     @property
     def concat_dim(self) -> int:
@@ -163,8 +179,10 @@ class MotionGenerator(nn.Module):
         """
         cfg = self.config
         b, t = speech.shape[:2]
-        if t > cfg.max_len:
-            raise ValueError(f"{t} frames exceed max_len {cfg.max_len}; use generate() (windows)")
+        if t > cfg.positions:
+            raise WindowError(f"{t} frames exceed the {cfg.positions} trained positions (trained_window "
+                              f"{cfg.trained_window}, max_len {cfg.max_len}): position rows past them were never "
+                              "trained; use generate() or windowed_loss(), which run in overlapping windows")
         parts = [self.embed_speech(speech), self.controls((controls.float() - self.control_shift) / self.control_scale)]
         if cfg.motion == "grfsq":
             parts.append(self.embed_codes(previous, layer, b, t))
@@ -201,12 +219,7 @@ class MotionGenerator(nn.Module):
             mse = (((pred.float() - targets.float()) ** 2).mean(-1) * valid).sum() / valid.sum()
             return mse, {"mse": float(mse.detach())}
         R = cfg.residuals
-        rep = lambda x: None if x is None else x.repeat(R, *([1] * (x.dim() - 1)))  # noqa: E731
-        layers = torch.arange(R, device=speech.device).repeat_interleave(b)
-        logits = forward(rep(speech), rep(controls), rep(global_feature), layers, rep(targets), rep(padding))
-        logits = logits.float().view(R, b, cfg.groups, t, cfg.codes)
-        wanted = targets.long().permute(2, 0, 1, 3)  # (R, B, G, T)
-        nll = F.cross_entropy(logits.flatten(0, 3), wanted.flatten(), reduction="none").view(R, b, cfg.groups, t)
+        nll, logits, wanted = self._teacher_forced(forward, speech, controls, global_feature, targets, padding)
         mask = valid[None, :, None]
         per_layer = (nll * mask).sum((1, 2, 3)) / (valid.sum() * cfg.groups)
         acc = ((logits.argmax(-1) == wanted).float() * mask).sum((1, 2, 3)) / (valid.sum() * cfg.groups)
@@ -236,27 +249,85 @@ class MotionGenerator(nn.Module):
         """Motion tokens for any length: (G, R, T) for one unbatched sequence (speech (T, ·),
         controls (T, 7), global_feature (style_dim,)), or the vector (T, motion_dim).
 
-        Sequences longer than ``window`` (default max_len) are cut into windows that overlap by
-        ``overlap`` frames (default window // 4); each frame is taken from the window in which it
-        lies farthest from an edge (the first half of each overlap from the earlier window).
+        Sequences longer than ``window`` (default and at most ``config.positions``, the trained
+        window) are cut into windows that overlap by ``overlap`` frames (default window // 4);
+        each frame is taken from the window in which it lies farthest from an edge (the first
+        half of each overlap from the earlier window).
         """
         was_training = self.training
         self.eval()
-        window = min(window or self.config.max_len, self.config.max_len)
-        overlap = window // 4 if overlap is None else overlap
-        if not 0 <= overlap < window:
-            raise ValueError(f"overlap {overlap} must be in [0, window {window})")
-        t = speech.shape[0]
-        starts = window_starts(t, window, overlap)
+        window, overlap = self._window(window, overlap)
         pieces = []
-        for i, s in enumerate(starts):
-            e = min(s + window, t)
+        for s, e, keep_from, keep_to in stitch_spans(speech.shape[0], window, overlap):
             out = self.generate_window(speech[None, s:e], controls[None, s:e], global_feature[None])[0]
-            keep_from = 0 if i == 0 else (starts[i - 1] + window - s) // 2
-            keep_to = e - s if i == len(starts) - 1 else (s + window - starts[i + 1]) // 2 + (starts[i + 1] - s)
             pieces.append(out[..., keep_from:keep_to] if self.config.motion == "grfsq" else out[keep_from:keep_to])
         self.train(was_training)
         return torch.cat(pieces, -1 if self.config.motion == "grfsq" else 0)
+
+    def _window(self, window: int | None, overlap: int | None) -> tuple[int, int]:
+        window = min(window or self.config.positions, self.config.positions)
+        overlap = window // 4 if overlap is None else overlap
+        if not 0 <= overlap < window:
+            raise ValueError(f"overlap {overlap} must be in [0, window {window})")
+        return window, overlap
+
+    # -- held-out scoring of sequences of any length
+
+    def frame_losses(self, speech, controls, global_feature, targets, padding=None, window: int | None = None,
+                     overlap: int | None = None) -> torch.Tensor:
+        """Teacher-forced loss of every frame of sequences of any length: (B, R, T) NLL per
+        token (mean over the G groups) for layer r predicted from the true layers before it, or
+        (B, T) MSE for ``motion: vector``. Scored in the same overlapping windows as
+        ``generate`` (default: the trained window), each frame in the window in which it lies
+        farthest from an edge, so no untrained position is read. Values at padding are
+        meaningless. Inputs as ``loss``."""
+        window, overlap = self._window(window, overlap)
+        vector = self.config.motion == "vector"
+        pieces = []
+        for s, e, keep_from, keep_to in stitch_spans(speech.shape[1], window, overlap):
+            pad = None if padding is None else padding[:, s:e]
+            tgt = targets[:, s:e] if vector else targets[..., s:e]
+            out = self._window_losses(speech[:, s:e], controls[:, s:e], global_feature, tgt, pad)
+            pieces.append(out[..., keep_from:keep_to])
+        return torch.cat(pieces, -1)
+
+    def _window_losses(self, speech, controls, global_feature, targets, padding) -> torch.Tensor:
+        cfg = self.config
+        if cfg.motion == "vector":
+            pred = self(speech, controls, global_feature, padding=padding)
+            return ((pred.float() - targets.float()) ** 2).mean(-1)
+        nll = self._teacher_forced(self, speech, controls, global_feature, targets, padding)[0]
+        return nll.mean(2).permute(1, 0, 2)  # (B, R, T)
+
+    def _teacher_forced(self, forward, speech, controls, global_feature, targets, padding):
+        """Every residual layer r predicted from the true layers before it, in one pass (the
+        batch repeated R times with layer indicators 0..R-1): NLL (R, B, G, T), the logits
+        (R, B, G, T, codes) and the wanted indices (R, B, G, T)."""
+        cfg = self.config
+        b, t = speech.shape[:2]
+        R = cfg.residuals
+        rep = lambda x: None if x is None else x.repeat(R, *([1] * (x.dim() - 1)))  # noqa: E731
+        layers = torch.arange(R, device=speech.device).repeat_interleave(b)
+        logits = forward(rep(speech), rep(controls), rep(global_feature), layers, rep(targets), rep(padding))
+        logits = logits.float().view(R, b, cfg.groups, t, cfg.codes)
+        wanted = targets.long().permute(2, 0, 1, 3)  # (R, B, G, T)
+        nll = F.cross_entropy(logits.flatten(0, 3), wanted.flatten(), reduction="none").view(R, b, cfg.groups, t)
+        return nll, logits, wanted
+
+    def windowed_loss(self, speech, controls, global_feature, targets, padding=None, window: int | None = None,
+                      overlap: int | None = None) -> tuple[torch.Tensor, dict]:
+        """``loss`` for sequences of any length (held-out clips): the mean of ``frame_losses``
+        over the frames that are not padding; terms ``nll`` and ``nll_r{r}`` (or ``mse``)."""
+        frames = self.frame_losses(speech, controls, global_feature, targets, padding, window, overlap)
+        b, t = speech.shape[:2]
+        valid = speech.new_ones(b, t, dtype=torch.float32) if padding is None else (~padding).float()
+        if self.config.motion == "vector":
+            mse = (frames * valid).sum() / valid.sum()
+            return mse, {"mse": float(mse.detach())}
+        per_layer = (frames * valid[:, None]).sum((0, 2)) / valid.sum()
+        terms = {"nll": float(per_layer.mean().detach())}
+        terms.update({f"nll_r{r + 1}": float(v) for r, v in enumerate(per_layer.detach())})
+        return per_layer.mean(), terms
 
 
 def window_starts(frames: int, window: int, overlap: int) -> list[int]:
@@ -266,6 +337,20 @@ def window_starts(frames: int, window: int, overlap: int) -> list[int]:
     hop = window - overlap
     starts = list(range(0, frames - window, hop)) + [frames - window]
     return sorted(set(starts))
+
+
+def stitch_spans(frames: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, keep_from, keep_to) of each window of ``window_starts``: the frames
+    start+keep_from .. start+keep_to-1 are taken from that window, where they lie farthest
+    from its edges (the first half of each overlap from the earlier window)."""
+    starts = window_starts(frames, window, overlap)
+    spans = []
+    for i, s in enumerate(starts):
+        e = min(s + window, frames)
+        keep_from = 0 if i == 0 else (starts[i - 1] + window - s) // 2
+        keep_to = e - s if i == len(starts) - 1 else (s + window - starts[i + 1]) // 2 + (starts[i + 1] - s)
+        spans.append((s, e, keep_from, keep_to))
+    return spans
 
 
 def count_parameters(module: nn.Module) -> int:

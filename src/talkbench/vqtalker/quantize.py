@@ -6,8 +6,10 @@ paper). Indices come back with shape ``(G, R, *lead)`` exactly as Algorithm 1's 
 ``decode(indices)`` reproduces the forward output bit for bit (the straight-through estimator
 is written as ``codes + (s - s.detach())`` so its value is the exact code, not ``z + (q - z)``).
 
-The codebook baselines (VQ, GVQ, RVQ, GRVQ) use the same group/residual loop with learned
-codebooks updated by exponential moving averages (VQ-VAE-2 style) plus a commitment loss.
+The codebook baselines (VQ, GVQ, RVQ, GRVQ) are vector-quantize-pytorch's ``ResidualVQ`` /
+``GroupedResidualVQ`` (the ``train`` extra): learned codebooks updated by exponential moving
+averages (VQ-VAE-2 style) with dead-code restarts, plus a commitment loss. ``fsq_library: true``
+swaps our GRFSQ for the library's ``GroupedResidualFSQ`` (same token space and bitrate).
 
     q = build_quantizer(TABLE3["grfsq-12-4-5"])
     out = q(x)                # x: (..., 120)
@@ -23,8 +25,9 @@ from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
+
+from talkbench.errors import TalkbenchError
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,14 @@ class QuantizerConfig:
     codebook_size: int = 1024  # VQ only
     commitment: float = 0.25  # VQ only: weight of ||x - sg(q)||^2
     ema_decay: float = 0.99  # VQ only
+    # VQ only: a code whose EMA hit count per step falls below this is restarted from a batch vector.
+    # The count of a code in uniform use is global_batch / codebook_size (32 / 1024 = 0.03), so the
+    # default restarts codes used at under ~1/30 of that rate; 0 switches restarts off.
+    dead_code_threshold: float = 1e-3
+    # VQ only: k-means on the first batch as the initial codebooks; off by default, because a first
+    # batch of global_batch vectors is far smaller than 1024 codes (k-means would duplicate them).
+    kmeans_init: bool = False
+    fsq_library: bool = False  # GRFSQ only: vector-quantize-pytorch's GroupedResidualFSQ instead of ours
 
     @property
     def codes_per_codebook(self) -> int:
@@ -181,108 +192,171 @@ class GRFSQ(nn.Module):
         return x_hat.flatten(-2)
 
 
-class GroupResidualVQ(nn.Module):
-    """Codebook baselines: G groups x R residual steps of nearest-neighbour VQ.
+class QuantizerError(TalkbenchError):
+    """A quantizer that cannot be built (its library is missing, or its config is invalid)."""
 
-    Codebooks are updated by exponential moving averages of the assigned inputs (no gradient),
-    the encoder gets a commitment loss and straight-through gradients. A dimension not divisible
-    by G is projected to G * ceil(dim / G) and back (GVQ: 120 -> 128 = 32 x 4).
+
+def _vector_quantize_pytorch():
+    """The vector-quantize-pytorch package (only in the ``train`` extra), imported on first use."""
+    try:
+        import vector_quantize_pytorch
+    except ImportError:
+        raise QuantizerError("the Table 3 codebook quantizers (vq, gvq, rvq, grvq) and fsq_library=true need "
+                             "vector-quantize-pytorch: pip install 'talkbench[train]'") from None
+    return vector_quantize_pytorch
+
+
+def _flat_lead(x: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+    """x (*lead, d) as the (1, N, d) batch the library's modules take, and lead."""
+    lead = x.shape[:-1]
+    return x.reshape(1, -1, x.shape[-1]), lead
+
+
+def _indices_to_grl(indices: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+    """The library's grouped indices (G, 1, N, R) as Algorithm 1's (G, R, *lead), int64."""
+    G, _, _, R = indices.shape
+    return indices.long().squeeze(1).permute(0, 2, 1).reshape(G, R, *lead)
+
+
+def _indices_from_grl(indices: torch.Tensor, groups: int, residuals: int) -> torch.Tensor:
+    """Indices (G, R, *lead) back to the library's (G, 1, N, R)."""
+    return indices.long().reshape(groups, residuals, -1).permute(0, 2, 1).unsqueeze(1)
+
+
+class GroupResidualVQ(nn.Module):
+    """Codebook baselines (VQ, GVQ, RVQ, GRVQ): vector-quantize-pytorch's ``ResidualVQ`` (one group)
+    or ``GroupedResidualVQ`` (G groups), each group R residual steps of nearest-neighbour VQ.
+
+    Codebooks are updated by exponential moving averages of the assigned inputs (no gradient) with
+    dead-code restarts: a code whose EMA hit count falls below ``dead_code_threshold`` is replaced by
+    a random input vector of the current batch (all-reduced across ranks under DDP). The encoder gets
+    the library's commitment loss (weight ``commitment``, summed over residual steps, averaged over
+    groups) and the plain straight-through gradient. A dimension not divisible by G is projected to
+    G * ceil(dim / G) and back (GVQ: 120 -> 128 = 32 x 4).
     """
 
     def __init__(self, config: QuantizerConfig):
         super().__init__()
         if config.kind != "vq":
             raise ValueError(f"GroupResidualVQ needs kind='vq', got {config.kind!r}")
+        vqp = _vector_quantize_pytorch()
         self.config = config
-        G, R, K, d = config.groups, config.residuals, config.codebook_size, config.group_dim
+        G, d = config.groups, config.group_dim
         padded = G * d
         self.project_in = nn.Linear(config.dim, padded) if padded != config.dim else nn.Identity()
         self.project_out = nn.Linear(padded, config.dim) if padded != config.dim else nn.Identity()
-        # Residual r codebook starts ~2^-r smaller, as residual magnitudes shrink.
-        scale = torch.tensor([2.0 ** (-r) for r in range(R)]).view(1, R, 1, 1)
-        embed = torch.randn(G, R, K, d) * scale
-        self.register_buffer("embed", embed)
-        self.register_buffer("cluster_size", torch.ones(G, R, K))
-        self.register_buffer("embed_sum", embed.clone())
         self.group_dim = d
+        kwargs = library_vq_kwargs(config)
+        self.vq = vqp.ResidualVQ(dim=d, **kwargs) if G == 1 else vqp.GroupedResidualVQ(dim=padded, groups=G, **kwargs)
 
     @property
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
-    def _nearest(self, x: torch.Tensor, r: int) -> torch.Tensor:
-        """Indices (N, G) of the nearest code to x (N, G, d) in each group's codebook r."""
-        codebook = self.embed[:, r]  # (G, K, d)
-        dist2 = (
-            x.pow(2).sum(-1, keepdim=True)
-            - 2 * torch.einsum("ngd,gkd->ngk", x, codebook)
-            + codebook.pow(2).sum(-1).unsqueeze(0)
-        )
-        return dist2.argmin(-1)
-
-    def _lookup(self, indices: torch.Tensor, r: int) -> torch.Tensor:
-        """Codes (N, G, d) for indices (N, G) of residual step r."""
-        codebook = self.embed[:, r]  # (G, K, d)
-        g = torch.arange(codebook.shape[0], device=indices.device)
-        return codebook[g, indices]
-
-    @torch.no_grad()
-    def _ema_update(self, x: torch.Tensor, indices: torch.Tensor, r: int) -> None:
-        cfg = self.config
-        onehot = F.one_hot(indices, cfg.codebook_size).float()  # (N, G, K)
-        counts = onehot.sum(0)  # (G, K)
-        sums = torch.einsum("ngk,ngd->gkd", onehot, x)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(counts)
-            dist.all_reduce(sums)
-        decay = cfg.ema_decay
-        self.cluster_size[:, r].mul_(decay).add_(counts, alpha=1 - decay)
-        self.embed_sum[:, r].mul_(decay).add_(sums, alpha=1 - decay)
-        n = self.cluster_size[:, r].sum(-1, keepdim=True)
-        smoothed = (self.cluster_size[:, r] + 1e-5) / (n + cfg.codebook_size * 1e-5) * n
-        self.embed[:, r].copy_(self.embed_sum[:, r] / smoothed.unsqueeze(-1))
+    @property
+    def embed(self) -> torch.Tensor:
+        """The codebooks (G, R, K, d), stacked from the library's buffers (a copy)."""
+        return self.vq.codebooks.unsqueeze(0) if self.config.groups == 1 else self.vq.codebooks
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
         cfg = self.config
         if x.shape[-1] != cfg.dim:
             raise ValueError(f"expected (..., {cfg.dim}) input, got {tuple(x.shape)}")
-        lead = x.shape[:-1]
         with torch.autocast(x.device.type, enabled=False):
-            h = self.project_in(x.float()).reshape(-1, cfg.groups, self.group_dim)
-            residual = h
-            x_hat = torch.zeros_like(h)
-            all_indices, commit = [], h.new_zeros(())
-            for r in range(cfg.residuals):
-                target = residual.detach()
-                indices = self._nearest(target, r)
-                q = self._lookup(indices, r)
-                commit = commit + F.mse_loss(residual, q.detach())
-                if self.training:
-                    self._ema_update(target, indices, r)
-                x_hat = x_hat + (q + (residual - residual.detach()))  # straight-through
-                residual = residual - q.detach()
-                all_indices.append(indices)
-            out = self.project_out(x_hat.reshape(*lead, -1))
-            indices = torch.stack(all_indices, 0).movedim(-1, 0).reshape(cfg.groups, cfg.residuals, *lead)
-            return QuantizerOutput(out, indices, cfg.commitment * commit)
+            h, lead = _flat_lead(self.project_in(x.float()))
+            quantized, indices, losses = self.vq(h)
+            if cfg.groups == 1:  # ResidualVQ: (1, N, R) and (R,)
+                indices, losses = indices.unsqueeze(0), losses.unsqueeze(0)
+            out = self.project_out(quantized.reshape(*lead, -1))
+            # the library's losses are (G, R), already weighted, zero outside training
+            aux = losses.mean(0).sum() if self.training else h.new_zeros(())
+            return QuantizerOutput(out, _indices_to_grl(indices, lead), aux)
 
     def decode(self, indices: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         cfg = self.config
         lead = indices.shape[2:]
-        flat = indices.long().reshape(cfg.groups, cfg.residuals, -1).permute(2, 0, 1)  # (N, G, R)
-        x_hat = torch.zeros(flat.shape[0], cfg.groups, self.group_dim, device=indices.device)
+        flat = indices.long().reshape(cfg.groups, cfg.residuals, -1)  # (G, R, N)
+        embed = self.embed  # (G, R, K, d)
+        g = torch.arange(cfg.groups, device=indices.device)[:, None]
+        x_hat = torch.zeros(cfg.groups, flat.shape[-1], self.group_dim, device=embed.device)
         for r in range(cfg.residuals if upto is None else upto):
-            x_hat = x_hat + self._lookup(flat[..., r], r)
-        return self.project_out(x_hat.reshape(*lead, -1))
+            x_hat = x_hat + embed[g, r, flat[:, r]]  # (G, N, d)
+        return self.project_out(x_hat.permute(1, 0, 2).reshape(*lead, -1))
 
 
-def build_quantizer(config: QuantizerConfig | str) -> GRFSQ | GroupResidualVQ:
+def library_vq_kwargs(config: QuantizerConfig) -> dict:
+    """The keyword arguments our codebook baselines pass to vector-quantize-pytorch's ResidualVQ /
+    GroupedResidualVQ (besides dim and groups), so a test or a user can build the same reference.
+    Codebook statistics are all-reduced across ranks when a process group with more than one rank
+    exists at construction (build the model after ``init_process_group``, as the trainer does)."""
+    return dict(
+        num_quantizers=config.residuals,
+        codebook_size=config.codebook_size,
+        decay=config.ema_decay,
+        commitment_weight=config.commitment,
+        threshold_ema_dead_code=config.dead_code_threshold,
+        kmeans_init=config.kmeans_init,
+        # the VQ-VAE straight-through estimator as before, not the library's default rotation trick
+        rotation_trick=False,
+        # decided here, not by the library: its own check is cached for the whole process, so a
+        # quantizer built before (or after) a process group would inherit a stale answer
+        sync_codebook=dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1,
+    )
+
+
+class LibraryGRFSQ(nn.Module):
+    """GRFSQ as vector-quantize-pytorch's ``GroupedResidualFSQ`` (``fsq_library: true``): per group
+    one projection ``d -> len(levels) -> d`` shared by the R residual steps, which are scaled by
+    levels^-r (ResidualFSQ), with the symmetric FSQ grid. Same G x R x prod(levels) token space, so the
+    same bitrate as our GRFSQ; the paper variant stays on our GRFSQ (one projection per step)."""
+
+    def __init__(self, config: QuantizerConfig):
+        super().__init__()
+        if config.kind != "grfsq":
+            raise ValueError(f"LibraryGRFSQ needs kind='grfsq', got {config.kind!r}")
+        if config.dim % config.groups:
+            raise ValueError(f"dim {config.dim} is not divisible into {config.groups} groups")
+        vqp = _vector_quantize_pytorch()
+        self.config = config
+        self.fsq = vqp.GroupedResidualFSQ(dim=config.dim, groups=config.groups, levels=list(config.levels),
+                                          num_quantizers=config.residuals)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codes_per_codebook
+
+    def forward(self, x: torch.Tensor) -> QuantizerOutput:
+        cfg = self.config
+        if x.shape[-1] != cfg.dim:
+            raise ValueError(f"expected (..., {cfg.dim}) input, got {tuple(x.shape)}")
+        with torch.autocast(x.device.type, enabled=False):
+            h, lead = _flat_lead(x.float())
+            quantized, indices = self.fsq(h)  # (1, N, dim), (G, 1, N, R)
+            return QuantizerOutput(quantized.reshape(*lead, -1), _indices_to_grl(indices, lead), h.new_zeros(()))
+
+    def decode(self, indices: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        cfg = self.config
+        lead = indices.shape[2:]
+        idx = _indices_from_grl(indices, cfg.groups, cfg.residuals)
+        if upto is None:
+            out = self.fsq.get_output_from_indices(idx)
+        else:
+            codes = self.fsq.get_codes_from_indices(idx)  # (G, R, 1, N, k)
+            out = torch.cat([rvq.project_out(codes[g, :upto].sum(0)) for g, rvq in enumerate(self.fsq.rvqs)], -1)
+        return out.reshape(*lead, cfg.dim)
+
+
+def build_quantizer(config: QuantizerConfig | str) -> GRFSQ | LibraryGRFSQ | GroupResidualVQ:
     """A quantizer from a config or a Table 3 variant name (``grfsq-12-4-5``, ``grvq``, …)."""
     if isinstance(config, str):
         if config not in TABLE3:
             raise ValueError(f"unknown quantizer variant {config!r}; known: {', '.join(TABLE3)}")
         config = TABLE3[config]
-    return GRFSQ(config) if config.kind == "grfsq" else GroupResidualVQ(config)
+    if config.kind == "grfsq":
+        return LibraryGRFSQ(config) if config.fsq_library else GRFSQ(config)
+    if config.kind == "vq":
+        return GroupResidualVQ(config)
+    raise QuantizerError(f"quantizer kind must be 'grfsq' or 'vq', got {config.kind!r}")
 
 
 def bitrate(config: QuantizerConfig | str, fps: float = 25.0) -> float:

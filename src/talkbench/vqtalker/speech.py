@@ -229,7 +229,7 @@ UNITS_FORMAT = "talkbench-whisper-units/1"
 
 
 def default_units_path(k: int = 64, model: str = "base", metric: str = "euclidean") -> Path:
-    from talkbench.vqtalker.train import default_cache_dir
+    from talkbench.vqtalker.data import default_cache_dir
 
     return default_cache_dir() / "speech" / f"whisper-{model}-units-k{k}-{metric}.npz"
 
@@ -412,7 +412,7 @@ def get_speech_backend(name: str, **options) -> SpeechBackend:
 
 def clip_speech(backend: SpeechBackend, video: str | Path, cache_dir: Path | None = None) -> SpeechFeatures:
     """Speech features of a clip's audio, cached per (clip, backend description)."""
-    from talkbench.vqtalker.train import clip_key, default_cache_dir
+    from talkbench.vqtalker.data import clip_key, default_cache_dir
 
     video = Path(video)
     tag = hashlib.sha1(json.dumps(backend.describe(), sort_keys=True).encode()).hexdigest()[:12]

@@ -1,6 +1,13 @@
 """Training of the stage-1 tokenizer: source/target frame pairs from clips, G and D updates as
 in LIA, gradient accumulation, DDP under ``torchrun`` (NCCL on GPUs, gloo on CPU), bf16
 autocast on CUDA only, checkpoints that load with ``weights_only=True`` and resume exactly.
+The loop, logging, checkpoints and distributed set-up are ``training``'s, shared with stage 2.
+
+Data: a built dataset (``data.source`` holding ``catalog.duckdb``) trains on its
+``data.splits.train`` clips through a DataLoader that decodes the sampled frames on the fly
+(``data.pair_loader``, ``train.loader_workers`` processes), with eye/mouth regions prepared once
+per clip (``prepare.prepare_regions``); its ``data.splits.val`` clips are evaluated and
+validated. Other sources (``sample``, a folder, files) use the small-run frame cache below.
 
 Exact resume: the only randomness is the choice of training pairs, drawn from a generator
 seeded by (seed, step, rank, micro-batch), and the model, discriminator and (random-init) VGG
@@ -14,23 +21,29 @@ the same data and the same weights as step k of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
-import platformdirs
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from talkbench import media
-from talkbench.errors import TalkbenchError
+from talkbench.vqtalker.data import (
+    TrainingClip,
+    batch_to_model,
+    clip_key,
+    clips_from_source,
+    default_cache_dir,
+    default_regions_root,
+    is_built_dataset,
+    pair_loader,
+    pair_picks,
+)
+from talkbench.vqtalker.inference import TOKENIZER_FORMAT, autocast, load_checkpoint
 from talkbench.vqtalker.losses import (
     Discriminator,
     GeneratorLoss,
@@ -40,29 +53,31 @@ from talkbench.vqtalker.losses import (
     region_boxes,
     region_masks,
 )
+from talkbench.vqtalker.prepare import prepare_regions, wait_for_regions
 from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, load_matching, to_model
+from talkbench.vqtalker.training import (
+    DistInfo,
+    Stage,
+    TrainingError,
+    apply_overrides,
+    finish_distributed,
+    barrier,
+    init_distributed,
+    mean_over_ranks,
+    per_process_batch,
+    unwrap,
+    wrap_ddp,
+)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "talkbench-vqtalker-tokenizer/1"
+CHECKPOINT_FORMAT = TOKENIZER_FORMAT
 
-
-class TrainingError(TalkbenchError):
-    """A training run that cannot start or continue (no clips, bad checkpoint, …)."""
+__all__ = ["CHECKPOINT_FORMAT", "ClipData", "PairSampler", "Trainer", "TrainingError", "apply_overrides", "clip_key",
+           "default_cache_dir", "init_distributed", "load_clips", "main", "resolve_videos"]
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def default_cache_dir() -> Path:
-    override = os.environ.get("TALKBENCH_CACHE_DIR")
-    root = Path(override) if override else Path(platformdirs.user_cache_dir("talkbench"))
-    return root / "vqtalker"
-
-
-def clip_key(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
 def clip_landmarks(path: Path, fps: float, cache_dir: Path) -> np.ndarray:
@@ -161,13 +176,7 @@ class PairSampler:
         self.clips, self.batch_size, self.seed = clips, batch_size, seed
 
     def indices(self, step: int, rank: int = 0, micro: int = 0) -> list[tuple[int, int, int]]:
-        rng = np.random.default_rng([self.seed, step, rank, micro])
-        out = []
-        for _ in range(self.batch_size):
-            c = int(rng.integers(len(self.clips)))
-            s, t = rng.choice(len(self.clips[c].frames), size=2, replace=False)
-            out.append((c, int(s), int(t)))
-        return out
+        return pair_picks([len(c.frames) for c in self.clips], self.batch_size, self.seed, step, rank, micro)
 
     def batch(self, picks: list[tuple[int, int, int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         src = np.stack([self.clips[c].frames[s] for c, s, _ in picks])
@@ -176,73 +185,7 @@ class PairSampler:
         return to_model(src, device), to_model(tgt, device), boxes.to(device)
 
 
-# ----------------------------------------------------------------------------- distributed
-
-
-class ScalarLog:
-    """A run's scalars, a row per logged step: ``OUT/log.csv`` (fixed columns, appended across
-    resumes) and TensorBoard under ``OUT/tensorboard`` when tensorboard is installed."""
-
-    def __init__(self, out_dir: Path, fields: list[str]):
-        self.out_dir, self.fields = Path(out_dir), fields
-        self._tb = None  # None: not opened yet; False: tensorboard is not installed
-
-    def write(self, row: dict) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / "log.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
-            except ImportError:
-                self._tb = False
-        if self._tb:
-            for k, v in row.items():
-                if k in self.fields and k not in ("step", "time") and v is not None and v != "":
-                    self._tb.add_scalar(k, v, row["step"])
-            self._tb.flush()
-
-    def close(self) -> None:
-        if self._tb:
-            self._tb.close()
-        self._tb = None
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+# ----------------------------------------------------------------------------- trainer
 
 
 def _set_requires_grad(m: nn.Module, flag: bool) -> None:
@@ -250,10 +193,16 @@ def _set_requires_grad(m: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-# ----------------------------------------------------------------------------- trainer
+class Trainer(Stage):
+    """Stage 1: the tokenizer G and LIA's discriminator D. Pairs come from ``clips`` (frames in
+    memory, tests), from a built dataset (``data.source`` with ``catalog.duckdb``: the
+    ``data.splits.train`` clips through ``data.pair_loader``, ``data.splits.val`` for
+    evaluation and validation), or from the legacy frame cache (sample / folder / files)."""
 
+    checkpoint_format = CHECKPOINT_FORMAT
+    defaults = {"log_every": 100, "checkpoint_every": 5000}
+    fields = ["l1", "eye", "mouth", "perceptual", "gan_g", "gan_d", "quantizer", "total", "eval_l1"]
 
-class Trainer:
     def __init__(
         self,
         config: dict,
@@ -262,22 +211,16 @@ class Trainer:
         dist_info: DistInfo | None = None,
         clips: list[ClipData] | None = None,
     ):
-        self.config = config
-        self.out_dir = Path(out_dir)
-        self.dist = dist_info or DistInfo()
-        if device is None:
-            device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        super().__init__(config, out_dir, dist_info, device)
         tc, lc, dc = config["train"], config["loss"], config.get("data", {})
         self.model_config = TokenizerConfig.from_dict(config["model"])
         self.size = self.model_config.size
-        self.batch_size = int(tc["batch_size"])
         self.grad_accum = int(tc.get("grad_accum", 1))
+        self.batch_size = per_process_batch(tc, self.dist.world_size, self.grad_accum)
         self.seed = int(tc.get("seed", 0))
-        self.autocast = bool(tc.get("bf16", True)) and self.device.type == "cuda"
+        self.use_amp = bool(tc.get("bf16", True)) and self.device.type == "cuda"
         self.weights = LossWeights.from_dict(lc)
+        self.margin = float(lc.get("region_margin", 0.25))
 
         torch.manual_seed(self.seed)  # fixed build order: generator, discriminator, VGG
         self.gen = MotionTokenizer(self.model_config).to(self.device)
@@ -302,52 +245,82 @@ class Trainer:
         )
         if tc.get("init_from"):
             self.init_from(tc["init_from"])
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.gen = nn.parallel.DistributedDataParallel(self.gen, device_ids=ids, broadcast_buffers=False)
-            if self.disc is not None:
-                self.disc = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids, broadcast_buffers=False)
-        self.step = 0
+        self.gen = wrap_ddp(self.gen, self.dist, self.device, broadcast_buffers=False)
+        if self.disc is not None:
+            self.disc = wrap_ddp(self.disc, self.dist, self.device, broadcast_buffers=False)
 
-        if clips is None:
-            videos = resolve_videos(dc.get("source", "sample"))
-            if self.dist.enabled and not self.dist.is_main:
-                dist.barrier()  # rank 0 fills the frame/landmark cache first, the others then read it
-            clips = load_clips(videos, self.size, float(dc.get("fps", media.DEFAULT_FPS)), float(lc.get("region_margin", 0.25)),
-                               Path(dc["cache_dir"]) if dc.get("cache_dir") else None,
-                               landmarks=bool(self.weights.eye or self.weights.mouth))
-            if self.dist.enabled and self.dist.is_main:
-                dist.barrier()
-        self.sampler = PairSampler(clips, self.batch_size, self.seed)
-        self._scalars = ScalarLog(self.out_dir, ["step", "time", "l1", "eye", "mouth", "perceptual", "gan_g", "gan_d",
-                                                 "quantizer", "total", "eval_l1"])
+        self.sampler: PairSampler | None = None  # frames in memory (clips= or the legacy cache)
+        self.train_clips: list[TrainingClip] = []  # or a built dataset, through a DataLoader
+        self.val_clips: list[TrainingClip] = []
+        self.regions_root: Path | None = None
+        self._batches = None
+        self._eval_batch = None
+        landmarks = bool(self.weights.eye or self.weights.mouth)
+        source = dc.get("source", "sample")
+        if clips is None and is_built_dataset(source):
+            splits = dc.get("splits") or {}
+            fps = float(dc.get("fps", media.DEFAULT_FPS))
+            self.train_clips = clips_from_source(source, splits.get("train"), fps)
+            self.val_clips = clips_from_source(source, splits["val"], fps) if splits.get("val") else []
+            self.regions_root = default_regions_root(source) if landmarks else None
+            if self.regions_root is not None:
+                if self.dist.is_main:  # in parallel on the dataset engines
+                    prepare_regions(self.train_clips, self.regions_root, engine=dc.get("engine", "local"),
+                                    workers=int(dc.get("prepare_workers", 2)), ray_address=dc.get("ray_address"),
+                                    progress=True)
+                else:  # polling files, not a collective: preparing a large dataset outlasts any timeout
+                    wait_for_regions(self.train_clips, self.regions_root)
+                barrier(self.dist)
+            self.loader_workers = int(tc.get("loader_workers", 2))
+        else:
+            if clips is None:
+                if dc.get("splits"):
+                    log.warning("data.source %s is not a built dataset: data.splits does not apply, every clip trains "
+                                "and nothing is validated", source)
+                videos = resolve_videos(source)
+                if not self.dist.is_main:
+                    barrier(self.dist)  # rank 0 fills the frame/landmark cache first, the others then read it
+                clips = load_clips(videos, self.size, float(dc.get("fps", media.DEFAULT_FPS)), self.margin,
+                                   Path(dc["cache_dir"]) if dc.get("cache_dir") else None, landmarks=landmarks)
+                if self.dist.is_main:
+                    barrier(self.dist)
+            self.sampler = PairSampler(clips, self.batch_size, self.seed)
 
     @property
     def model(self) -> MotionTokenizer:
-        return _unwrap(self.gen)
+        return unwrap(self.gen)
+
+    # -- data
+
+    def _micro_batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.sampler is not None:
+            return self.sampler.batch(self.sampler.indices(self.step, self.dist.rank, micro), self.device)
+        if self._batches is None:  # picks from (seed, step, rank, micro): a resumed run continues the stream
+            self._batches = iter(pair_loader(self.train_clips, self.size, self.batch_size, self.seed, self.dist.rank,
+                                             self.step, self.loader_workers, self.regions_root, self.margin,
+                                             micro_batches=self.grad_accum))
+        return batch_to_model(next(self._batches), self.device)
+
+    def on_resume(self) -> None:
+        self._batches = None
 
     # -- one optimisation step (G then D, as LIA)
-
-    def _amp(self):
-        if self.autocast:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def train_step(self) -> dict[str, float]:
         gen, disc = self.gen, self.disc
         gen.train()
-        disc_module = _unwrap(disc) if disc is not None else None
+        disc_module = unwrap(disc) if disc is not None else None
         if disc_module is not None:
             _set_requires_grad(disc_module, False)
         self.g_optim.zero_grad(set_to_none=True)
         sums: dict[str, torch.Tensor] = {}
         fakes, reals = [], []
         for micro in range(self.grad_accum):
-            src, tgt, boxes = self.sampler.batch(self.sampler.indices(self.step, self.dist.rank, micro), self.device)
+            src, tgt, boxes = self._micro_batch(micro)
             eye, mouth = region_masks(boxes, self.size)
             sync = self.dist.enabled and micro < self.grad_accum - 1
             with (gen.no_sync() if sync else contextlib.nullcontext()):
-                with self._amp():
+                with autocast(self.device, self.use_amp):
                     out = gen(src, tgt)
                     fake_pred = disc_module(out.image) if disc_module is not None else None
                     total, terms = self.loss(out.image.float(), tgt, eye, mouth, fake_pred, out.aux_loss)
@@ -364,32 +337,55 @@ class Trainer:
             for micro, (fake, real) in enumerate(zip(fakes, reals)):
                 sync = self.dist.enabled and micro < self.grad_accum - 1
                 with (disc.no_sync() if sync else contextlib.nullcontext()):
-                    with self._amp():
+                    with autocast(self.device, self.use_amp):
                         d_loss = d_nonsaturating_loss(disc(fake), disc(real))
                     (d_loss / self.grad_accum).backward()
                 sums["gan_d"] = sums.get("gan_d", 0.0) + d_loss.detach().float() / self.grad_accum
             self.d_optim.step()
 
         self.step += 1
-        names = sorted(sums)
-        values = torch.stack([sums[k] for k in names])
-        if self.dist.enabled:
-            dist.all_reduce(values)
-            values /= self.dist.world_size
-        return dict(zip(names, values.tolist()))
+        return mean_over_ranks(sums, self.dist, self.device)
+
+    # -- held-out
+
+    def _fixed_pairs(self, pairs: int, seed: int):
+        if self._eval_batch is None:
+            if self.sampler is not None:
+                sampler = PairSampler(self.sampler.clips, pairs, seed)
+                self._eval_batch = sampler.batch(sampler.indices(0), self.device)
+            else:  # the validation split's clips when there is one, no landmarks needed
+                clips = self.val_clips or self.train_clips
+                loader = pair_loader(clips, self.size, pairs, seed, workers=0)
+                self._eval_batch = batch_to_model(next(iter(loader)), self.device)
+        return self._eval_batch
 
     @torch.no_grad()
-    def evaluate(self, pairs: int = 16, seed: int = 12345) -> float:
-        """Mean reconstruction L1 on fixed pairs (independent of the training step)."""
+    def evaluate(self, pairs: int = 16, seed: int = 12345) -> dict[str, float]:
+        """``eval_l1``: mean reconstruction L1 on fixed pairs (independent of the training step)
+        of the validation clips (a built dataset with ``data.splits.val``) or else the training clips."""
         model = self.model
         was_training = model.training
         model.eval()
-        sampler = PairSampler(self.sampler.clips, pairs, seed)
-        src, tgt, _ = sampler.batch(sampler.indices(0), self.device)
-        with self._amp():
+        src, tgt, _ = self._fixed_pairs(pairs, seed)
+        with autocast(self.device, self.use_amp):
             out = model(src, tgt)
         model.train(was_training)
-        return float((out.image.float() - tgt).abs().mean())
+        return {"eval_l1": float((out.image.float() - tgt).abs().mean())}
+
+    def validate(self, out_dir: Path):
+        if not self.val_clips:
+            return None
+        from talkbench.vqtalker.validation import validate_tokenizer
+
+        tc = self.config["train"]
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            return validate_tokenizer(model, self.val_clips, out_dir, self.device,
+                                      metrics=tc.get("validate_metrics"), max_frames=int(tc.get("validate_frames", 50)))
+        finally:
+            model.train(was_training)
 
     # -- checkpoints
 
@@ -399,29 +395,15 @@ class Trainer:
             "step": self.step,
             "config": self.config,
             "generator": self.model.state_dict(),
-            "discriminator": _unwrap(self.disc).state_dict() if self.disc is not None else {},
+            "discriminator": unwrap(self.disc).state_dict() if self.disc is not None else {},
             "g_optim": self.g_optim.state_dict(),
             "d_optim": self.d_optim.state_dict() if self.d_optim is not None else {},
         }
 
-    def save(self, path: str | Path | None = None) -> Path:
-        path = Path(path) if path else self.out_dir / "checkpoints" / f"step_{self.step:07d}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        latest = path.parent / "latest.pt"
-        if path != latest:
-            tmp2 = latest.with_suffix(".tmp")
-            torch.save(self.state_dict(), tmp2)
-            os.replace(tmp2, latest)
-        return path
-
-    def load(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
+    def load_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["generator"])
         if self.disc is not None:
-            _unwrap(self.disc).load_state_dict(ckpt["discriminator"])
+            unwrap(self.disc).load_state_dict(ckpt["discriminator"])
             self.d_optim.load_state_dict(ckpt["d_optim"])
         self.g_optim.load_state_dict(ckpt["g_optim"])
         self.step = int(ckpt["step"])
@@ -431,86 +413,8 @@ class Trainer:
         ckpt = load_checkpoint(path)
         loaded, skipped = load_matching(self.model, ckpt["generator"])
         if self.disc is not None and ckpt.get("discriminator"):
-            load_matching(_unwrap(self.disc), ckpt["discriminator"])
+            load_matching(unwrap(self.disc), ckpt["discriminator"])
         log.info("init_from %s: %d tensors loaded, %d skipped (shape/name differ)", path, len(loaded), len(skipped))
-
-    # -- loop
-
-    def _log(self, row: dict) -> None:
-        if self.dist.is_main:
-            self._scalars.write(row)
-
-    def fit(
-        self,
-        steps: int | None = None,
-        log_every: int | None = None,
-        checkpoint_every: int | None = None,
-        eval_every: int | None = None,
-        on_step: Callable[[int, dict], None] | None = None,
-    ) -> list[dict]:
-        """Train until ``self.step == steps``; returns the logged rows."""
-        tc = self.config["train"]
-        steps = int(steps if steps is not None else tc["steps"])
-        log_every = int(log_every or tc.get("log_every", 100))
-        checkpoint_every = int(checkpoint_every or tc.get("checkpoint_every", 5000))
-        rows = []
-        start = time.time()
-        if eval_every and self.step == 0:
-            row = {"step": 0, "time": 0.0, "eval_l1": self.evaluate()}
-            self._log(row)
-            rows.append(row)
-        while self.step < steps:
-            terms = self.train_step()
-            if on_step:
-                on_step(self.step, terms)
-            if self.step % log_every == 0 or self.step == steps or (eval_every and self.step % eval_every == 0):
-                row = {"step": self.step, "time": round(time.time() - start, 3), **terms}
-                if eval_every and (self.step % eval_every == 0 or self.step == steps):
-                    row["eval_l1"] = self.evaluate()
-                self._log(row)
-                rows.append(row)
-            if self.dist.is_main and (self.step % checkpoint_every == 0 or self.step == steps):
-                self.save()
-        self._scalars.close()
-        return rows
-
-
-def load_checkpoint(path: str | Path, fmt: str = CHECKPOINT_FORMAT) -> dict:
-    """A checkpoint dict loaded with ``weights_only=True`` whose ``format`` field is ``fmt``."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"{path}: checkpoint not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
-        raise TrainingError(f"{path}: not a {fmt} checkpoint (its format is {ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
-    return ckpt
-
-
-def load_tokenizer(path: str | Path, device="cpu") -> MotionTokenizer:
-    """The generator of a checkpoint, in eval mode."""
-    ckpt = load_checkpoint(path)
-    model = MotionTokenizer(TokenizerConfig.from_dict(ckpt["config"]["model"]))
-    model.load_state_dict(ckpt["generator"])
-    return model.to(device).eval()
-
-
-def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
-    """``section.key=value`` overrides (values parsed as YAML) on a copy of ``config``."""
-    import copy
-
-    import yaml
-
-    config = copy.deepcopy(config)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainingError(f"override {item!r} is not KEY=VALUE (e.g. train.steps=100)")
-        node = config
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -540,9 +444,9 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         torch.save(trainer.state_dict(), Path(args.out) / f"replica_rank{info.rank}.pt")
     if info.is_main and rows:
-        print(json.dumps({"step": trainer.step, "world_size": info.world_size, "last": rows[-1]}))
-    if info.enabled:
-        dist.destroy_process_group()
+        print(json.dumps({"step": trainer.step, "world_size": info.world_size, "batch_per_process": trainer.batch_size,
+                          "last": rows[-1]}))
+    finish_distributed(info)
 
 
 if __name__ == "__main__":

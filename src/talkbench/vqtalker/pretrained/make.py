@@ -15,6 +15,7 @@ CPU only; about 20 minutes on 2 cores. The run directory (``--work``) keeps ever
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import subprocess
@@ -51,11 +52,18 @@ def strip(checkpoint: Path, out: Path, keep: tuple[str, ...], meta: dict | None 
     return out
 
 
+def held_out_nll(gen_dir: Path) -> float:
+    """The held-out per-token NLL at the last step (scored in windows of the trained length)."""
+    with open(gen_dir / "log.csv", newline="") as fh:
+        return float([row for row in csv.DictReader(fh) if row.get("eval")][-1]["eval"])
+
+
 def held_out_lip_sync(work: Path) -> list[dict]:
     """Generate each held-out sample clip from its first frame and audio; correlate the mouth."""
     from talkbench import media
     from talkbench.vqtalker.generator import load_generator_config
-    from talkbench.vqtalker.generator_train import generate_video, mouth_envelope_correlation
+    from talkbench.vqtalker.inference import generate_video
+    from talkbench.vqtalker.lipsync import mouth_envelope_correlation
     from talkbench.samples import load_sample_corpus
 
     holdout = load_generator_config("tiny")["data"]["holdout"]
@@ -74,10 +82,24 @@ def held_out_lip_sync(work: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/tiny"), help="run directory")
+    parser.add_argument("--only", choices=["generator"], default=None,
+                        help="retrain stage 2 only, from the shipped tiny tokenizer")
     args = parser.parse_args(argv)
     work = args.work
     tok_dir, gen_dir = work / "tokenizer", work / "generator"
+    if args.only != "generator":
+        train_tokenizer(tok_dir)
+    train_generator(gen_dir)
 
+    report = {"tokenizer_steps": [TOKENIZER_STEPS, TOKENIZER_REGION_STEPS, list(REGION_WEIGHTS)],
+              "generator_steps": GENERATOR_STEPS,
+              "generator_held_out_nll": held_out_nll(gen_dir),
+              "held_out_lip_sync": held_out_lip_sync(work)}
+    (HERE / "tiny-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+def train_tokenizer(tok_dir: Path) -> None:
     talkbench("vqtalker", "train-tokenizer", "--config", "tiny", "--out", str(tok_dir), "--steps", str(TOKENIZER_STEPS),
               *resume_args(tok_dir))
     talkbench("vqtalker", "train-tokenizer", "--config", "tiny", "--out", str(tok_dir),
@@ -86,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     strip(tok_dir / "checkpoints" / "latest.pt", TINY_TOKENIZER, ("format", "step", "config", "generator"))
     shutil.copyfile(tok_dir / "log.csv", HERE / "tiny-tokenizer-log.csv")
 
+
+def train_generator(gen_dir: Path) -> None:
     from talkbench.vqtalker.generator import load_generator_config
 
     holdout = load_generator_config("tiny")["data"]["holdout"]
@@ -95,12 +119,6 @@ def main(argv: list[str] | None = None) -> None:
     strip(gen_dir / "checkpoints" / "latest.pt", TINY_GENERATOR, ("format", "step", "config", "model"),
           meta={"tokenizer_checkpoint": TINY_TOKENIZER.name})
     shutil.copyfile(gen_dir / "log.csv", HERE / "tiny-generator-log.csv")
-
-    report = {"tokenizer_steps": [TOKENIZER_STEPS, TOKENIZER_REGION_STEPS, list(REGION_WEIGHTS)],
-              "generator_steps": GENERATOR_STEPS,
-              "held_out_lip_sync": held_out_lip_sync(work)}
-    (HERE / "tiny-report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,209 @@
+"""Inference with trained VQTalker checkpoints: loading them, choosing the device, and
+generating talking-head videos from a portrait and speech.
+
+Training (``train.py``, ``generator_train.py``) imports from here, never the other way round:
+checkpoint formats and loaders are shared, and this module must stay importable without the
+training code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from talkbench import media
+from talkbench.errors import TalkbenchError
+from talkbench.vqtalker.controls import Controls, clip_controls, image_controls
+from talkbench.vqtalker.generator import GeneratorConfig, MotionGenerator
+from talkbench.vqtalker.speech import SpeechFeatures, frame_count, get_speech_backend
+from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig
+
+TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/1"
+GENERATOR_FORMAT = "talkbench-vqtalker-generator/1"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class InferenceError(TalkbenchError):
+    """A checkpoint that cannot be loaded, a device that is not there, a missing input."""
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str | torch.device | None = None, option: str = "--device") -> torch.device:
+    """``auto``/None -> cuda if available, else mps if available, else cpu; ``cpu``, ``cuda``,
+    ``cuda:N`` and ``mps`` are checked, and one this machine lacks is an error naming ``option``
+    (the CLI flag, or the method option that asked for it)."""
+    name = (str(name) if name is not None else "auto").strip().lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if name == "auto":
+        return torch.device("cuda" if cuda_count else "mps" if mps_ok else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICES:
+        raise InferenceError(f"{option} {name!r}: not a device; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda" and not cuda_count:
+        raise InferenceError(f"{option} {name!r}: CUDA is not available on this machine; use cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= cuda_count:
+        raise InferenceError(f"{option} {name!r}: this machine has {cuda_count} CUDA device(s), cuda:0 .. cuda:{cuda_count - 1}")
+    if device.type == "mps" and not mps_ok:
+        raise InferenceError(f"{option} {name!r}: Apple MPS is not available on this machine; use cpu or auto")
+    return device
+
+
+def autocast(device: str | torch.device, enabled: bool = True):
+    """bf16 autocast on ``device``'s type (cuda, cpu, mps), or a no-op when not ``enabled``."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def load_checkpoint(path: str | Path, fmt: str = TOKENIZER_FORMAT) -> dict:
+    """A checkpoint dict loaded with ``weights_only=True`` whose ``format`` field is ``fmt``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InferenceError(f"{path}: checkpoint not found")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise InferenceError(f"{path}: not a {fmt} checkpoint (its format is {found!r})")
+    return ckpt
+
+
+def load_tokenizer(path: str | Path, device="cpu") -> MotionTokenizer:
+    """The generator of a stage-1 checkpoint, in eval mode."""
+    ckpt = load_checkpoint(path)
+    model = MotionTokenizer(TokenizerConfig.from_dict(ckpt["config"]["model"]))
+    model.load_state_dict(ckpt["generator"])
+    return model.to(device).eval()
+
+
+def load_generator_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InferenceError(f"{path}: generator checkpoint not found")
+    return load_checkpoint(path, GENERATOR_FORMAT)
+
+
+def generator_config(checkpoint: dict) -> GeneratorConfig:
+    """The model config of a generator checkpoint. Checkpoints from before ``trained_window``
+    was recorded trained on windows of ``train.window`` frames starting at position 0, so that
+    is how many positions they learned."""
+    model = dict(checkpoint["config"]["model"])
+    if model.get("trained_window") is None:
+        window = (checkpoint["config"].get("train") or {}).get("window")
+        model["trained_window"] = int(window) if window else None
+    return GeneratorConfig.from_dict(model)
+
+
+def load_generator(path: str | Path, device="cpu") -> tuple[MotionGenerator, dict]:
+    ckpt = load_generator_checkpoint(path)
+    model = MotionGenerator(generator_config(ckpt))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+def speech_backend_from(config: dict, threads: int = 2, meta: dict | None = None):
+    """The config's speech backend; Whisper units embedded in a checkpoint's ``meta`` win."""
+    sc = dict(config.get("speech") or {})
+    name = sc.pop("backend", "whisper-units")
+    if name == "whisper-units" and meta and meta.get("speech_units") is not None:
+        from talkbench.vqtalker.speech import WhisperUnits
+
+        return WhisperUnits(threads=threads, centroids=np.asarray(meta["speech_units"]),
+                            meta=json.loads(meta["speech_units_meta"]))
+    if name == "whisper-units":
+        from talkbench.vqtalker.speech import default_units_path
+
+        k = int(sc.pop("k", 64))
+        metric = sc.pop("metric", "euclidean")
+        units = sc.pop("units", None) or default_units_path(k, metric=metric)
+        return get_speech_backend(name, units=units, threads=threads)
+    options = {k: v for k, v in sc.items() if v is not None}
+    return get_speech_backend(name, **options)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def generate_video(generator_checkpoint: str | Path, portrait: str | Path | np.ndarray, audio: str | Path | np.ndarray,
+                   out: str | Path,
+                   controls_from: str | Path | None = None, tokenizer_checkpoint: str | Path | None = None,
+                   window: int | None = None, output_size: int | None = None,
+                   device: str | torch.device | None = "cpu") -> dict:
+    """portrait image + speech -> talking-head mp4 at 25 fps with the audio muxed in, at the
+    tokenizer's resolution or upscaled to ``output_size``.
+
+    Frames = ``frame_count(len(audio))``. Controls come from ``controls_from`` (a video; cut or
+    held at its last frame to the audio length) or, without it, the portrait's own pose, gaze
+    and openness held still. ``window`` defaults to the generator's trained window (longer
+    audio is generated in overlapping windows). ``device``: see ``resolve_device``.
+    """
+    from PIL import Image
+
+    from talkbench.vqtalker.codec import render_tokens, upscaled
+    from talkbench.vqtalker.tokenizer import to_model
+
+    device = resolve_device(device)
+    model, ckpt = load_generator(generator_checkpoint, device)
+    meta = ckpt.get("meta", {})
+    tok_path = tokenizer_checkpoint or meta.get("tokenizer_checkpoint")
+    if not tok_path:
+        raise InferenceError(f"{generator_checkpoint}: no tokenizer checkpoint recorded: pass --tokenizer "
+                             "(the stage-1 checkpoint the generator was trained with)")
+    tok_path = Path(tok_path)
+    if not tok_path.is_absolute() and not tok_path.is_file():
+        tok_path = Path(generator_checkpoint).parent / tok_path  # stripped checkpoints name a sibling file
+    tokenizer = load_tokenizer(tok_path, device)
+    size = tokenizer.config.size
+    image = portrait if isinstance(portrait, np.ndarray) else np.asarray(Image.open(portrait).convert("RGB"))
+    wave = np.asarray(audio, np.float32) if isinstance(audio, np.ndarray) else media.read_audio(audio)
+    frames = frame_count(len(wave))
+    backend = speech_backend_from(ckpt["config"], meta=meta)
+    speech: SpeechFeatures = backend(wave)
+    if controls_from:
+        controls: Controls = clip_controls(controls_from).resized(frames)
+    else:
+        controls = image_controls(image, frames)
+    source = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BOX))
+    f_g = tokenizer.encode_source(to_model(source[None], device))[0][0]
+    tokens = model.generate(torch.from_numpy(speech.values).to(device),
+                            torch.from_numpy(controls.stacked()).to(device), f_g, window=window).cpu()
+    if model.config.motion == "grfsq":
+        video_frames = render_tokens(tokenizer, source, tokens.numpy())
+    else:
+        video_frames = render_motion_vectors(tokenizer, source, tokens)
+    path = media.write_video(out, upscaled(video_frames, output_size), fps=media.DEFAULT_FPS, audio=wave)
+    return {"out": str(path), "frames": frames, "audio_seconds": len(wave) / media.AUDIO_RATE,
+            "size": max(size, output_size or 0), "rendered_size": size,
+            "speech": speech.meta, "controls_from": str(controls_from) if controls_from else "portrait",
+            "tokens": list(tokens.shape), "device": str(device)}
+
+
+@torch.no_grad()
+def render_motion_vectors(tokenizer: MotionTokenizer, source: np.ndarray, motion: torch.Tensor,
+                          batch: int = 16) -> Iterator[np.ndarray]:
+    """Yield uint8 frames rendered from one source frame and (T, motion_dim) motion vectors
+    (the ``motion: vector`` generators)."""
+    from talkbench.vqtalker.tokenizer import from_model, to_model
+
+    device = next(tokenizer.parameters()).device
+    f_g, feats, _ = tokenizer.encode_source(to_model(source[None], device))
+    for i in range(0, motion.shape[0], batch):
+        q = motion[i : i + batch].to(device)
+        n = q.shape[0]
+        image = tokenizer.render(f_g.expand(n, -1), [f.expand(n, -1, -1, -1) for f in feats], q)
+        yield from from_model(image)

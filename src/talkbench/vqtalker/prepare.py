@@ -1,0 +1,268 @@
+"""Work done once per clip before training, in parallel.
+
+* ``prepare_regions`` (stage 1): dlib landmarks of every frame -> tight eye/eye/mouth boxes as
+  fractions of the frame, float16, ``REGIONS/<clip>.npz``; on the dataset engines (local
+  processes or Ray), one clip per task, atomic files, so a killed run resumes where it stopped
+  and a finished one does nothing the second time.
+* ``prepare_generator_samples`` (stage 2): the tokenizer's targets, speech features and
+  controls of every clip; each rank encodes its shard on its own device into the cache, then
+  all ranks read every clip from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from talkbench import media
+from talkbench.datasets.engines import map_tasks
+from talkbench.vqtalker.data import (
+    REGIONS_FORMAT,
+    GeneratorSample,
+    TrainingClip,
+    TrainingDataError,
+    clip_key,
+    default_cache_dir,
+    regions_path,
+)
+from talkbench.vqtalker.losses import region_boxes
+
+log = logging.getLogger(__name__)
+
+WAIT_POLL_S = 2.0
+
+
+# ----------------------------------------------------------------------------- regions
+
+
+@dataclass(frozen=True)
+class RegionsDone:
+    clip_id: str
+    frames: int
+    face_frames: int  # frames where dlib found a face (0: the boxes are NaN)
+    decoded: int  # frames decoded (differs from ``frames`` only for an odd file)
+
+
+def fill_nearest(found: list[np.ndarray | None]) -> np.ndarray:
+    """(T, 68, 2) landmarks: frames without a face take the nearest frame's (the earlier one on
+    a tie); all NaN when no frame has a face."""
+    out = np.full((len(found), 68, 2), np.nan, dtype=np.float32)
+    valid = np.array([i for i, lm in enumerate(found) if lm is not None], dtype=np.int64)
+    if len(valid) == 0:
+        return out
+    i = np.arange(len(found))
+    right = np.clip(np.searchsorted(valid, i), 0, len(valid) - 1)
+    left = np.clip(right - 1, 0, len(valid) - 1)
+    take = np.where(np.abs(i - valid[left]) <= np.abs(valid[right] - i), valid[left], valid[right])
+    stacked = {int(j): np.asarray(found[j], dtype=np.float32) for j in valid}
+    for k, j in enumerate(take):
+        out[k] = stacked[int(j)]
+    return out
+
+
+def clip_regions(clip: TrainingClip, target: Path) -> RegionsDone:
+    """Landmarks of every frame of ``clip`` -> ``target`` (written atomically)."""
+    from talkbench.face import analyse_image, get_backend
+
+    backend = get_backend("dlib")
+    found, shape = [], None
+    for frame in media.iter_frames(clip.path, fps=clip.fps):
+        shape = frame.shape
+        a = analyse_image(frame, backend, landmarks=True)
+        found.append(a.landmarks if a.found else None)
+    decoded = len(found)
+    if decoded < clip.frames:  # pad with the last frame's, so every index the sampler draws has boxes
+        found += [found[-1] if found else None] * (clip.frames - decoded)
+    landmarks = fill_nearest(found[: clip.frames])
+    h, w = shape[:2] if shape else (clip.height, clip.width)
+    tight = region_boxes(landmarks, 0.0) / np.array([w, h, w, h], dtype=np.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, boxes=tight.astype(np.float16), format=REGIONS_FORMAT, clip_id=clip.clip_id,
+             frames=clip.frames, source_size=clip.path.stat().st_size)
+    os.replace(tmp, target)
+    return RegionsDone(clip.clip_id, clip.frames, sum(lm is not None for lm in found[:decoded]), decoded)
+
+
+def _regions_task(job: tuple[TrainingClip, Path]) -> RegionsDone:
+    return clip_regions(*job)
+
+
+def regions_fresh(target: Path, clip: TrainingClip) -> bool:
+    """A finished regions file of this very clip file (same frame count and byte size)."""
+    if not target.is_file():
+        return False
+    try:
+        with np.load(target) as data:
+            return (str(data["format"]) == REGIONS_FORMAT and int(data["frames"]) == clip.frames
+                    and int(data["source_size"]) == clip.path.stat().st_size)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engine: str = "local", workers: int = 2,
+                    ray_address: str | None = None, progress: bool = True) -> list[RegionsDone]:
+    """Eye/mouth boxes of every clip into ``out_root`` (e.g. ``DIR/vqtalker/regions``), clips
+    in parallel on ``engine``; clips whose file is already there are skipped. Returns what this
+    call computed. A clip without any face gets NaN boxes (its eye/mouth losses are zero) and
+    a warning naming it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out_root = Path(out_root)
+    todo = [(c, regions_path(out_root, c)) for c in clips if not regions_fresh(regions_path(out_root, c), c)]
+    if not todo:
+        return []
+    out_root.mkdir(parents=True, exist_ok=True)
+    for stale in out_root.glob(".*.tmp.npz"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    log.info("eye/mouth regions: %d of %d clips to prepare in %s", len(todo), len(clips), out_root)
+    done = []
+    with Progress(TextColumn("regions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task("regions", total=len(todo))
+        with closing(map_tasks(_regions_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
+            for result in it:
+                if result.face_frames == 0:
+                    log.warning("%s: no face found in any frame; eye/mouth losses are zero for this clip",
+                                result.clip_id)
+                if result.decoded != result.frames:
+                    log.warning("%s: %d frames decode, the catalog says %d", result.clip_id, result.decoded,
+                                result.frames)
+                done.append(result)
+                bar.advance(task)
+    return done
+
+
+def wait_for_regions(clips: Sequence[TrainingClip], out_root: str | Path, poll_s: float = WAIT_POLL_S) -> None:
+    """Block until every clip's regions file exists (files appear atomically): for ranks that
+    wait while rank 0 runs ``prepare_regions``, without a collective whose timeout (NCCL's 10
+    minutes) a long preparation would exceed."""
+    missing = [regions_path(out_root, c) for c in clips]
+    start = last = time.time()
+    while missing:
+        missing = [p for p in missing if not p.is_file()]
+        if missing:
+            if time.time() - last > 60:
+                log.info("waiting for %d regions files in %s (%.0f s)", len(missing), out_root, time.time() - start)
+                last = time.time()
+            time.sleep(poll_s)
+
+
+# ----------------------------------------------------------------------------- stage-2 samples
+
+
+@torch.no_grad()
+def stage1_targets(tokenizer, video: Path, tokenizer_sha: str, fps: float, cache_dir: Path) -> dict[str, np.ndarray]:
+    """Stage-1 indices (G, R, T), motion f_t - f_0 (T, d) and f_g (style_dim,) of a clip on the
+    tokenizer's device, frames streamed from the file (no frame cache), cached as an npz."""
+    from talkbench.vqtalker.codec import encode_frames
+    from talkbench.vqtalker.tokenizer import to_model
+
+    target = cache_dir / clip_key(video) / f"stage1_{tokenizer_sha[:16]}_{fps:g}fps.npz"
+    if target.is_file():
+        with np.load(target) as data:
+            return {k: data[k] for k in data.files}
+    size = tokenizer.config.size
+    device = next(tokenizer.parameters()).device
+    indices = encode_frames(tokenizer, media.iter_frames(video, fps=fps, size=size))
+    f_g = f_s = None
+    motion, chunk = [], []
+
+    def flush():
+        motion.append(tokenizer.motion_feature(to_model(np.stack(chunk), device)) - f_s)
+        chunk.clear()
+
+    for frame in media.iter_frames(video, fps=fps, size=size):
+        if f_s is None:
+            f_g, _, f_s = tokenizer.encode_source(to_model(frame[None], device))
+        chunk.append(frame)
+        if len(chunk) == 16:
+            flush()
+    if chunk:
+        flush()
+    out = {"indices": indices.astype(np.int64), "motion": torch.cat(motion).float().cpu().numpy(),
+           "global_feature": f_g[0].float().cpu().numpy()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, target)
+    return out
+
+
+def _video(v) -> tuple[Path, str]:
+    if isinstance(v, TrainingClip):
+        return v.path, v.clip_id
+    return Path(v), Path(v).stem
+
+
+def _sample(tokenizer, video: Path, name: str, tokenizer_sha: str, speech_backend, motion: str, fps: float,
+            cache_dir: Path) -> GeneratorSample:
+    from talkbench.vqtalker.controls import clip_controls
+    from talkbench.vqtalker.speech import clip_speech
+
+    stage1 = stage1_targets(tokenizer, video, tokenizer_sha, fps, cache_dir)
+    speech = clip_speech(speech_backend, video, cache_dir)
+    controls = clip_controls(video, fps, cache_dir)
+    t = min(speech.frames, len(controls), stage1["indices"].shape[-1])
+    if t < 2:
+        raise TrainingDataError(f"{video}: fewer than 2 aligned frames")
+    targets = stage1["indices"][..., :t] if motion == "grfsq" else stage1["motion"][:t]
+    return GeneratorSample(name, speech.values[:t], controls.stacked()[:t], targets, stage1["global_feature"])
+
+
+def _wait_for_shards(marker_dir: Path, tag: str, world_size: int) -> None:
+    """Wait until every rank has written its shard's marker: polling files has no collective
+    timeout, where a barrier held through a long uneven shard would hit NCCL's."""
+    wanted = [marker_dir / f"{tag}.rank{r}of{world_size}" for r in range(world_size)]
+    start = time.time()
+    while not all(p.is_file() for p in wanted):
+        if time.time() - start > 60 and int(time.time() - start) % 60 < WAIT_POLL_S:
+            log.info("stage-2 preparation: waiting for ranks %s",
+                     [r for r, p in enumerate(wanted) if not p.is_file()])
+        time.sleep(WAIT_POLL_S)
+
+
+def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, speech_backend, motion: str = "grfsq",
+                              fps: float = media.DEFAULT_FPS, cache_dir: str | Path | None = None, device=None,
+                              rank: int = 0, world_size: int = 1) -> list[GeneratorSample]:
+    """Stage-2 samples of ``videos`` (paths or ``TrainingClip``s). Rank r encodes clips i with
+    i % world_size == r on ``device`` (the tokenizer is moved there) into ``cache_dir``; once
+    every rank's shard is cached (and ``torch.distributed.barrier()`` when a process group is
+    up), every rank reads all samples from the cache, in ``videos`` order."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if device is not None:
+        tokenizer = tokenizer.to(device)
+    tokenizer.eval()
+    items = [_video(v) for v in videos]
+    if not items:
+        raise TrainingDataError("no clips for stage-2 preparation")
+    distributed = world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+    run = [os.urandom(8).hex() if distributed else ""]
+    if distributed:  # one token per run, so markers of an earlier run never count
+        torch.distributed.broadcast_object_list(run, src=0)
+    for i, (video, name) in enumerate(items):
+        if i % world_size == rank:
+            _sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
+    if world_size > 1:
+        listing = "\n".join(clip_key(v) for v, _ in items) + f"\n{tokenizer_sha}|{motion}|{fps:g}|{run[0]}"
+        tag = hashlib.sha1(listing.encode()).hexdigest()[:16]
+        marker_dir = cache_dir / "stage2_shards"
+        marker_dir.mkdir(parents=True, exist_ok=True)
+        marker = marker_dir / f"{tag}.rank{rank}of{world_size}"
+        marker.touch()
+        _wait_for_shards(marker_dir, tag, world_size)
+        if distributed:
+            torch.distributed.barrier()
+            marker.unlink(missing_ok=True)  # every rank is past the wait: nobody polls for it any more
+    return [_sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
+            for video, name in items]

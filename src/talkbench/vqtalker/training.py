@@ -1,0 +1,367 @@
+"""What stage 1 (tokenizer) and stage 2 (generator) training share: the distributed set-up,
+config overrides and the batch size per process, the scalar log (CSV + TensorBoard), atomic
+checkpoints, and one fit loop that drives a stage.
+
+A stage (``Stage`` subclass: ``train.Trainer``, ``generator_train.GeneratorTrainer``) builds its
+model and optimisers and implements ``train_step`` (all ranks, returns rank-averaged scalars),
+``evaluate`` (a cheap loss on fixed data, every rank), ``validate`` (held-out metrics, rank 0
+only), ``state_dict`` and ``load_state``. ``fit`` logs every ``log_every`` steps, evaluates every
+``eval_every``, validates every ``validate_every`` (keeping ``checkpoints/best.pt`` by
+``train.best_metric``) and checkpoints every ``checkpoint_every`` and at the last step.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import datetime
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from talkbench.errors import TalkbenchError
+from talkbench.vqtalker.inference import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(TalkbenchError):
+    """A training run that cannot start or continue (no clips, bad checkpoint, …)."""
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on
+    CPU. The collective timeout (``TALKBENCH_DIST_TIMEOUT_MIN``, default 60 minutes) covers the
+    other ranks' wait while rank 0 runs held-out validation."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        minutes = float(os.environ.get("TALKBENCH_DIST_TIMEOUT_MIN", "60"))
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+
+
+def finish_distributed(info: DistInfo) -> None:
+    """Leave the process group together: a rank that tears down while another is still in a
+    collective (e.g. the library quantizers' codebook sync) can abort at exit."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def default_device(info: DistInfo, device: str | torch.device | None = None) -> torch.device:
+    """``device`` when given, else this rank's GPU when there is one, else the CPU."""
+    if device is None:
+        device = f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def unwrap(m: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel (or ``m`` itself)."""
+    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+
+
+def wrap_ddp(m: nn.Module, info: DistInfo, device: torch.device, **kwargs) -> nn.Module:
+    if not info.enabled:
+        return m
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(m, device_ids=ids, **kwargs)
+
+
+def mean_over_ranks(terms: dict[str, torch.Tensor | float], info: DistInfo, device: torch.device) -> dict[str, float]:
+    """Scalars averaged over the ranks (one all-reduce on ``device``: NCCL reduces only GPU
+    tensors), sorted by name."""
+    names = sorted(terms)
+    values = torch.tensor([float(terms[k]) for k in names], dtype=torch.float64, device=device)
+    if info.enabled:
+        dist.all_reduce(values)
+        values /= info.world_size
+    return dict(zip(names, values.tolist()))
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
+    """``section.key=value`` overrides (values parsed as YAML) on a copy of ``config``."""
+    import yaml
+
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainingError(f"override {item!r} is not KEY=VALUE (e.g. train.steps=100)")
+        node = config
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return config
+
+
+def per_process_batch(train_config: dict, world_size: int, grad_accum: int = 1) -> int:
+    """Samples per process and micro-batch: ``train.global_batch`` (the whole job's batch per
+    optimiser step) / (world_size × grad_accum), or, for configs without it, ``train.batch_size``
+    (already per process)."""
+    global_batch = train_config.get("global_batch")
+    if global_batch is not None:
+        global_batch, parts = int(global_batch), world_size * grad_accum
+        if global_batch <= 0 or global_batch % parts:
+            raise TrainingError(
+                f"train.global_batch={global_batch} is not divisible by world_size ({world_size}) × "
+                f"train.grad_accum ({grad_accum}) = {parts}: choose a multiple of {parts}")
+        return global_batch // parts
+    if train_config.get("batch_size") is None:
+        raise TrainingError("the config sets neither train.global_batch nor train.batch_size")
+    return int(train_config["batch_size"])
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class ScalarLog:
+    """A run's scalars, a row per logged step: ``OUT/log.csv`` (appended across resumes) and
+    TensorBoard under ``OUT/tensorboard`` when tensorboard is installed. Columns appear in the
+    order first seen; a row with a new column (a validation metric) rewrites the CSV with the
+    wider header, so earlier rows keep their values."""
+
+    def __init__(self, out_dir: Path, fields: list[str]):
+        self.out_dir, self.fields = Path(out_dir), list(fields)
+        self._tb = None  # None: not opened yet; False: tensorboard is not installed
+        self._header_read = False
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / "log.csv"
+
+    def _adopt_existing_header(self) -> None:
+        self._header_read = True
+        if self.path.is_file():
+            with open(self.path, newline="") as fh:
+                header = next(csv.reader(fh), [])
+            self.fields = header + [f for f in self.fields if f not in header]
+
+    def write(self, row: dict) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not self._header_read:
+            self._adopt_existing_header()
+        new_fields = [k for k in row if k not in self.fields]
+        if new_fields:
+            self.fields += new_fields
+            if self.path.is_file():
+                self._rewrite()
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+            except ImportError:
+                self._tb = False
+        if self._tb:
+            for k, v in row.items():
+                if k not in ("step", "time") and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, row["step"])
+            self._tb.flush()
+
+    def _rewrite(self) -> None:
+        with open(self.path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def close(self) -> None:
+        if self._tb:
+            self._tb.close()
+        self._tb = None
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def atomic_save(state: dict, path: Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- stage + loop
+
+
+class Stage:
+    """One training stage; subclasses set ``checkpoint_format``, ``fields`` (log columns),
+    ``defaults`` (log/checkpoint intervals) and implement the abstract methods."""
+
+    checkpoint_format: str = ""
+    defaults = {"log_every": 100, "checkpoint_every": 5000}
+    fields: list[str] = []
+
+    def __init__(self, config: dict, out_dir: str | Path, dist_info: DistInfo | None = None, device=None):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.dist = dist_info or DistInfo()
+        self.device = default_device(self.dist, device)
+        self.step = 0
+
+    # -- stage-specific
+
+    @property
+    def model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def train_step(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Scalars of a cheap held-out/fixed-data loss for the log row ({} when there is none)."""
+        return {}
+
+    def default_eval_every(self, log_every: int) -> int | None:
+        """How often ``evaluate`` runs when neither the call nor ``train.eval_every`` says."""
+        return None
+
+    def validate(self, out_dir: Path):
+        """Held-out metrics (a ``validation.ValidationResult``), run on rank 0 only; None: no
+        validation split."""
+        return None
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state(self, ckpt: dict) -> None:
+        raise NotImplementedError
+
+    # -- shared
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """``checkpoints/step_NNNNNNN.pt`` (or ``path``) and ``checkpoints/latest.pt``."""
+        path = Path(path) if path else self.out_dir / "checkpoints" / f"step_{self.step:07d}.pt"
+        state = self.state_dict()
+        atomic_save(state, path)
+        if path.name != "latest.pt":
+            atomic_save(state, path.parent / "latest.pt")
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Resume from a checkpoint of this stage (weights, optimisers and step)."""
+        self.load_state(load_checkpoint(path, self.checkpoint_format))
+        self.on_resume()
+
+    def on_resume(self) -> None:
+        """Hook: drop anything built for the old step (a data iterator)."""
+
+    def fit(self, steps: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
+            eval_every: int | None = None, validate_every: int | None = None,
+            on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
+        """Train until ``self.step == steps``; returns the logged rows (the same on every rank,
+        except that validation columns are only on rank 0)."""
+        tc = self.config["train"]
+        steps = int(steps if steps is not None else tc["steps"])
+        log_every = int(log_every or tc.get("log_every") or self.defaults["log_every"])
+        checkpoint_every = int(checkpoint_every or tc.get("checkpoint_every") or self.defaults["checkpoint_every"])
+        eval_every = eval_every or tc.get("eval_every") or self.default_eval_every(log_every)
+        validate_every = validate_every or tc.get("validate_every")
+        return run_fit(self, steps, log_every, checkpoint_every, eval_every, validate_every, on_step)
+
+
+def run_fit(stage: Stage, steps: int, log_every: int, checkpoint_every: int, eval_every: int | None,
+            validate_every: int | None, on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """The one training loop of both stages."""
+    scalars = ScalarLog(stage.out_dir, ["step", "time", *stage.fields])
+    best = None
+    if validate_every:  # bad metric names fail here, on every rank, not at the first validation
+        from talkbench.vqtalker.validation import BestCheckpoint, validation_settings
+
+        tc = stage.config["train"]
+        validation_settings(tc.get("validate_metrics"))
+        best = BestCheckpoint(tc.get("best_metric", "ssim"), stage.out_dir)
+    rows: list[dict] = []
+    start = time.time()
+
+    def emit(row: dict) -> None:
+        if stage.dist.is_main:
+            scalars.write(row)
+        rows.append(row)
+
+    if eval_every and stage.step == 0:
+        emit({"step": 0, "time": 0.0, **stage.evaluate()})
+    while stage.step < steps:
+        terms = stage.train_step()
+        step = stage.step
+        if on_step:
+            on_step(step, terms)
+        last = step == steps
+        do_eval = bool(eval_every) and (step % eval_every == 0 or last)
+        do_validate = bool(validate_every) and step % validate_every == 0
+        if step % log_every == 0 or last or do_eval or do_validate:
+            row = {"step": step, "time": round(time.time() - start, 3), **terms}
+            if do_eval:
+                row.update(stage.evaluate())
+            if do_validate:
+                row.update(_validate(stage, best))
+            emit(row)
+        if stage.dist.is_main and (step % checkpoint_every == 0 or last):
+            stage.save()
+    scalars.close()
+    return rows
+
+
+def _validate(stage: Stage, best) -> dict[str, float]:
+    """Rank 0 scores the validation split while the other ranks wait at a barrier."""
+    values: dict[str, float] = {}
+    if stage.dist.is_main:
+        result = stage.validate(stage.out_dir / "validation" / f"step_{stage.step:07d}")
+        if result is not None:
+            values = {f"val_{k}": float(v) for k, v in result.values.items()}
+            if best is not None:
+                best.update(stage.step, result, lambda p: torch.save(stage.state_dict(), p))
+    barrier(stage.dist)
+    return values

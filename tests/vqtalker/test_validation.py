@@ -1,0 +1,147 @@
+"""Held-out validation during training: the shipped tiny models render sample clips, the
+metrics engine scores them, and the best checkpoint is kept by the registry's direction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from talkbench import media
+from talkbench.metrics.engine import evaluate_folders
+from talkbench.metrics.registry import get_metric
+from talkbench.metrics.settings import EvalSettings
+from talkbench.vqtalker.inference import load_generator, load_tokenizer, speech_backend_from
+from talkbench.vqtalker.pretrained import TINY_GENERATOR, TINY_TOKENIZER
+from talkbench.vqtalker.validation import (
+    LIP_SYNC,
+    BestCheckpoint,
+    ValidationError,
+    ValidationResult,
+    cut_controls,
+    validate_generator,
+    validate_tokenizer,
+    validation_settings,
+)
+
+FRAMES = 6
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(TINY_TOKENIZER)
+
+
+@pytest.fixture(scope="module")
+def clips(sample_clips):
+    return [c.video for c in sample_clips if c.id in ("en_001", "de_001")]
+
+
+def test_tokenizer_validation_scores_the_written_renders_like_the_engine(tokenizer, clips, tmp_path):
+    tokenizer.train()
+    result = validate_tokenizer(tokenizer, clips, tmp_path / "step_0000010", "cpu", metrics=("ssim", "lmd"),
+                                max_frames=FRAMES)  # fmt: skip
+    assert tokenizer.training  # the training model is back in its mode
+    assert result.clip_ids == ["en_001", "de_001"] and not result.errors and not result.skipped
+    assert result.size == 64 and result.resolution == 256 and result.frames == 2 * FRAMES
+    assert result.metric_versions == {"ssim": get_metric("ssim").version, "lmd": get_metric("lmd").version}
+    for clip in result.clips:
+        for path in (clip.render, clip.reference):
+            info = media.probe(path)
+            assert (info.width, info.frame_count) == (256, FRAMES)  # upscaled from 64 px, cut to max_frames
+
+    direct = evaluate_folders(tmp_path / "step_0000010" / "renders", tmp_path / "step_0000010" / "references",
+                              settings=EvalSettings(metrics=("ssim",), use_cache=False)).evaluations[0]  # fmt: skip
+    assert result.values["ssim"] == pytest.approx(direct.summary["ssim"].mean, abs=1e-12)
+    for clip in result.clips:
+        assert clip.values["ssim"] == pytest.approx(direct.clip(clip.clip_id).values["ssim"], abs=1e-12)
+    assert 0.3 < result.values["ssim"] < 0.95  # a real, imperfect 64 px reconstruction
+    assert 0 < result.values["lmd"] < 0.5
+
+    again = ValidationResult.from_dict(json.loads((tmp_path / "step_0000010" / "validation.json").read_text()))
+    assert again == result
+
+
+def test_missing_weights_and_bad_clips_are_recorded_not_raised(tokenizer, clips, tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKBENCH_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    settings = EvalSettings(identity_backend="arcface", use_cache=False, bootstrap_replicates=0)
+    result = validate_tokenizer(tokenizer, [clips[0], broken], tmp_path / "v", metrics=("ssim", "lpips", "csim"),
+                                max_frames=3, settings=settings)  # fmt: skip
+    assert set(result.values) == {"ssim"}
+    assert "alexnet" in result.skipped["lpips"] and "arcface-r100" in result.skipped["csim"]
+    assert set(result.errors) == {"broken"} and "broken.mp4" in result.errors["broken"]
+    assert result.clips[0].values["ssim"] > 0 and result.clips[1].render is None
+
+
+def test_unknown_metric_is_an_error_naming_it(tokenizer, clips, tmp_path):
+    assert validation_settings("ssim, lmd").metrics == ("ssim", "lmd")  # a config's comma-separated string
+    assert validation_settings(None).metrics == ("ssim", "lmd", "csim", "lpips")
+    with pytest.raises(ValidationError, match="sharpness"):
+        validate_tokenizer(tokenizer, clips, tmp_path, metrics=("ssim", "sharpness"))
+    with pytest.raises(ValidationError, match="best_metric 'sharpness'"):
+        BestCheckpoint("sharpness", tmp_path)
+
+
+def _result(values: dict[str, float], tmp_path) -> ValidationResult:
+    return ValidationResult("tokenizer", values, [], {}, {}, ("lmd",), {}, None, None, 4, 8, 64, 256, 25.0,
+                            str(tmp_path), 0.0)  # fmt: skip
+
+
+def _saver(tag: int):
+    return lambda path: torch.save({"tag": tag}, path)
+
+
+def test_best_checkpoint_keeps_the_lowest_lmd_and_resumes(tmp_path):
+    best = BestCheckpoint("lmd", tmp_path)
+    assert not best.higher_is_better and best.best is None
+    assert best.update(100, _result({"lmd": 0.30, "ssim": 0.5}, tmp_path), _saver(100))
+    assert best.update(200, _result({"lmd": 0.20, "ssim": 0.4}, tmp_path), _saver(200))  # lower LMD replaces
+    assert not best.update(300, _result({"lmd": 0.25, "ssim": 0.9}, tmp_path), _saver(300))  # higher does not
+    assert not best.update(400, _result({"ssim": 0.9}, tmp_path), _saver(400))  # LMD skipped this time
+    assert torch.load(tmp_path / "checkpoints" / "best.pt")["tag"] == 200
+    record = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert (record["metric"], record["value"], record["step"]) == ("lmd", 0.20, 200)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.json", "best.pt"]  # no temporaries
+
+    resumed = BestCheckpoint("lmd", tmp_path)
+    assert (resumed.best.value, resumed.best.step) == (0.20, 200)
+    assert not resumed.update(500, _result({"lmd": 0.21}, tmp_path), _saver(500))
+    assert resumed.update(600, _result({"lmd": 0.19}, tmp_path), _saver(600))
+    assert torch.load(tmp_path / "checkpoints" / "best.pt")["tag"] == 600
+
+
+def test_best_checkpoint_direction_comes_from_the_registry(tmp_path):
+    ssim = BestCheckpoint("ssim", tmp_path / "a")
+    assert ssim.higher_is_better
+    assert ssim.update(1, _result({"ssim": 0.5}, tmp_path), _saver(1))
+    assert not ssim.update(2, _result({"ssim": 0.4}, tmp_path), _saver(2))
+    assert ssim.update(3, _result({"ssim": 0.6}, tmp_path), _saver(3))
+    csim = BestCheckpoint("csim", tmp_path / "b")  # a metric name: whichever CSIM value the run gave
+    assert csim.higher_is_better and csim.update(1, _result({"csim_dlib": 0.8}, tmp_path), _saver(1))
+    assert csim.best.value_name == "csim_dlib"
+    assert not BestCheckpoint("lpips", tmp_path / "c").higher_is_better
+
+
+@pytest.mark.slow
+def test_generator_validation_generates_from_first_frame_and_audio(tokenizer, clips, tmp_path):
+    generator, ckpt = load_generator(TINY_GENERATOR)
+    backend = speech_backend_from(ckpt["config"], meta=ckpt.get("meta"))
+    result = validate_generator(generator, tokenizer, backend, clips[:1], tmp_path, "cpu", metrics=("ssim", "lmd"),
+                                max_frames=12, controls_cache_dir=tmp_path / "cache")  # fmt: skip
+    assert not result.errors and result.stage == "generator" and result.frames == 12
+    render = media.probe(result.clips[0].render)
+    assert render.frame_count == 12 and render.has_audio
+    assert 0.3 < result.values["ssim"] < 0.95 and result.values["lmd"] > 0
+    assert LIP_SYNC in result.values or LIP_SYNC in result.skipped
+    cached = cut_controls(Path(clips[0]), 12, 25.0, tmp_path / "cache")  # what the run stored
+    assert len(list((tmp_path / "cache" / "validation-controls").iterdir())) == 1
+    fresh = cut_controls(Path(clips[0]), 12, 25.0)
+    np.testing.assert_array_equal(cached.stacked(), fresh.stacked())
