@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ENTRY_POINT_TIMEOUT_S = 240
 PAPER_GPUS = 4  # the paper trains on four A100s: the per-GPU batch is global_batch / 4
 CLIP_SECONDS = 10
 FPS = 25
@@ -84,9 +85,11 @@ def _configs():
             "generator-paper": load_generator_config("generator-paper")}
 
 
-def _global_batch(config: dict) -> int:
-    tc = config["train"]
-    return int(tc.get("global_batch") or tc["batch_size"] * PAPER_GPUS)
+def _micro_batch(config: dict) -> int:
+    """Samples per GPU and micro-step when the paper's four GPUs share the recipe's global batch."""
+    from talkbench.vqtalker.training import per_process_batch
+
+    return max(1, per_process_batch(config["train"], PAPER_GPUS))
 
 
 def _per_sample_flops(name: str, config: dict, device) -> int:
@@ -174,7 +177,7 @@ def train_row(check: str, name: str, config: dict, steps: int, flops_per_sample:
     import torch
 
     device = torch.device("cuda:0")
-    batch = max(1, _global_batch(config) // PAPER_GPUS)
+    batch = _micro_batch(config)
     row = Row(check, name, 1, batch, steps)
     torch.cuda.reset_peak_memory_stats(device)
     try:
@@ -211,7 +214,7 @@ def _ddp_worker(rank: int, world: int, port: int, name: str, config: dict, steps
         torch.cuda.set_device(rank)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
-    batch = max(1, _global_batch(config) // PAPER_GPUS)
+    batch = _micro_batch(config)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     result = {"ok": True}
@@ -242,7 +245,7 @@ def ddp_row(name: str, config: dict, steps: int, flops_per_sample: int, peak_tfl
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    batch = max(1, _global_batch(config) // PAPER_GPUS)
+    batch = _micro_batch(config)
     row = Row("DDP train", name, world, batch, steps)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rank0.json"
@@ -269,7 +272,11 @@ def entry_point_row(steps: int) -> Row:
                "--set", "loss.vgg_weights=random", "--set", f"train.global_batch={8 * world}",
                "--set", "train.log_every=1", "--set", "data.source=sample"]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=ENTRY_POINT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            row.note = f"FAILED: no exit after {ENTRY_POINT_TIMEOUT_S} s"
+            return row
         seconds = time.perf_counter() - start
     row.note = f"exit {proc.returncode} after {seconds:.0f} s (incl. data preparation)"
     if proc.returncode != 0:

@@ -11,6 +11,7 @@ rounding; a second run does nothing).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -31,6 +32,7 @@ from talkbench.vqtalker.data import (
     catalog_clips,
     clip_boxes,
     clips_from_source,
+    dataset_splits,
     default_regions_root,
     file_clip,
     pair_loader,
@@ -71,6 +73,21 @@ def test_catalog_clips_filter_by_split(built):
         catalog_clips(built, [])
     with pytest.raises(TrainingDataError, match=rf"{built.parent}: no catalog.duckdb here"):
         catalog_clips(built.parent)
+
+
+def test_dataset_splits_never_train_on_validation_clips(built):
+    ids = lambda clips: [c.clip_id for c in clips]  # noqa: E731
+    train, val = dataset_splits(built, {"val": ["test"]})  # no train split named: all but the validation clips
+    assert (ids(train), ids(val)) == (["en_001"], ["de_001"])
+    assert tuple(map(ids, dataset_splits(built, {"train": ["train", "test"], "val": ["test"]}))) == (["en_001"], ["de_001"])
+    assert tuple(map(ids, dataset_splits(built, None))) == (["de_001", "en_001"], [])
+    # val_persons: a person is held out when sha1(person, else clip id) falls under the fraction
+    # (de_001 hashes to 0.771, en_001 to 0.813), so the same clips every run.
+    assert tuple(map(ids, dataset_splits(built, {"val_persons": 0.8}))) == (["en_001"], ["de_001"])
+    with pytest.raises(TrainingDataError, match=r"val_persons=0.5 leaves 2 training and 0 validation clips"):
+        dataset_splits(built, {"val_persons": 0.5})
+    with pytest.raises(TrainingDataError, match="not both"):
+        dataset_splits(built, {"val": ["test"], "val_persons": 0.1})
 
 
 def test_read_frames_at_equals_read_frames():
@@ -169,6 +186,19 @@ def test_clip_without_face_gets_nan_boxes_and_a_warning(tmp_path, caplog):
     assert np.isnan(clip_boxes(tmp_path / "regions", clip, 64, 0.25)).all()
     with pytest.raises(TrainingDataError, match="run prepare_regions"):
         pair_loader([clip], 64, 1, 0, workers=0, regions_root=tmp_path / "elsewhere")
+
+
+def test_a_clip_that_fails_costs_only_its_regions(tmp_path):
+    rng = np.random.default_rng(0)
+    video = media.write_video(tmp_path / "noise.mp4", (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(6)))
+    good = file_clip(video)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    bad = dataclasses.replace(good, clip_id="broken", path=broken)
+    with pytest.raises(TrainingDataError, match=r"regions failed for 1 of 2 clips: .*broken.mp4"):
+        prepare_regions([bad, good], tmp_path / "regions", workers=0, progress=False)
+    assert regions_path(tmp_path / "regions", good).is_file()
+    assert not regions_path(tmp_path / "regions", bad).exists()
 
 
 def test_fill_nearest_takes_the_nearest_face_earlier_on_ties():

@@ -67,7 +67,7 @@ def test_paper_configs_state_global_batch_with_a_source_on_every_recipe_value(na
     missing = [k for k in recipe if not re.match(r"source: \S", comments.get(k, ""))]
     assert not missing, f"{name}: recipe values without a '# source:' comment: {missing}"
     assert tc["best_metric"] in available_metrics()
-    assert set(config["data"]["splits"]) == {"train", "val"}
+    assert config["data"]["splits"] == {"train": None, "val_persons": 0.02}
 
 
 def test_stage1_recipe_is_lias_and_the_resolution_schedule_is_the_papers():

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from talkbench.vqtalker.training import ScalarLog, TrainingError, per_process_batch
+from talkbench.vqtalker.training import ScalarLog, Stage, TrainingError, per_process_batch, run_fit
 
 
 def test_global_batch_is_divided_over_processes_and_accumulation():
@@ -58,6 +58,55 @@ def built_dataset(tmp_path_factory, sample_clips):
     summary = build_dataset("files", None, out, specs=specs, workers=1, progress=False, min_face_px=256)
     assert summary["accepted"] == 3
     return out
+
+
+def test_a_resumed_log_drops_the_rows_past_its_checkpoint(tmp_path):
+    first = ScalarLog(tmp_path, ["step", "time", "nll"])
+    for step in (10, 20, 30):
+        first.write({"step": step, "time": 0.0, "nll": step / 10})
+    first.close()
+    resumed = ScalarLog(tmp_path, ["step", "time", "nll"])  # resumed from the step-20 checkpoint
+    resumed.drop_after(20)
+    resumed.write({"step": 30, "time": 0.0, "nll": 9.0})
+    resumed.close()
+    with open(tmp_path / "log.csv", newline="") as fh:
+        assert [(r["step"], r["nll"]) for r in csv.DictReader(fh)] == [("10", "1.0"), ("20", "2.0"), ("30", "9.0")]
+
+
+class LineStage(Stage):
+    """A one-weight stage whose validation fails: the loop must log that and train on."""
+
+    fields = ["loss"]
+
+    def __init__(self, config, out_dir):
+        super().__init__(config, out_dir, device="cpu")
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.optim = torch.optim.SGD([self.weight], lr=0.1)
+
+    def train_step(self):
+        loss = (self.weight - 1.0) ** 2
+        self.optim.zero_grad()
+        loss.backward()
+        self.optim.step()
+        self.step += 1
+        return {"loss": float(loss.detach())}
+
+    def validate(self, out_dir):
+        raise OSError(f"{out_dir}: no space left on device")
+
+    def state_dict(self):
+        return {"format": "line/1", "step": self.step, "weight": self.weight.detach().clone()}
+
+
+def test_a_failed_validation_costs_its_row_not_the_run(tmp_path, caplog):
+    stage = LineStage({"train": {"best_metric": "ssim"}}, tmp_path)
+    rows = run_fit(stage, steps=6, log_every=2, checkpoint_every=3, eval_every=None, validate_every=2)
+    assert stage.step == 6 and [r["step"] for r in rows] == [2, 4, 6]
+    assert all(r["val_error"] == 1.0 for r in rows)
+    assert "validation at step 2 failed: OSError" in caplog.text
+    saved = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
+    assert saved["step"] == 6 and saved["run_shape"] == {"world_size": 1, "grad_accum": 1}
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()
 
 
 @pytest.mark.slow

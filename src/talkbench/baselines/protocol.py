@@ -14,7 +14,6 @@ A registry maps method names to factories and refuses a name registered twice.
 from __future__ import annotations
 
 import inspect
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Protocol, runtime_checkable

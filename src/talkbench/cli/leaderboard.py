@@ -131,9 +131,13 @@ def score(
     if unknown:
         raise MethodError(f"unknown method {unknown[0]!r}; registered: {', '.join(method_names())}")
     if device is not None:
+        from talkbench.baselines.protocol import method_options
         from talkbench.vqtalker.inference import resolve_device
 
         resolve_device(device, "--device")
+        if not any("device" in method_options(m) for m in methods):
+            err_console.print(f"warning: --device {escape(device)}: none of {', '.join(map(escape, methods))} "
+                              "takes a device; they run as they always do")
     db = _store(store)
     run_ids = run_methods(db, methods, spec, task, out, data_dir=data, settings=settings,
                           progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),

@@ -189,6 +189,7 @@ def run_methods(
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     clips = resolve_clips(spec, data_dir)
     tasks = make_tasks(spec, clips, task)
+
     def options(name: str) -> dict:
         takes_device = device is not None and "device" in method_options(name)
         return {**method_kwargs, "device": device} if takes_device else method_kwargs
@@ -202,6 +203,8 @@ def run_methods(
     run_ids = {}
     for name, method in methods.items():
         extra = {"outputs": str(folders[name])}
+        if getattr(method, "device", None) is not None:  # outputs may differ between devices
+            extra["device"] = str(method.device)
         measured = getattr(method, "measured_kbps", None)
         if measured:
             extra["measured_kbps"] = measured

@@ -62,6 +62,7 @@ class TrainingClip:
     height: int
     split: str | None = None
     language: str | None = None
+    person: str | None = None
 
 
 @dataclass
@@ -140,7 +141,7 @@ def catalog_clips(root: str | Path, splits: Iterable[str] | None = None) -> list
         if not path.is_file():
             raise TrainingDataError(f"{path}: clip {r['clip_id']} of {root / CATALOG_NAME} is missing")
         clips.append(TrainingClip(r["clip_id"], path, int(r["frames"]), float(r["fps"]), int(r["width"]),
-                                  int(r["height"]), r["split"], r["language"]))
+                                  int(r["height"]), r["split"], r["language"], r.get("person")))
     return clips
 
 
@@ -180,6 +181,34 @@ def clips_from_source(source, splits: Iterable[str] | None = None, fps: float = 
         return [file_clip(path, fps)]
     raise TrainingDataError(f"{source}: data.source must be 'sample', a built dataset's folder, a folder of clips, "
                             "or a list of files")
+
+
+def dataset_splits(source, splits: dict | None) -> tuple[list[TrainingClip], list[TrainingClip]]:
+    """(training, validation) clips of a built dataset from ``data.splits``: ``train`` and ``val``
+    list split names, or ``val_persons`` holds out that fraction of the training clips' persons
+    (chosen by a hash of the person id, so the same persons every run) for datasets without a
+    validation split. Without ``train`` every accepted clip trains except the validation ones:
+    a held-out clip never leaks into training."""
+    splits = dict(splits or {})
+    fraction = float(splits.pop("val_persons", 0) or 0)
+    if fraction and splits.get("val"):
+        raise TrainingDataError(f"data.splits: give val (split names) or val_persons (a fraction), not both: {splits}")
+    if not 0 <= fraction < 1:
+        raise TrainingDataError(f"data.splits.val_persons={fraction}: a fraction in [0, 1)")
+    val = catalog_clips(source, splits["val"]) if splits.get("val") else []
+    held = {c.clip_id for c in val}
+    train = [c for c in catalog_clips(source, splits.get("train") or None) if c.clip_id not in held]
+    if fraction:
+        def held_out(clip: TrainingClip) -> bool:
+            key = hashlib.sha1((clip.person or clip.clip_id).encode()).digest()
+            return int.from_bytes(key[:8], "big") / 2**64 < fraction
+
+        val = [c for c in train if held_out(c)]
+        train = [c for c in train if not held_out(c)]
+        if not val or not train:
+            raise TrainingDataError(f"{source}: data.splits.val_persons={fraction} leaves {len(train)} training and "
+                                    f"{len(val)} validation clips")
+    return train, val
 
 
 # ----------------------------------------------------------------------------- regions

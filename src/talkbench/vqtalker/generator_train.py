@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from talkbench import media
-from talkbench.vqtalker.data import GeneratorSample, TrainingClip, clips_from_source, is_built_dataset
+from talkbench.vqtalker.data import GeneratorSample, TrainingClip, dataset_splits, is_built_dataset
 from talkbench.vqtalker.generator import GeneratorConfig, MotionGenerator
 from talkbench.vqtalker.inference import (
     GENERATOR_FORMAT,
@@ -124,6 +124,19 @@ class ValidationInputs:
     cache_dir: Path | None = None  # the controls cache
 
 
+def trained_window(config: dict, samples: list[GeneratorSample]) -> int:
+    """The positions training reaches, saved with the model: windows of ``train.window`` frames
+    start at position 0, and one is never longer than the longest training clip."""
+    window = int(config["train"].get("window", 64))
+    longest = max((s.frames for s in samples), default=window)
+    reached = min(window, longest)
+    asked = config["model"].get("trained_window")
+    if asked is not None and int(asked) > reached:
+        raise TrainingError(f"model.trained_window={asked}: training reaches only {reached} positions "
+                            f"(train.window {window}, longest training clip {longest} frames)")
+    return int(asked) if asked is not None else reached
+
+
 class GeneratorTrainer(Stage):
     """Stage 2: the coarse-to-fine generator on prepared samples (``build_trainer`` makes them),
     AdamW with linear warm-up, windows of ``train.window`` frames; ``holdout`` gives the ``eval``
@@ -136,8 +149,7 @@ class GeneratorTrainer(Stage):
                  holdout: list[GeneratorSample] | None = None, device=None, dist_info: DistInfo | None = None,
                  meta: dict | None = None, validation: ValidationInputs | None = None):
         tc = config["train"]
-        if config["model"].get("trained_window") is None:  # the positions training reaches, saved with the model
-            config = {**config, "model": {**config["model"], "trained_window": int(tc.get("window", 64))}}
+        config = {**config, "model": {**config["model"], "trained_window": trained_window(config, samples)}}
         super().__init__(config, out_dir, dist_info, device)
         self.model_config = GeneratorConfig.from_dict(config["model"])
         self.seed = int(tc.get("seed", 0))
@@ -234,11 +246,7 @@ def split_videos(config: dict) -> tuple[list, list]:
     dc = config.get("data", {})
     source = dc.get("source", "sample")
     if is_built_dataset(source):
-        splits = dc.get("splits") or {}
-        fps = float(dc.get("fps", media.DEFAULT_FPS))
-        train = clips_from_source(source, splits.get("train"), fps)
-        held = clips_from_source(source, splits["val"], fps) if splits.get("val") else []
-        return train, held
+        return dataset_splits(source, dc.get("splits"))
     if dc.get("splits"):
         log.warning("data.source %s is not a built dataset: data.splits does not apply, data.holdout names the "
                     "held-out clips", source)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from talkbench import media
-from talkbench.vqtalker.speech import frame_count
+from talkbench.vqtalker.speech import SAMPLES_PER_FRAME, frame_count
 
 
 def mouth_opening(video: str | Path, upscale_to: int = 256) -> np.ndarray:
@@ -39,9 +39,9 @@ def mouth_opening(video: str | Path, upscale_to: int = 256) -> np.ndarray:
 
 
 def speech_envelope(wave: np.ndarray, frames: int) -> np.ndarray:
-    """RMS of each 25 fps frame's 640 samples (0 past the end of the audio)."""
+    """RMS of each 25 fps frame's SAMPLES_PER_FRAME (640) samples (0 past the end of the audio)."""
     wave = np.asarray(wave, np.float32)
-    return np.array([np.sqrt(np.mean(wave[i * 640 : (i + 1) * 640] ** 2)) if i * 640 < len(wave) else 0.0
+    return np.array([np.sqrt(np.mean(wave[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME] ** 2)) if i * SAMPLES_PER_FRAME < len(wave) else 0.0
                      for i in range(frames)])
 
 

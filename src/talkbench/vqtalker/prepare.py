@@ -50,6 +50,7 @@ class RegionsDone:
     frames: int
     face_frames: int  # frames where dlib found a face (0: the boxes are NaN)
     decoded: int  # frames decoded (differs from ``frames`` only for an odd file)
+    error: str | None = None  # why this clip has no regions file
 
 
 def fill_nearest(found: list[np.ndarray | None]) -> np.ndarray:
@@ -94,7 +95,12 @@ def clip_regions(clip: TrainingClip, target: Path) -> RegionsDone:
 
 
 def _regions_task(job: tuple[TrainingClip, Path]) -> RegionsDone:
-    return clip_regions(*job)
+    """One clip in a worker; its failure comes back in the result, so the other clips go on."""
+    clip, target = job
+    try:
+        return clip_regions(clip, target)
+    except Exception as exc:  # noqa: BLE001 - a bad file must not end the other clips' preparation
+        return RegionsDone(clip.clip_id, clip.frames, 0, 0, error=f"{clip.path}: {type(exc).__name__}: {exc}")
 
 
 def regions_fresh(target: Path, clip: TrainingClip) -> bool:
@@ -126,12 +132,16 @@ def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engi
     for stale in out_root.glob(".*.tmp.npz"):  # left by a killed run
         stale.unlink(missing_ok=True)
     log.info("eye/mouth regions: %d of %d clips to prepare in %s", len(todo), len(clips), out_root)
-    done = []
+    done, failed = [], []
     with Progress(TextColumn("regions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("regions", total=len(todo))
         with closing(map_tasks(_regions_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
             for result in it:
+                bar.advance(task)
+                if result.error:
+                    failed.append(result)
+                    continue
                 if result.face_frames == 0:
                     log.warning("%s: no face found in any frame; eye/mouth losses are zero for this clip",
                                 result.clip_id)
@@ -139,7 +149,9 @@ def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engi
                     log.warning("%s: %d frames decode, the catalog says %d", result.clip_id, result.decoded,
                                 result.frames)
                 done.append(result)
-                bar.advance(task)
+    if failed:  # the others are stored: a re-run after fixing (or dropping) these redoes only them
+        raise TrainingDataError(f"eye/mouth regions failed for {len(failed)} of {len(todo)} clips: "
+                                + "; ".join(r.error for r in failed[:5]) + (" …" if len(failed) > 5 else ""))
     return done
 
 
@@ -147,10 +159,10 @@ def wait_for_regions(clips: Sequence[TrainingClip], out_root: str | Path, poll_s
     """Block until every clip's regions file exists (files appear atomically): for ranks that
     wait while rank 0 runs ``prepare_regions``, without a collective whose timeout (NCCL's 10
     minutes) a long preparation would exceed."""
-    missing = [regions_path(out_root, c) for c in clips]
+    missing = list(clips)
     start = last = time.time()
     while missing:
-        missing = [p for p in missing if not p.is_file()]
+        missing = [c for c in missing if not regions_fresh(regions_path(out_root, c), c)]  # not an older run's file
         if missing:
             if time.time() - last > 60:
                 log.info("waiting for %d regions files in %s (%.0f s)", len(missing), out_root, time.time() - start)

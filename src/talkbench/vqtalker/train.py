@@ -36,7 +36,7 @@ from talkbench.vqtalker.data import (
     TrainingClip,
     batch_to_model,
     clip_key,
-    clips_from_source,
+    dataset_splits,
     default_cache_dir,
     default_regions_root,
     is_built_dataset,
@@ -258,10 +258,7 @@ class Trainer(Stage):
         landmarks = bool(self.weights.eye or self.weights.mouth)
         source = dc.get("source", "sample")
         if clips is None and is_built_dataset(source):
-            splits = dc.get("splits") or {}
-            fps = float(dc.get("fps", media.DEFAULT_FPS))
-            self.train_clips = clips_from_source(source, splits.get("train"), fps)
-            self.val_clips = clips_from_source(source, splits["val"], fps) if splits.get("val") else []
+            self.train_clips, self.val_clips = dataset_splits(source, dc.get("splits"))
             self.regions_root = default_regions_root(source) if landmarks else None
             if self.regions_root is not None:
                 if self.dist.is_main:  # in parallel on the dataset engines
@@ -304,11 +301,16 @@ class Trainer(Stage):
     def on_resume(self) -> None:
         self._batches = None
 
+    def close(self) -> None:
+        self._batches = None  # the loader's worker processes end with their iterator
+
     # -- one optimisation step (G then D, as LIA)
 
     def train_step(self) -> dict[str, float]:
         gen, disc = self.gen, self.disc
         gen.train()
+        # the library quantizers' dead-code restarts and k-means draw from torch's RNG: exact resume
+        torch.manual_seed(hash((self.seed, self.step, self.dist.rank)) % (2**63))
         disc_module = unwrap(disc) if disc is not None else None
         if disc_module is not None:
             _set_requires_grad(disc_module, False)

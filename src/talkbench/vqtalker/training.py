@@ -204,9 +204,17 @@ class ScalarLog:
                     self._tb.add_scalar(k, v, row["step"])
             self._tb.flush()
 
-    def _rewrite(self) -> None:
+    def drop_after(self, step: int) -> None:
+        """Forget rows past ``step``: a run resumed from an earlier checkpoint logs them again."""
+        if not self.path.is_file():
+            return
+        if not self._header_read:
+            self._adopt_existing_header()
+        self._rewrite(keep=lambda row: int(float(row["step"])) <= step)
+
+    def _rewrite(self, keep: Callable[[dict], bool] = lambda row: True) -> None:
         with open(self.path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+            rows = [row for row in csv.DictReader(fh) if keep(row)]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
@@ -284,7 +292,7 @@ class Stage:
     def save(self, path: str | Path | None = None) -> Path:
         """``checkpoints/step_NNNNNNN.pt`` (or ``path``) and ``checkpoints/latest.pt``."""
         path = Path(path) if path else self.out_dir / "checkpoints" / f"step_{self.step:07d}.pt"
-        state = self.state_dict()
+        state = {**self.state_dict(), "run_shape": self.run_shape()}
         atomic_save(state, path)
         if path.name != "latest.pt":
             atomic_save(state, path.parent / "latest.pt")
@@ -292,11 +300,24 @@ class Stage:
 
     def load(self, path: str | Path) -> None:
         """Resume from a checkpoint of this stage (weights, optimisers and step)."""
-        self.load_state(load_checkpoint(path, self.checkpoint_format))
+        ckpt = load_checkpoint(path, self.checkpoint_format)
+        saved, now = ckpt.get("run_shape"), self.run_shape()
+        if saved is not None and saved != now:
+            log.warning("%s: saved by a run with %s, resumed with %s: the steps after %s draw other data than "
+                        "the uninterrupted run would", path, saved, now, ckpt.get("step"))
+        self.load_state(ckpt)
         self.on_resume()
 
     def on_resume(self) -> None:
         """Hook: drop anything built for the old step (a data iterator)."""
+
+    def close(self) -> None:
+        """Hook: release what training held (DataLoader worker processes)."""
+
+    def run_shape(self) -> dict:
+        """What the data stream of a step depends on besides (seed, step, rank); saved with
+        every checkpoint, compared on resume."""
+        return {"world_size": self.dist.world_size, "grad_accum": int(self.config["train"].get("grad_accum", 1))}
 
     def fit(self, steps: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
             eval_every: int | None = None, validate_every: int | None = None,
@@ -316,6 +337,8 @@ def run_fit(stage: Stage, steps: int, log_every: int, checkpoint_every: int, eva
             validate_every: int | None, on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
     """The one training loop of both stages."""
     scalars = ScalarLog(stage.out_dir, ["step", "time", *stage.fields])
+    if stage.dist.is_main:
+        scalars.drop_after(stage.step)  # rows logged after the checkpoint a resumed run starts from
     best = None
     if validate_every:  # bad metric names fail here, on every rank, not at the first validation
         from talkbench.vqtalker.validation import BestCheckpoint, validation_settings
@@ -351,6 +374,7 @@ def run_fit(stage: Stage, steps: int, log_every: int, checkpoint_every: int, eva
         if stage.dist.is_main and (step % checkpoint_every == 0 or last):
             stage.save()
     scalars.close()
+    stage.close()
     return rows
 
 
@@ -358,10 +382,14 @@ def _validate(stage: Stage, best) -> dict[str, float]:
     """Rank 0 scores the validation split while the other ranks wait at a barrier."""
     values: dict[str, float] = {}
     if stage.dist.is_main:
-        result = stage.validate(stage.out_dir / "validation" / f"step_{stage.step:07d}")
-        if result is not None:
-            values = {f"val_{k}": float(v) for k, v in result.values.items()}
-            if best is not None:
-                best.update(stage.step, result, lambda p: torch.save(stage.state_dict(), p))
+        try:
+            result = stage.validate(stage.out_dir / "validation" / f"step_{stage.step:07d}")
+            if result is not None:
+                values = {f"val_{k}": float(v) for k, v in result.values.items()}
+                if best is not None:
+                    best.update(stage.step, result, lambda p: atomic_save(stage.state_dict(), p))
+        except Exception as exc:  # noqa: BLE001 - a failed validation costs its row, never the run
+            log.error("validation at step %d failed: %s: %s", stage.step, type(exc).__name__, exc)
+            values = {"val_error": 1.0}
     barrier(stage.dist)
     return values
