@@ -430,3 +430,25 @@ def frame_count_at(info: MediaInfo, fps: float = DEFAULT_FPS) -> int:
     if not info.fps:
         return 0
     return max(1, math.floor(info.frame_count / info.fps * fps + 0.5))
+
+
+def remux(video: str | Path, audio: str | Path, out: str | Path) -> None:
+    """Stream-copy the first video stream of ``video`` and audio stream of ``audio`` into an
+    mp4 (no re-encoding), written to a temporary name and renamed."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with av.open(str(video)) as vin, av.open(str(audio)) as ain, av.open(str(tmp), "w", format="mp4") as dst:
+        vs, as_ = vin.streams.video[0], ain.streams.audio[0]
+        ov, oa = dst.add_stream_from_template(vs), dst.add_stream_from_template(as_)
+        for src, ost in ((vin.demux(vs), ov), (ain.demux(as_), oa)):
+            for packet in src:
+                if packet.dts is None:
+                    continue
+                packet.stream = ost
+                dst.mux(packet)
+    os.replace(tmp, out)
+
+
+def is_codec_error(exc: BaseException) -> bool:
+    """An error raised by the codec library itself (a corrupt stream, a failed seek)."""
+    return isinstance(exc, av.error.FFmpegError)

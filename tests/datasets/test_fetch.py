@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from talkbench import media
-from talkbench.datasets.stages import _raw_done, _remux, classify_fetch_error, pick_separate_formats
+from talkbench.datasets.stages import _raw_done, classify_fetch_error, pick_separate_formats
 
 
 def test_classify_fetch_errors():
@@ -65,7 +65,7 @@ def test_remux_joins_real_video_only_and_audio_only(shared_data, tmp_path):
     video = shared_data / "video" / "liveportrait_d13.mp4"  # real, video only, 720x1280 30 fps
     speech = media.read_audio(shared_data / "speech" / "en" / "jfk.flac")
     _aac_only(tmp_path / "k.audio.m4a", speech)
-    _remux(video, tmp_path / "k.audio.m4a", tmp_path / "k.mp4")
+    media.remux(video, tmp_path / "k.audio.m4a", tmp_path / "k.mp4")
     src, got = media.probe(video), media.probe(tmp_path / "k.mp4")
     assert (got.width, got.height, got.frame_count, got.video_codec) == (720, 1280, src.frame_count, src.video_codec)
     assert got.has_audio and got.audio_codec == "aac"

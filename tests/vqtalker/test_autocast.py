@@ -25,6 +25,16 @@ def relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:
     return float((approx.float() - exact.float()).norm() / exact.float().norm())
 
 
+def generator_inputs(model) -> tuple[torch.Tensor, ...]:
+    """Speech units, controls, f_g and (B, G, R, T) codes for two 64-frame sequences."""
+    cfg = model.config
+    g = torch.Generator().manual_seed(0)
+    speech = torch.randint(0, cfg.speech_vocab, (2, 64, cfg.speech_per_frame), generator=g)
+    controls = torch.randn(2, 64, 7, generator=g) * 0.1
+    f_g = torch.randn(2, cfg.style_dim, generator=g)
+    return speech, controls, f_g, torch.randint(0, cfg.codes, (2, cfg.groups, cfg.residuals, 64), generator=g)
+
+
 def test_tokenizer_bf16_matches_float32(sample_clips):
     model = load_tokenizer(TINY_TOKENIZER)
     frames = np.stack(list(itertools.islice(media.iter_frames(sample_clips[0].video, fps=25, size=model.config.size), 40)))
@@ -46,11 +56,7 @@ def test_tokenizer_bf16_matches_float32(sample_clips):
 def test_generator_bf16_matches_float32():
     model, _ = load_generator(TINY_GENERATOR)
     cfg = model.config
-    g = torch.Generator().manual_seed(0)
-    speech = torch.randint(0, cfg.speech_vocab, (2, 64, cfg.speech_per_frame), generator=g)
-    controls = torch.randn(2, 64, 7, generator=g) * 0.1
-    f_g = torch.randn(2, cfg.style_dim, generator=g)
-    previous = torch.randint(0, cfg.codes, (2, cfg.groups, cfg.residuals, 64), generator=g)
+    speech, controls, f_g, previous = generator_inputs(model)
     with torch.no_grad():
         for layer in range(cfg.residuals):
             exact = model(speech, controls, f_g, layer, previous)
@@ -89,12 +95,7 @@ def test_training_losses_and_gradients_in_bf16_match_float32(sample_clips):
 
     generator, _ = load_generator(TINY_GENERATOR)
     generator.eval()
-    cfg = generator.config
-    g = torch.Generator().manual_seed(0)
-    speech = torch.randint(0, cfg.speech_vocab, (2, 64, cfg.speech_per_frame), generator=g)
-    controls = torch.randn(2, 64, 7, generator=g) * 0.1
-    f_g = torch.randn(2, cfg.style_dim, generator=g)
-    targets = torch.randint(0, cfg.codes, (2, cfg.groups, cfg.residuals, 64), generator=g)
+    speech, controls, f_g, targets = generator_inputs(generator)
     nll = lambda: generator.loss(speech, controls, f_g, targets)[0]  # noqa: E731
     (exact, exact_grad), (approx, approx_grad) = (loss_and_gradient(generator, nll, bf16) for bf16 in (False, True))
     assert abs(approx - exact) / exact < 2e-5

@@ -164,13 +164,19 @@ class LocalEngine:
                         broken.append(futures[fut])
             completed = True
         finally:
-            if completed:
-                pool.shutdown(wait=True)
-            else:
-                pool.shutdown(wait=False, cancel_futures=True)
-                _kill_new_children(before)
+            _shut_down(pool, completed, before)
             if events is not None:
                 events.close()
+
+
+def _shut_down(pool: ProcessPoolExecutor, completed: bool, before: set[int]) -> None:
+    """Wait for a pool that ran to the end; one left early (an error, a caller that stopped
+    reading) is killed at once, its running tasks with it."""
+    if completed:
+        pool.shutdown(wait=True)
+    else:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _kill_new_children(before)
 
 
 def _kill_new_children(before: set[int]) -> None:
@@ -278,11 +284,7 @@ def _pool_map(fn, items: list, workers: int, before: set[int]) -> Iterator:
                 yield fut.result()
         completed = True
     finally:
-        if completed:
-            pool.shutdown(wait=True)
-        else:
-            pool.shutdown(wait=False, cancel_futures=True)
-            _kill_new_children(before)
+        _shut_down(pool, completed, before)
 
 
 def _ray_map(fn, items: list, address: str | None, num_cpus: int) -> Iterator:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
 import shutil
 import time
@@ -314,7 +313,7 @@ def _download_and_remux(opts: dict, url: str, stem: Path, max_height: int) -> Pa
         part_opts = {**opts, "format": fmt["format_id"], "outtmpl": f"{stem}.{tag}.%(ext)s"}
         parts.append(_ydl_download(part_opts, url))
     out = stem.with_suffix(".mp4")
-    _remux(parts[0], parts[1], out)
+    media.remux(parts[0], parts[1], out)
     for p in parts:
         p.unlink(missing_ok=True)
     return out
@@ -342,24 +341,6 @@ def pick_separate_formats(formats: list[dict], max_height: int) -> tuple[dict, d
         return None
     best_audio = max(audio_only, key=lambda f: (f.get("ext") == "m4a", f.get("abr") or f.get("tbr") or 0))
     return best_video, best_audio
-
-
-def _remux(video: Path, audio: Path, out: Path) -> None:
-    """Stream-copy the first video stream of ``video`` and audio stream of ``audio`` into an
-    mp4, written to a temporary name and renamed."""
-    import av
-
-    tmp = out.with_name(f".{out.name}.tmp")
-    with av.open(str(video)) as vin, av.open(str(audio)) as ain, av.open(str(tmp), "w", format="mp4") as dst:
-        vs, as_ = vin.streams.video[0], ain.streams.audio[0]
-        ov, oa = dst.add_stream_from_template(vs), dst.add_stream_from_template(as_)
-        for src, ost in ((vin.demux(vs), ov), (ain.demux(as_), oa)):
-            for packet in src:
-                if packet.dts is None:
-                    continue
-                packet.stream = ost
-                dst.mux(packet)
-    os.replace(tmp, out)
 
 
 class _QuietLogger:
@@ -435,7 +416,7 @@ def iter_range(c: Cut, fps: int, wanted: set[int] | None = None):
     returned are converted to RGB: HDTF clips start minutes into 1080p videos."""
     try:
         count = 0
-        for item in _iter_range_seeking(c.path, c.first, c.last, fps, wanted):
+        for item in media.iter_frame_range(c.path, c.first, c.last, fps, wanted=wanted):
             count += 1
             yield item
         expected = c.frames if wanted is None else len(wanted)
@@ -443,16 +424,10 @@ def iter_range(c: Cut, fps: int, wanted: set[int] | None = None):
             raise MediaError(c.path, f"truncated: {count} of the clip's {expected} frames decode")
     except MediaError as exc:
         raise _media_reject(c.path, exc) from None
-    except Exception as exc:  # av errors while seeking/decoding
-        import av
-
-        if isinstance(exc, av.error.FFmpegError):
+    except Exception as exc:
+        if media.is_codec_error(exc):  # while seeking/decoding
             raise _media_reject(c.path, MediaError(c.path, f"decoding failed ({exc})")) from None
         raise
-
-
-def _iter_range_seeking(path: Path, first: int, last: int, fps: int, wanted: set[int] | None):
-    return media.iter_frame_range(path, first, last, fps, wanted=wanted)
 
 
 # ---------------------------------------------------------------- face
