@@ -15,10 +15,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from talkbench.baselines.external import register_external_methods
 from talkbench.baselines.protocol import MethodInfo
 from talkbench.leaderboard.evaluate import EvaluationError, check_submission_name, default_settings, submit
 from talkbench.leaderboard.names import (
-    KEY_ENV, NameTakenError, SubmitterKey, SubmitterKeyError, load_submitter_key, name_key,
+    KEY_ENV, NameTakenError, SubmitterKey, SubmitterKeyError, load_submitter_key, name_key, reserved_names,
 )
 from talkbench.leaderboard.store import ClipValue, Run, Store, StoreError
 
@@ -130,6 +131,17 @@ def test_talkbench_names_are_reserved_in_every_store(store):
     # talkbench's own writers share their names: a built-in run of VQTalker, a reported row of it
     store.add_run(_run("vqtalker"), method=MethodInfo(name="vqtalker", kind="builtin"))
     store.add_run(_run("VQTalker"), method=MethodInfo(name="VQTalker", kind="reported"))
+
+
+def test_a_registered_preset_stays_external_whatever_ran_first(tmp_path):
+    """The CLI puts runnable presets in the method registry; the reserved names must not then
+    call them built-in (the holder depended on which test ran first)."""
+    register_external_methods()
+    reserved_names.cache_clear()
+    try:
+        assert Store(tmp_path / "r.duckdb").name_holder("sad-talker") == ("SadTalker", "external")
+    finally:
+        reserved_names.cache_clear()
 
 
 def test_talkbenchs_own_rows_load_under_a_name_a_submitter_holds(store):

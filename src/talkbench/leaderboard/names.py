@@ -145,7 +145,9 @@ def reserved_names() -> tuple[tuple[str, str], ...]:
     from talkbench.leaderboard.paper import TABLES
     from talkbench.leaderboard.ranking import REFERENCE_METHODS
 
-    out = [(name, "builtin") for name in (*method_names(), *REFERENCE_METHODS)]
-    out += [(name, "external") for p in all_presets() for name in (p.name, *p.aliases)]
+    # a runnable preset sits in the method registry too, once registered: it stays ``external``
+    external = [name for p in all_presets() for name in (p.name, *p.aliases)]
+    out = [(name, "builtin") for name in (*method_names(), *REFERENCE_METHODS) if name not in external]
+    out += [(name, "external") for name in external]
     out += [(row["method"], "reported") for t in TABLES for row in t.rows()]
     return tuple(dict.fromkeys(out))
