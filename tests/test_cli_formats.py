@@ -210,7 +210,7 @@ def test_media_format_json_is_the_json_flag(sample_clips):
 @pytest.fixture
 def store_with_long_name(tmp_path):
     """The papers' reported rows plus one more in VQTalker Table 2 under a long method name."""
-    from talkbench.baselines.protocol import MethodInfo
+    from talkbench.baselines.method import MethodInfo
     from talkbench.leaderboard.paper import TABLES
     from talkbench.leaderboard.reported import load_reported, reported_runs
     from talkbench.leaderboard.store import Store

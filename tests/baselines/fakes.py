@@ -7,7 +7,7 @@ import sys
 
 from talkbench.baselines.external import ExternalMethod
 from talkbench.baselines.external.preset import Preset
-from talkbench.baselines.protocol import Task
+from talkbench.baselines.method import Task
 
 FAKE_METHOD = r'''"""A stand-in for a competitor method's inference script, run as a real subprocess by the
 adapter tests. It writes a real H.264 video with PyAV at the wrong frame rate and size (30 fps,

@@ -14,7 +14,7 @@ import pytest
 from talkbench import media
 from talkbench.baselines.external import ExternalMethod, ExternalMethodError
 from talkbench.baselines.external.run import logs_dir_for, run_benchmark
-from talkbench.baselines.protocol import Task
+from talkbench.baselines.method import Task
 from talkbench.samples import load_sample_corpus
 
 from .fakes import FAKE_METHOD, clip_frames, fake_preset, method, task_for

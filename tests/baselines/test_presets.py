@@ -141,7 +141,7 @@ def test_schema_refuses_broken_presets(change, message):
 
 def test_runnable_presets_join_the_method_registry(tmp_path):
     from talkbench.baselines.external import ExternalMethod, register_external_methods
-    from talkbench.baselines.protocol import get_method, method_names
+    from talkbench.baselines.method import get_method, method_names
 
     register_external_methods()
     assert register_external_methods() == []  # idempotent
@@ -156,7 +156,7 @@ def test_runnable_presets_join_the_method_registry(tmp_path):
 def test_adapter_plan_fills_every_placeholder(preset, sample_clips, tmp_path):
     """The adapter's own dry run (real input paths for a sample clip, nothing written or run)."""
     from talkbench.baselines.external import ExternalMethod
-    from talkbench.baselines.protocol import Task
+    from talkbench.baselines.method import Task
 
     clip = sample_clips[0]
     controls = tmp_path / "pose.npy"
@@ -189,7 +189,7 @@ def test_an_emotion_placeholder_takes_the_clips_label_and_needs_one(sample_clips
     """A method that takes a target emotion (EAT, EAMM …) gets the benchmark clip's label; on a
     benchmark without labels its plan fails naming the placeholder, never runs with a blank."""
     from talkbench.baselines.external import ExternalMethod
-    from talkbench.baselines.protocol import Task
+    from talkbench.baselines.method import Task
 
     preset = next(p for p in all_presets() if p.status == "runnable" and "speech-driven" in p.tasks)
     step = preset.steps[0]

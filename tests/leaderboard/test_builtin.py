@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from talkbench import media
-from talkbench.baselines.protocol import MethodError, MethodInfo, Task, get_method, method_names, register_method
+from talkbench.baselines.method import MethodError, MethodInfo, Task, get_method, method_names, register_method
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from talkbench.baselines.external import register_external_methods
-from talkbench.baselines.protocol import MethodInfo
+from talkbench.baselines.method import MethodInfo
 from talkbench.leaderboard.evaluate import EvaluationError, check_submission_name, default_settings, submit
 from talkbench.leaderboard.names import (
     KEY_ENV, NameTakenError, SubmitterKey, SubmitterKeyError, load_submitter_key, name_key, reserved_names,
@@ -191,7 +191,7 @@ def test_methods_stored_before_keys_are_held_by_no_key(tmp_path):
 RACER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from talkbench.baselines.protocol import MethodInfo
+    from talkbench.baselines.method import MethodInfo
     from talkbench.leaderboard.names import NameTakenError, SubmitterKey
     from talkbench.leaderboard.store import ClipValue, Run, Store
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from talkbench import media
-from talkbench.baselines.protocol import MethodInfo, Task, register_method
+from talkbench.baselines.method import MethodInfo, Task, register_method
 
 H264_DEFAULT_KBPS = 347  # VQTalker Table 1, "H.264 Codec ≈ 347"
 

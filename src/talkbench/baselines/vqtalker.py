@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from talkbench.baselines.protocol import MethodError, MethodInfo, Task, register_method
+from talkbench.baselines.method import MethodError, MethodInfo, Task, register_method
 
 PAPER = "VQTalker (Liu et al., AAAI 2025)"
 MIN_OUTPUT = 256  # the leaderboard's minimum side; small models' renders are upscaled to it

@@ -164,7 +164,7 @@ def run(
     """Run a method from its own checkout on every clip of a benchmark → a submission folder."""
     from talkbench.baselines.external import ExternalMethod, get_preset
     from talkbench.baselines.external.run import run_benchmark
-    from talkbench.baselines.protocol import Task
+    from talkbench.baselines.method import Task
 
     preset = get_preset(name)
     spec, clips = _benchmark(benchmark, data)
@@ -260,7 +260,7 @@ def import_(
     """Map a folder of per-clip videos onto a benchmark's clip ids → a submission folder."""
     from talkbench.baselines.external import PresetError, get_preset
     from talkbench.baselines.external.import_dir import Target, import_dir, read_mapping
-    from talkbench.baselines.protocol import MethodInfo
+    from talkbench.baselines.method import MethodInfo
 
     spec, clips = _benchmark(benchmark, data)
     try:

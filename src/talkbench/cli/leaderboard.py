@@ -118,7 +118,7 @@ def score(
     device: Optional[str] = typer.Option(None, "--device", help="Where VQTalker's methods run: cpu (their default), auto, cuda, cuda:N or mps."),
 ) -> None:
     """Generate built-in methods' outputs on a benchmark, evaluate them, store one run each."""
-    from talkbench.baselines.protocol import MethodError, method_names
+    from talkbench.baselines.method import MethodError, method_names
     from talkbench.leaderboard.benchmarks import BenchmarkError, get_benchmark
     from talkbench.leaderboard.evaluate import check_protocol_fits, run_methods
 
@@ -131,7 +131,7 @@ def score(
     if unknown:
         raise MethodError(f"unknown method {unknown[0]!r}; registered: {', '.join(method_names())}")
     if device is not None:
-        from talkbench.baselines.protocol import method_options
+        from talkbench.baselines.method import method_options
         from talkbench.vqtalker.inference import resolve_device
 
         resolve_device(device, "--device")

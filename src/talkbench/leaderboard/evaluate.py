@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from talkbench import media
-from talkbench.baselines.protocol import MethodInfo, Task, get_method, method_options
+from talkbench.baselines.method import MethodInfo, Task, get_method, method_options
 from talkbench.clip import Clip
 from talkbench.errors import TalkbenchError
 from talkbench.leaderboard.benchmarks import BenchmarkSpec, get_benchmark, resolve_clips, sha256_file

@@ -141,7 +141,7 @@ def reserved_names() -> tuple[tuple[str, str], ...]:
     rows (``builtin``), external presets and their aliases (``external``), and every method in
     the papers' tables (``reported``)."""
     from talkbench.baselines.external import all_presets
-    from talkbench.baselines.protocol import method_names
+    from talkbench.baselines.method import method_names
     from talkbench.leaderboard.paper import TABLES
     from talkbench.leaderboard.ranking import REFERENCE_METHODS
 

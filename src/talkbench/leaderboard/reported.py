@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from talkbench.baselines.protocol import MethodInfo
+from talkbench.baselines.method import MethodInfo
 from talkbench.leaderboard.paper import TABLES, PaperTable
 from talkbench.leaderboard.store import AggregateValue, Run, Store
 

@@ -306,7 +306,7 @@ class Store:
                 )
 
     def upsert_method(self, info, owner: str | None = None) -> None:
-        """Insert or update a method's metadata (``baselines.protocol.MethodInfo``), claiming
+        """Insert or update a method's metadata (``baselines.method.MethodInfo``), claiming
         its name (see ``add_runs`` for ``owner``)."""
         with self.transaction() as con:
             self._upsert_method(con, info, owner)

@@ -25,7 +25,7 @@ def register_external_methods() -> list[str]:
     more than once; returns the names registered by this call."""
     from functools import partial
 
-    from talkbench.baselines.protocol import MethodError, register_method
+    from talkbench.baselines.method import MethodError, register_method
 
     added = []
     for preset in all_presets():

@@ -30,7 +30,7 @@ import numpy as np
 from talkbench import media
 from talkbench.baselines.external.normalise import NormaliseReport, normalise_video
 from talkbench.baselines.external.preset import Preset, PresetError, render
-from talkbench.baselines.protocol import MethodError, Task
+from talkbench.baselines.method import MethodError, Task
 
 STDERR_TAIL_LINES = 15
 KILL_GRACE_S = 5.0

@@ -19,7 +19,7 @@ import yaml
 
 from talkbench import media
 from talkbench.baselines.external.normalise import LOSSY_CODEC, normalise_video
-from talkbench.baselines.protocol import MethodInfo
+from talkbench.baselines.method import MethodInfo
 from talkbench.errors import TalkbenchError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")

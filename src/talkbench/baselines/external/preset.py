@@ -271,7 +271,7 @@ class Preset(_Strict):
         return STATUS_LABEL[self.status]
 
     def method_info(self):
-        from talkbench.baselines.protocol import MethodInfo
+        from talkbench.baselines.method import MethodInfo
 
         links = [u for u in (self.code.url, self.paper.url) if u] + list(self.released_outputs)
         return MethodInfo(

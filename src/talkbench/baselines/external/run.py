@@ -16,7 +16,7 @@ from typing import Callable
 from talkbench import media
 from talkbench.baselines.external.adapter import ExternalMethod, ExternalMethodError
 from talkbench.baselines.external.import_dir import write_submission_meta
-from talkbench.baselines.protocol import Task
+from talkbench.baselines.method import Task
 
 
 @dataclass
