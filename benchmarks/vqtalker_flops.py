@@ -107,7 +107,7 @@ class StageRow:
 
 class TokenizerStep:
     """The pieces of one stage-1 step on fixed random inputs, as the tokenizer trainer runs it:
-    ``g_loss()`` (generator update: the discriminator is frozen and only passes gradients to
+    ``g_loss()`` (the tokenizer's G update: the discriminator is frozen and only passes gradients to
     the image) then ``d_loss()`` (discriminator update on the detached fake and the real)."""
 
     def __init__(self, config: dict, batch: int = 1, device: str | torch.device = "cpu"):
@@ -118,7 +118,7 @@ class TokenizerStep:
         mc = TokenizerConfig.from_dict(config["model"])
         lc = config["loss"]
         weights = LossWeights.from_dict(lc)
-        self.gen = MotionTokenizer(mc).to(device).train()
+        self.tokenizer = MotionTokenizer(mc).to(device).train()
         self.disc = Discriminator(mc.size, mc.channel_multiplier, mc.max_channels).to(device) if weights.adversarial else None
         self.disc_module = self.disc  # the unwrapped discriminator when self.disc is a DDP wrapper
         perceptual = None
@@ -137,7 +137,7 @@ class TokenizerStep:
     def g_loss(self) -> torch.Tensor:
         if self.disc_module is not None:
             self.disc_module.requires_grad_(False)
-        out = self.gen(self.src, self.tgt)
+        out = self.tokenizer(self.src, self.tgt)
         fake_pred = self.disc_module(out.image) if self.disc_module is not None else None
         total, _ = self.loss(out.image.float(), self.tgt, self.eye, self.mouth, fake_pred, out.aux_loss)
         self.fake = out.image.detach()
@@ -187,7 +187,7 @@ def tokenizer_step_flops(config: dict, batch: int = 1, device: str = "cpu") -> t
     flops = loss_flops(step.g_loss)
     if step.disc is not None:
         flops = flops + loss_flops(step.d_loss)
-    return flops, count_parameters(step.gen)
+    return flops, count_parameters(step.tokenizer)
 
 
 def generator_step_flops(config: dict, batch: int = 1, window: int | None = None,

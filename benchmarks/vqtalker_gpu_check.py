@@ -126,12 +126,12 @@ def _trainer_parts(name: str, config: dict, batch: int, device, ddp: bool):
 
     step = vf.TokenizerStep(config, batch, device=device)
     if ddp:
-        step.gen = DDP(step.gen, device_ids=_ids(device), broadcast_buffers=False)
+        step.tokenizer = DDP(step.tokenizer, device_ids=_ids(device), broadcast_buffers=False)
         if step.disc is not None:
             step.disc = DDP(step.disc_module, device_ids=_ids(device), broadcast_buffers=False)
     g_ratio = tc.get("g_reg_every", 4) / (tc.get("g_reg_every", 4) + 1)
     d_ratio = tc.get("d_reg_every", 16) / (tc.get("d_reg_every", 16) + 1)
-    g_optim = torch.optim.Adam(step.gen.parameters(), lr=lr * g_ratio, betas=(0.0, 0.99**g_ratio))
+    g_optim = torch.optim.Adam(step.tokenizer.parameters(), lr=lr * g_ratio, betas=(0.0, 0.99**g_ratio))
     d_optim = torch.optim.Adam(step.disc.parameters(), lr=lr * d_ratio, betas=(0.0, 0.99**d_ratio)) if step.disc else None
 
     def run():
@@ -313,7 +313,7 @@ def generation_row(configs: dict, device: str = "cuda", tokenizer: str = "paper-
     with tempfile.TemporaryDirectory() as tmp:
         tok_path, gen_path = Path(tmp) / "tokenizer.pt", Path(tmp) / "generator.pt"
         torch.save({"format": TOKENIZER_FORMAT, "step": 0, "config": configs[tokenizer],
-                    "generator": build_tokenizer(configs[tokenizer]["model"]).state_dict()}, tok_path)
+                    "tokenizer": build_tokenizer(configs[tokenizer]["model"]).state_dict()}, tok_path)
         gconf = configs[generator]
         torch.save({"format": GENERATOR_FORMAT, "step": 0, "config": gconf, "meta": {},
                     "model": MotionGenerator(GeneratorConfig.from_dict(gconf["model"])).state_dict()}, gen_path)

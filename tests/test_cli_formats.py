@@ -45,7 +45,7 @@ def _has_whole_cell(output: str, text: str) -> bool:
 
 @pytest.fixture(scope="module")
 def baseline_rows():
-    from talkbench.baselines.external import baseline_status_rows
+    from talkbench.leaderboard.baseline_status import baseline_status_rows
 
     return baseline_status_rows()
 

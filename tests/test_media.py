@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -135,6 +137,24 @@ def test_write_is_atomic_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         media.write_video(tmp_path / "out.mp4", frames())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_file_gets_the_usual_mode(tmp_path):
+    path = media.write_video(tmp_path / "out.mp4", moving_square(3))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the 0600 of a temporary file
+
+
+def test_remux_joins_streams_and_leaves_nothing_when_it_fails(tmp_path):
+    video = media.write_video(tmp_path / "v.mp4", moving_square(25))
+    speech = media.write_video(tmp_path / "a.mp4", moving_square(25), audio=tone(1.0))
+    media.remux(video, speech, tmp_path / "joined.mp4")
+    info = media.probe(tmp_path / "joined.mp4")
+    assert info.has_audio and info.frame_count == 25 and info.audio_codec == "aac"
+    with pytest.raises(IndexError):  # the "audio" file has no audio stream
+        media.remux(video, video, tmp_path / "broken.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "joined.mp4", "v.mp4"]
 
 
 def test_odd_size_rejected(tmp_path):

@@ -47,6 +47,10 @@ def test_registry_rejects_duplicates_and_names_the_known_ones():
     with pytest.raises(LookupError, match="unknown widget 'b'; registered: a"):
         reg.get("b")
     assert reg.get("a") == 1 and reg.names() == ["a"]
+    reg.unregister("a")
+    assert "a" not in reg and reg.names() == []
+    with pytest.raises(LookupError, match="unknown widget 'a'"):
+        reg.unregister("a")
 
 
 def test_cache_dirs_follow_their_environment_variables(tmp_path, monkeypatch):

@@ -52,8 +52,8 @@ def spec_factory():
         return spec
 
     yield make
-    for name in names:
-        weights._REGISTRY.pop(name, None)
+    for name in dict.fromkeys(names):
+        weights.unregister_weight(name)
 
 
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -67,12 +67,12 @@ def sha(data: bytes) -> str:
 def test_fetch_verifies_and_installs(cache, server, spec_factory):
     spec_factory("test-net", url=f"{server}/net-0123abcd.pth", sha256=SHA, size=len(PAYLOAD))
     seen = []
-    path = weights.fetch("test-net", progress=lambda done, total: seen.append((done, total)))
+    path = weights.fetch("test-net", progress=lambda done, total, label: seen.append((done, total, label)))
     assert path == cache / "test-net" / "net-0123abcd.pth"
     assert path.read_bytes() == PAYLOAD
     assert weights.weight_path("test-net") == path
     assert weights.weight_sha256("test-net") == SHA
-    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD), "test-net")
     assert list(path.parent.iterdir()) == [path]  # no partial files left behind
 
 
@@ -302,6 +302,14 @@ def test_a_name_means_one_file(spec_factory):
         weights.register_weight(weights.WeightSpec("test-dup", "http://b/x.pth", "test", sha256=SHA))
 
 
+def test_a_weight_can_be_unregistered():
+    weights.register_weight(weights.WeightSpec("test-gone", "http://a/g.pth", "test", sha256=SHA))
+    weights.unregister_weight("test-gone")
+    assert "test-gone" not in [s.name for s in weights.registered()]
+    with pytest.raises(WeightsError, match="unknown weight 'test-gone'"):
+        weights.unregister_weight("test-gone")
+
+
 def test_cli_import_list_and_verify(cache, tmp_path, spec_factory):
     from talkbench.cli import app
 
@@ -318,3 +326,17 @@ def test_cli_import_list_and_verify(cache, tmp_path, spec_factory):
     assert runner.invoke(app, ["weights", "verify"]).exit_code == 1
     listed = runner.invoke(app, ["weights", "list", "--json"])
     assert "inception-fid" in listed.output and "i3d-torchscript" in listed.output
+
+
+def test_cli_fetch_downloads_with_a_progress_bar(cache, server, spec_factory):
+    from talkbench.cli import app
+
+    spec_factory("test-cli-fetch", url=f"{server}/net-0123abcd.pth", sha256=SHA, size=len(PAYLOAD))
+    result = CliRunner().invoke(app, ["weights", "fetch", "test-cli-fetch"])
+    assert result.exit_code == 0, result.output
+    path = cache / "test-cli-fetch" / "net-0123abcd.pth"
+    assert f"test-cli-fetch: {path} (sha256 {SHA})" in result.stdout
+    assert path.read_bytes() == PAYLOAD
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode, not a temporary file's 0600

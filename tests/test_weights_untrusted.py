@@ -41,8 +41,8 @@ def test_spec():
         return weights.register_weight(weights.WeightSpec(name=name, licence="test", **kwargs))
 
     yield make
-    for name in names:
-        weights._REGISTRY.pop(name, None)
+    for name in dict.fromkeys(names):
+        weights.unregister_weight(name)
 
 
 def install(name: str, data: bytes, tmp_path) -> str:

@@ -8,8 +8,6 @@ time is 25 fps unless the caller asks otherwise.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,10 +16,15 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
+from talkbench import util
 from talkbench.errors import MediaError
 
 DEFAULT_FPS = 25
 AUDIO_RATE = 16_000
+
+# File names read as video / audio wherever talkbench lists a folder (matched case-insensitively).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus", ".aac", ".wma")
 
 # swscale interpolation used whenever frames are resized; recorded in every protocol.
 RESIZE_INTERPOLATION = "AREA"
@@ -356,25 +359,10 @@ def write_video(
     if lossless and bit_rate:
         raise ValueError("lossless and bit_rate exclude each other")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        count = _encode(Path(tmp_name), frames, fps, audio, sample_rate, crf, bit_rate, lossless)
-        if count == 0:
+    with util.atomic_path(path, suffix=".mp4") as tmp:
+        if _encode(tmp, frames, fps, audio, sample_rate, crf, bit_rate, lossless) == 0:
             raise MediaError(path, "no frames to write")
-        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp creates 0600
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _encode(path, frames, fps, audio, sample_rate, crf, bit_rate, lossless) -> int:
@@ -435,18 +423,16 @@ def frame_count_at(info: MediaInfo, fps: float = DEFAULT_FPS) -> int:
 def remux(video: str | Path, audio: str | Path, out: str | Path) -> None:
     """Stream-copy the first video stream of ``video`` and audio stream of ``audio`` into an
     mp4 (no re-encoding), written to a temporary name and renamed."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with av.open(str(video)) as vin, av.open(str(audio)) as ain, av.open(str(tmp), "w", format="mp4") as dst:
-        vs, as_ = vin.streams.video[0], ain.streams.audio[0]
-        ov, oa = dst.add_stream_from_template(vs), dst.add_stream_from_template(as_)
-        for src, ost in ((vin.demux(vs), ov), (ain.demux(as_), oa)):
-            for packet in src:
-                if packet.dts is None:
-                    continue
-                packet.stream = ost
-                dst.mux(packet)
-    os.replace(tmp, out)
+    with util.atomic_path(out, suffix=".mp4") as tmp:
+        with av.open(str(video)) as vin, av.open(str(audio)) as ain, av.open(str(tmp), "w", format="mp4") as dst:
+            vs, as_ = vin.streams.video[0], ain.streams.audio[0]
+            ov, oa = dst.add_stream_from_template(vs), dst.add_stream_from_template(as_)
+            for src, ost in ((vin.demux(vs), ov), (ain.demux(as_), oa)):
+                for packet in src:
+                    if packet.dts is None:
+                        continue
+                    packet.stream = ost
+                    dst.mux(packet)
 
 
 def is_codec_error(exc: BaseException) -> bool:

@@ -174,6 +174,11 @@ class Registry(Generic[T]):
             raise self.error(f"unknown {self.kind} {name!r}; registered: {known}")
         return self._items[name]
 
+    def unregister(self, name: str) -> None:
+        """Take ``name`` out again (a plugin's or a test's item); an unknown name is an error."""
+        self.get(name)
+        del self._items[name]
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

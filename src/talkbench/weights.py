@@ -34,26 +34,23 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
-import tempfile
 import urllib.request
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
-
-import platformdirs
 
 try:
     import fcntl
 except ImportError:  # Windows: record updates are atomic but not serialised between processes
     fcntl = None
 
+from talkbench import util
 from talkbench.errors import WeightsError
 
-ENV_CACHE_DIR = "TALKBENCH_WEIGHTS_DIR"
+ENV_CACHE_DIR = util.WEIGHTS_ENV  # kept for callers that set it by this name
 RECORD_FILE = "recorded-sha256.json"  # in the cache dir: sha256 of each unpinned file at first install
 
 
@@ -97,37 +94,35 @@ class WeightSpec:
         return asdict(self)
 
 
-_REGISTRY: dict[str, WeightSpec] = {}
+WEIGHTS: util.Registry[WeightSpec] = util.Registry(kind="weight", error=WeightsError)
 
 
 def register_weight(spec: WeightSpec) -> WeightSpec:
     """Add a weight file to the registry. A name means one file: re-registering it is an error
     unless the spec is identical (modules may be imported more than once)."""
-    existing = _REGISTRY.get(spec.name)
-    if existing is not None and existing != spec:
-        raise ValueError(f"weight {spec.name!r} is already registered with a different spec")
-    _REGISTRY[spec.name] = spec
-    return spec
+    if spec.name in WEIGHTS:
+        if WEIGHTS.get(spec.name) != spec:
+            raise ValueError(f"weight {spec.name!r} is already registered with a different spec")
+        return spec
+    return WEIGHTS.register(spec.name, spec)
+
+
+def unregister_weight(name: str) -> None:
+    """Remove a weight from the registry (a test's or a plugin's); unknown names are an error."""
+    WEIGHTS.unregister(name)
 
 
 def get_spec(name: str) -> WeightSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise WeightsError(f"unknown weight {name!r}; registered: {known}") from None
+    return WEIGHTS.get(name)
 
 
 def registered() -> list[WeightSpec]:
-    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+    return [spec for _, spec in WEIGHTS.items()]
 
 
 def cache_dir() -> Path:
-    """``$TALKBENCH_WEIGHTS_DIR`` if set, else the user cache dir (``~/.cache/talkbench/weights``)."""
-    override = os.environ.get(ENV_CACHE_DIR)
-    if override:
-        return Path(override)
-    return Path(platformdirs.user_cache_dir("talkbench")) / "weights"
+    """``$TALKBENCH_WEIGHTS_DIR`` if set, else ``<cache root>/weights`` (``talkbench.util``)."""
+    return util.cache_dir("weights", util.WEIGHTS_ENV)
 
 
 def cached_path(name: str) -> Path:
@@ -155,11 +150,7 @@ def file_sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
+        _HASHES[key] = util.sha256_file(path)
     return _HASHES[key]
 
 
@@ -211,7 +202,7 @@ def _record_lock() -> Iterator[None]:
 
 
 def _write_record(spec: WeightSpec, digest: str) -> None:
-    """Record ``digest`` for ``spec`` (call under ``_record_lock``): temp file + ``os.replace``."""
+    """Record ``digest`` for ``spec`` (call under ``_record_lock``), atomically."""
     recorded_hashes()  # refuses a corrupt record rather than overwriting it
     path = record_path()
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"weights": {}}
@@ -220,17 +211,7 @@ def _write_record(spec: WeightSpec, digest: str) -> None:
         "file": spec.file_name,
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{RECORD_FILE}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, sort_keys=True)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    util.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def expected_sha256(name: str) -> str | None:
@@ -367,49 +348,51 @@ def is_available(name: str) -> bool:
         return False
 
 
-def _install(spec: WeightSpec, source: Path, replace: bool = False) -> Path:
-    """Verify ``source`` (a temporary file in the cache) and move it into place atomically.
+def _install(spec: WeightSpec, write: Callable[[Path], None], replace: bool = False) -> Path:
+    """``write(tmp)`` the file to a temporary path beside its place in the cache, verify it and
+    move it into place atomically; a file that fails a check is removed, never installed.
 
     Pinned: it must match the pin. Unpinned: its sha256 is recorded; a file that differs from
     the recorded one (or, when none is recorded, from the file already installed) is refused
     unless ``replace``."""
-    digest = file_sha256(source)
     target = cache_dir() / spec.name / spec.file_name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _check_published(spec, source, digest)
-    if spec.pinned:
-        os.replace(source, target)
-        return target
-    with _record_lock():
-        recorded = recorded_hashes().get(spec.name)
-        previous = recorded or (file_sha256(target) if target.is_file() else None)
-        if previous is not None and previous != digest and not replace:
-            what = (f"{previous} is recorded for them (in {record_path()})" if recorded
-                    else f"the installed {target} has sha256 {previous} (not recorded)")
-            raise WeightsError(
-                f"weights {spec.name!r}: the new file has sha256 {digest}, but {what}. A name means one "
-                f"file, and numbers made with different files do not compare. If the new file is the one to "
-                f"use from now on, run `talkbench weights import {spec.name} PATH --replace` "
-                f"(or `talkbench weights fetch {spec.name} --replace`)"
-            )
-        os.replace(source, target)
-        _write_record(spec, digest)
-        target.with_name(target.name + ".sha256").unlink(missing_ok=True)  # sidecar of earlier versions, no longer read
+    with ExitStack() as held:  # the record lock, once taken, is held past the rename to the record write
+        with util.atomic_path(target, suffix=".part") as tmp:
+            write(tmp)
+            digest = file_sha256(tmp)
+            _check_published(spec, tmp, digest)
+            if not spec.pinned:
+                held.enter_context(_record_lock())
+                recorded = recorded_hashes().get(spec.name)
+                previous = recorded or (file_sha256(target) if target.is_file() else None)
+                if previous is not None and previous != digest and not replace:
+                    what = (f"{previous} is recorded for them (in {record_path()})" if recorded
+                            else f"the installed {target} has sha256 {previous} (not recorded)")
+                    raise WeightsError(
+                        f"weights {spec.name!r}: the new file has sha256 {digest}, but {what}. A name means one "
+                        f"file, and numbers made with different files do not compare. If the new file is the one "
+                        f"to use from now on, run `talkbench weights import {spec.name} PATH --replace` "
+                        f"(or `talkbench weights fetch {spec.name} --replace`)"
+                    )
+        if not spec.pinned:
+            _write_record(spec, digest)
+            target.with_name(target.name + ".sha256").unlink(missing_ok=True)  # sidecar of earlier versions, no longer read
     return target
 
 
 def fetch(
     name: str,
     url: str | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: util.ProgressCallback | None = None,
     timeout: float = 60.0,
     replace: bool = False,
 ) -> Path:
     """Download ``name`` into the cache, verifying its sha256; returns the cached path.
 
-    ``url`` overrides the registered address (a mirror). ``progress(done, total)`` is called
-    as bytes arrive. A download that fails its hash is deleted, never installed. ``replace``
-    downloads even when a file is installed and, for an unpinned file, records the new sha256.
+    ``url`` overrides the registered address (a mirror). ``progress(done, total, name)`` is
+    called as bytes arrive (``total``: the announced size, else the registered one, else None).
+    A download that fails its hash is deleted, never installed. ``replace`` downloads even when
+    a file is installed and, for an unpinned file, records the new sha256.
     """
     spec = get_spec(name)
     present = None if replace else find_weight(name)
@@ -421,30 +404,25 @@ def fetch(
             f"and run `talkbench weights import {spec.name} PATH`"
         )
     source_url = url or spec.url
-    directory = cache_dir() / spec.name
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file_name}.", suffix=".part", dir=directory)
-    tmp = Path(tmp_name)
-    try:
+    def download(tmp: Path) -> None:
         request = urllib.request.Request(source_url, headers={"User-Agent": "talkbench"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+        with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or spec.size
             done = 0
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
                 done += len(block)
                 if progress:
-                    progress(done, total)
+                    progress(done, total, spec.name)
         if spec.size and tmp.stat().st_size != spec.size:
             raise WeightsError(
                 f"{source_url}: downloaded {tmp.stat().st_size} bytes, expected {spec.size} for {spec.name!r}"
             )
-        return _install(spec, tmp, replace)
+
+    try:
+        return _install(spec, download, replace)
     except OSError as exc:  # urllib's URLError/HTTPError are OSErrors
         raise WeightsError(f"could not download {spec.name!r} from {source_url}: {exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def import_file(name: str, path: str | Path, replace: bool = False) -> Path:
@@ -456,16 +434,7 @@ def import_file(name: str, path: str | Path, replace: bool = False) -> Path:
     if not source.is_file():
         raise WeightsError(f"{source}: no such file to import as {name!r}")
     _check_published(spec, source, file_sha256(source))  # before copying a wrong file
-    directory = cache_dir() / spec.name
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file_name}.", suffix=".part", dir=directory)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp_name)
-        return _install(spec, Path(tmp_name), replace)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    return _install(spec, lambda tmp: shutil.copyfile(source, tmp), replace)
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,10 @@ def test_wrong_fps_and_size_are_normalised_and_pass_the_validator(clip, repo, tm
 
     m = method(fake_preset("--fps", "30", "--size", "200"), repo)
     out = tmp_path / "submission"
-    summary = run_benchmark(m, [task_for(clip)], out)
+    calls = []
+    summary = run_benchmark(m, [task_for(clip)], out, progress=lambda *call: calls.append(call))
     assert summary.done == [CLIP] and not summary.failed
+    assert calls == [(0, 1, CLIP)]  # (done, total, label) before each clip
     rec = m.records[CLIP]
     raw = rec.normalised
     assert raw.source_fps == pytest.approx(30.0) and raw.source_size == (200, 200)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from talkbench.baselines.external import all_presets, baseline_status_rows, get_preset
+from talkbench.baselines.external import all_presets, get_preset
 from talkbench.baselines.external.preset import PLACEHOLDERS, Preset, PresetError, placeholders_in, render
 
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -87,29 +87,6 @@ def test_tables_match_the_papers():
             assert key in preset.tables, (method, key)
 
 
-def test_status_rows_for_the_demo():
-    rows = baseline_status_rows()
-    status = {r.method: r.status for r in rows}
-    assert status["EMMN"] == "reported only"
-    assert all(s == "runnable preset" for m, s in status.items() if m != "EMMN")
-    vid2vid = next(r for r in rows if r.method == "Vid2Vid")
-    assert not vid2vid.official and "re-implementation" in vid2vid.note
-    assert {t for r in rows for t in r.tables} >= {"vqtalker:1", "vqtalker:2", "flowvqtalker:1"}
-    assert get_preset("EDTalker").name == "EDTalk" and get_preset("emoportrait").name == "EMOPortraits"
-    # AniTalker runs speech-driven, but its Table 1 (reconstruction) row can only be quoted
-    anitalker = dict(next(r for r in rows if r.method == "AniTalker").by_table)
-    assert anitalker["vqtalker:2"] == "runnable preset" and anitalker["vqtalker:1"] == "reported only"
-
-
-def test_table_tasks_mirror_the_paper_tables():
-    from talkbench.baselines.external.status import TABLE_TASKS
-    from talkbench.leaderboard.paper import TABLES
-
-    tasks = {t.key: t.task for t in TABLES}
-    for key, task in TABLE_TASKS.items():
-        assert tasks[key] == task, key
-
-
 def _base(**over):
     data = {"name": "X", "paper": {"title": "t"}, "tasks": ["speech-driven"],
             "code": {"public": True, "repository": "a/b", "commit": "1" * 40,
@@ -140,8 +117,8 @@ def test_schema_refuses_broken_presets(change, message):
 
 
 def test_runnable_presets_join_the_method_registry(tmp_path):
-    from talkbench.baselines.external import ExternalMethod, register_external_methods
-    from talkbench.baselines.method import get_method, method_names
+    from talkbench.baselines.external import ExternalMethod
+    from talkbench.baselines.registry import get_method, method_names, register_external_methods
 
     register_external_methods()
     assert register_external_methods() == []  # idempotent

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from talkbench import media
-from talkbench.baselines.method import MethodError, Task, get_method, method_names
+from talkbench.baselines.method import MethodError, Task
+from talkbench.baselines.registry import get_method, method_names
 
 
 def test_registered_with_their_tasks_and_bitrate():

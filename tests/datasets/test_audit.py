@@ -22,6 +22,7 @@ from talkbench.cli import app
 from talkbench.datasets import audit as A
 from talkbench.datasets import families as fam
 from talkbench.datasets import language as lid
+from talkbench.datasets.catalog import Catalog
 from tests.datasets.test_language import SURE, report_borderline
 
 runner = CliRunner()
@@ -31,11 +32,9 @@ def _lid_available() -> bool:
     try:
         import faster_whisper  # noqa: F401
         import silero_vad  # noqa: F401
-
-        from talkbench.datasets.language import packaged_base
     except ImportError:
         return False
-    return packaged_base() is not None
+    return lid.packaged_base() is not None
 
 
 needs_lid = pytest.mark.skipif(not _lid_available(), reason="needs talkbench[lid,lid-model] (faster-whisper, "
@@ -75,34 +74,34 @@ def test_summary_counts_hours_families_low_confidence_and_misses():
         _item(6, None, 600, label="ko", no_speech=True),  # no speech: counted, outside the shares
     ]
     s = A.summarise(items, threshold=0.5, seed=0, n_bootstrap=500)
-    t = s["totals"]
-    assert (t["items"], t["clips"], t["no_speech"], t["low_confidence"]) == (7, 6, 1, 1)
-    assert t["hours"] == pytest.approx(4.5)
-    ie = s["indo_european"]
-    assert ie["clips"] == pytest.approx(4 / 6) and ie["hours"] == pytest.approx(2.5 / 4.5)
-    assert ie["confident_only"]["clips"] == pytest.approx(3 / 5)
-    assert ie["clips_ci95"][0] <= ie["clips"] <= ie["clips_ci95"][1]
-    langs = {r["code"]: r for r in s["languages"]}
-    assert langs["en"]["clips"] == 3 and langs["en"]["hours"] == pytest.approx(2.0)
-    assert langs["de"]["low_confidence"] == 1
-    families = {r["family"]: r for r in s["families"]}
-    assert families["Indo-European"]["clips"] == 4 and families["Indo-European"]["languages"] == 2
-    assert families["Atlantic-Congo"]["share_hours"] == pytest.approx(1 / 4.5)
-    assert s["no_speech"]["clips"][0]["id"] == "c6" and s["low_confidence"]["clips"][0]["id"] == "c2"
-    lab = s["labels"]
-    misses = {m["id"]: m for m in lab["misses"]}
+    t = s.totals
+    assert (t.items, t.clips, t.no_speech, t.low_confidence) == (7, 6, 1, 1)
+    assert t.hours == pytest.approx(4.5)
+    ie = s.indo_european
+    assert ie.clips == pytest.approx(4 / 6) and ie.hours == pytest.approx(2.5 / 4.5)
+    assert ie.confident_only.clips == pytest.approx(3 / 5)
+    assert ie.clips_ci95[0] <= ie.clips <= ie.clips_ci95[1]
+    langs = {r.code: r for r in s.languages}
+    assert langs["en"].clips == 3 and langs["en"].hours == pytest.approx(2.0)
+    assert langs["de"].low_confidence == 1
+    families = {r.family: r for r in s.families}
+    assert families["Indo-European"].clips == 4 and families["Indo-European"].languages == 2
+    assert families["Atlantic-Congo"].share_hours == pytest.approx(1 / 4.5)
+    assert s.no_speech.clips[0].id == "c6" and s.low_confidence.clips[0].id == "c2"
+    lab = s.labels
+    misses = {m.id: m for m in lab.misses}
     assert set(misses) == {"c3", "c4", "c6"}
-    assert misses["c3"]["same_family"] and not misses["c3"]["crosses_indo_european"]
-    assert misses["c4"]["crosses_indo_european"] and misses["c6"]["detected_name"] == "no speech"
-    assert lab["ie_gained_by_misses"] == 1 and lab["ie_lost_by_misses"] == 0
+    assert misses["c3"].same_family and not misses["c3"].crosses_indo_european
+    assert misses["c4"].crosses_indo_european and misses["c6"].detected_name == "no speech"
+    assert lab.ie_gained_by_misses == 1 and lab.ie_lost_by_misses == 0
     # ours - labels over the same clips is exactly what the misses account for
-    assert ie["clips"] - lab["indo_european"]["clips"] == pytest.approx(lab["explained_difference_clips"])
+    assert ie.clips - lab.indo_european.clips == pytest.approx(lab.explained_difference_clips)
 
 
 def test_paper_table6_values():
-    assert A.match_paper("voxceleb2")["indo_european_pct"] == 97.22
-    assert A.match_paper("HDTF")["indo_european_pct"] == 100
-    assert A.match_paper("celebv_hq")["dataset"] == "CelebV-HQ"
+    assert A.match_paper("voxceleb2").indo_european_pct == 97.22
+    assert A.match_paper("HDTF").indo_european_pct == 100
+    assert A.match_paper("celebv_hq").dataset == "CelebV-HQ"
     assert A.match_paper("speech") is None
 
 
@@ -113,14 +112,12 @@ def test_paper_table6_matches_the_transcribed_table(shared_data):
         pytest.skip(f"{published}: the transcribed paper tables are not beside the shared data")
     with open(published) as fh:
         rows = {r["dataset"]: float(r["indo_european_pct"]) for r in csv.DictReader(fh)}
-    ours = {r["dataset"]: r["indo_european_pct"] for r in A.paper_shares() if r["kind"] == "measured"}
+    ours = {r.dataset: r.indo_european_pct for r in A.paper_shares() if r.kind == "measured"}
     assert ours == rows
 
 
 def test_catalog_of_two_datasets_gives_table6_rows_without_language_id(tmp_path):
     """Every clip tagged by the build: nothing is re-identified, and each dataset gets its row."""
-    from talkbench.datasets.catalog import Catalog
-
     tagged = [("hdtf", "en", "en"), ("hdtf", "en", "en"), ("hdtf", "fr", "fr"),
               ("mnte", "ar", "ar"), ("mnte", "ja", "ja"), ("mnte", "sw", "sw"), ("mnte", "zh", "zh"),
               ("mnte", "en", "ko")]  # a Korean clip Whisper called English
@@ -133,13 +130,13 @@ def test_catalog_of_two_datasets_gives_table6_rows_without_language_id(tmp_path)
                         "speech_seconds": 9.0, "lid_engine": "faster-whisper", "lid_model": "base"})
     res = A.audit(root, tmp_path / "out", cache=None, figures=False)
     r = res.report
-    assert r["language_sources"]["catalog"] == 8 and r["language_sources"]["lid"] == 0
-    assert r["dataset"] == "built" and r["paper"] is None
-    assert r["indo_european"]["clips"] == pytest.approx(4 / 8)
-    rows = {row["dataset"]: row for row in r["by_dataset"]}
-    assert rows["hdtf"]["indo_european_clips"] == 1.0 and rows["hdtf"]["paper_pct"] == 100
-    assert rows["mnte"]["indo_european_clips"] == pytest.approx(1 / 5) and rows["mnte"]["paper_pct"] == 0
-    assert [(m["id"], m["label"], m["detected"]) for m in r["labels"]["misses"]] == [("mnte_7", "ko", "en")]
+    assert r.language_sources.catalog == 8 and r.language_sources.lid == 0
+    assert r.dataset == "built" and r.paper is None
+    assert r.indo_european.clips == pytest.approx(4 / 8)
+    rows = {row.dataset: row for row in r.by_dataset}
+    assert rows["hdtf"].indo_european_clips == 1.0 and rows["hdtf"].paper_pct == 100
+    assert rows["mnte"].indo_european_clips == pytest.approx(1 / 5) and rows["mnte"].paper_pct == 0
+    assert [(m.id, m.label, m.detected) for m in r.labels.misses] == [("mnte_7", "ko", "en")]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| hdtf | 100.00% |" in md and "| mnte | 20.00% |" in md and "figures/" not in md
 
@@ -166,8 +163,6 @@ TAGGED = [("en", 0.95, 60), ("en", 0.65, 50), ("de", 0.90, 40), ("sw", 0.94, 30)
 
 @pytest.fixture()
 def tagged_catalog(tmp_path):
-    from talkbench.datasets.catalog import Catalog
-
     root = tmp_path / "tagged"
     with Catalog(root) as cat:
         for i, (lang, p, seconds) in enumerate(TAGGED):
@@ -244,6 +239,36 @@ def test_report_names_the_model_file_or_says_it_is_missing(tagged_catalog, tmp_p
     assert "no sha256" in (out / "report.md").read_text()
 
 
+def test_report_json_round_trips_and_renders_the_written_files(tagged_catalog, tmp_path):
+    """report.json holds the whole typed report: read back, it is equal, and the renderers
+    write the same Markdown, HTML and JSON from it as the audit did."""
+    out = tmp_path / "out"
+    res = A.audit(tagged_catalog, out, cache=None)
+    text = (out / "report.json").read_text()
+    data = json.loads(text)
+    assert list(data) == ["title", "dataset", "source", "settings", "language_sources", "totals", "indo_european",
+                          "languages", "families", "unknown_languages", "no_speech", "low_confidence", "errors",
+                          "labels", "paper", "by_dataset", "created", "talkbench_version", "seconds", "clips_detail",
+                          "files"]  # no emotions here: their keys appear only for datasets that carry them
+    loaded = A.AuditResult.from_json(data)
+    assert loaded.report == res.report and loaded.items == res.items and loaded.files == res.files
+    assert isinstance(loaded.report.low_confidence.clips[0], A.model.LowConfidenceClip)
+    assert loaded.to_json() == data and A.render_json(loaded) == text
+    assert A.render_markdown(loaded.report) == (out / "report.md").read_text()
+    figures = {"figures/languages.png": Path(res.files["figure_languages"]),
+               "figures/families.png": Path(res.files["figure_families"])}
+    assert A.render_html(loaded.report, figures) == (out / "report.html").read_text()
+    assert A.load_report(out) == res.report
+    (tmp_path / "partial.json").write_text(json.dumps({k: data[k] for k in ("indo_european", "totals")}))
+    with pytest.raises(A.AuditError, match="partial.json: an audit report this talkbench cannot read"):
+        A.load_report(tmp_path / "partial.json")
+
+
+def test_lid_cache_lives_in_the_cache_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert A.default_cache_path() == tmp_path / "cache" / "audit-lid.sqlite"
+
+
 # ---------------------------------------------------------------- real language ID
 
 
@@ -266,10 +291,10 @@ def test_no_speech_and_unreadable_files_are_reported_not_dropped(tmp_path, sampl
     (folder / "broken.wav").write_bytes(b"RIFF not really a wave file")
     res = A.audit(folder, tmp_path / "out", cache=tmp_path / "cache.sqlite")
     r = res.report
-    assert (r["totals"]["items"], r["totals"]["clips"], r["totals"]["no_speech"], r["totals"]["errors"]) == (3, 1, 1, 1)
-    assert r["no_speech"]["clips"][0]["id"] == "silence"
-    assert r["errors"][0]["id"] == "broken" and r["errors"][0]["path"].endswith("broken.wav")
-    assert r["languages"][0]["code"] == "en" and r["indo_european"]["clips"] == 1.0
+    assert (r.totals.items, r.totals.clips, r.totals.no_speech, r.totals.errors) == (3, 1, 1, 1)
+    assert r.no_speech.clips[0].id == "silence"
+    assert r.errors[0].id == "broken" and r.errors[0].path.endswith("broken.wav")
+    assert r.languages[0].code == "en" and r.indo_european.clips == 1.0
     md = (tmp_path / "out" / "report.md").read_text()
     assert "broken" in md and "silence" in md
 
@@ -333,38 +358,39 @@ def test_shared_speech_counts_match_labels_except_listed_misses(speech_audit, re
     r = res.report
     files = sorted(p for p in speech_audit["root"].rglob("*") if p.is_file())
     labels = Counter(p.parent.name for p in files)
-    assert r["totals"]["items"] == len(files) == 31 and r["totals"]["errors"] == 0
-    assert r["labels"]["counts"] == dict(sorted(labels.items()))
-    misses = r["labels"]["misses"]
+    assert r.totals.items == len(files) == 31 and r.totals.errors == 0
+    assert r.labels.counts == dict(sorted(labels.items()))
+    misses = r.labels.misses
     # per language: detected = labelled - misses out of it + misses into it
-    detected = {x["code"]: x["clips"] for x in r["languages"]}
+    detected = {x.code: x.clips for x in r.languages}
     for code in set(labels) | set(detected):
-        out_ = sum(1 for m in misses if m["label"] == code)
-        in_ = sum(1 for m in misses if m["detected"] == code)
+        out_ = sum(1 for m in misses if m.label == code)
+        in_ = sum(1 for m in misses if m.detected == code)
         assert detected.get(code, 0) == labels.get(code, 0) - out_ + in_, code
     # Whisper base has no Cantonese token: yue is heard as zh (p 0.999), the one sure miss. Any
     # other miss is borderline (ru reader4091 came out lt on another CPU at p < 0.5)
-    assert [(m["id"], m["label"], m["detected"]) for m in misses if m["probability"] >= SURE] == [
+    assert [(m.id, m.label, m.detected) for m in misses if m.probability >= SURE] == [
         ("yue/yue", "yue", "zh")]
     report_borderline(record_property, [f"{it.id} {it.language} {it.probability:.3f}" for it in res.items
                                         if it.probability < SURE])
     assert len(misses) - 1 <= 2  # at least 29 of 31 right
     # the Indo-European share is the labels' share moved by exactly the misses that cross it
-    ie, lab = r["indo_european"], r["labels"]
-    assert ie["clips"] - lab["indo_european"]["clips"] == pytest.approx(lab["explained_difference_clips"])
+    ie, lab = r.indo_european, r.labels
+    assert ie.clips - lab.indo_european.clips == pytest.approx(lab.explained_difference_clips)
     ie_labels = sum(n for code, n in labels.items() if fam.is_indo_european(code))
     assert ie_labels == 12  # en 4, fr 2, ru 2, de, es, nl, pt
-    assert ie["clips"] == pytest.approx((ie_labels + lab["ie_gained_by_misses"] - lab["ie_lost_by_misses"]) / 31)
-    lo, hi = ie["clips_ci95"]
-    assert lo < ie["clips"] < hi and r["settings"]["seed"] == 0
-    assert 0 < ie["hours"] < 1 and ie["hours_ci95"][0] < ie["hours"] < ie["hours_ci95"][1]
+    assert ie.clips == pytest.approx((ie_labels + lab.ie_gained_by_misses - lab.ie_lost_by_misses) / 31)
+    lo, hi = ie.clips_ci95
+    assert lo < ie.clips < hi and r.settings.seed == 0
+    assert 0 < ie.hours < 1 and ie.hours_ci95[0] < ie.hours < ie.hours_ci95[1]
     # the reports: miss listed in Markdown, one CSV row per file, JSON round trip
     md = Path(res.files["markdown"]).read_text()
     assert "yue (Cantonese)" in md and "zh (Chinese)" in md and "Glottolog 5.1" in md
     with open(res.files["csv_clips"]) as fh:
         assert len(list(csv.DictReader(fh))) == 31
     data = json.loads(Path(res.files["json"]).read_text())
-    assert data["indo_european"]["clips"] == ie["clips"] and len(data["clips_detail"]) == 31
+    assert data["indo_european"]["clips"] == ie.clips and len(data["clips_detail"]) == 31
+    assert A.AuditResult.from_json(data).to_json() == data
     assert Path(res.files["figure_languages"]).stat().st_size > 10_000
 
 
@@ -372,12 +398,12 @@ def test_shared_speech_counts_match_labels_except_listed_misses(speech_audit, re
 @pytest.mark.shared_data
 def test_second_run_uses_the_cache(speech_audit):
     first, second = speech_audit["first"].report, speech_audit["second"].report
-    assert first["language_sources"]["lid"] == 31 and first["language_sources"]["cache"] == 0
-    assert second["language_sources"]["lid"] == 0 and second["language_sources"]["cache"] == 31
+    assert first.language_sources.lid == 31 and first.language_sources.cache == 0
+    assert second.language_sources.lid == 0 and second.language_sources.cache == 31
     # the second run read only the cache: its files were blanked (speech_audit) and nothing changed
-    assert second["totals"] == first["totals"] and second["errors"] == []
+    assert second.totals == first.totals and second.errors == []
     for key in ("languages", "families", "indo_european", "labels", "no_speech", "low_confidence"):
-        assert first[key] == second[key], key
+        assert getattr(first, key) == getattr(second, key), key
 
 
 @pytest.mark.slow
@@ -395,7 +421,7 @@ def test_html_report_in_headless_chromium(speech_audit, tmp_path):
         imgs = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().height])")
         assert len(imgs) == 2 and all(ok and w > 400 and h > 100 for ok, w, h in imgs)
         headline = page.evaluate("document.querySelector('table').innerText")
-        ours = A.fmt_pct(speech_audit["first"].report["indo_european"]["clips"])  # 38.7% measured: 12 of 31
+        ours = A.fmt_pct(speech_audit["first"].report.indo_european.clips)  # 38.7% measured: 12 of 31
         assert ours in headline and "Indo-European by clips" in headline
         shot = page.screenshot(tmp_path / "speech_report.png")
     assert shot.stat().st_size > 20_000
@@ -405,8 +431,6 @@ def test_html_report_in_headless_chromium(speech_audit, tmp_path):
 def hdtf_catalog(tmp_path_factory, shared_data):
     """A catalog written with the real Catalog class over the real HDTF clips in the shared
     data: one clip tagged by a build, two without tags, one rejected for no speech."""
-    from talkbench.datasets.catalog import Catalog
-
     root = shared_data
     if not (root / "video" / "WDA_KatieHill_000.mp4").is_file():
         pytest.skip("the HDTF clips of TALKBENCH_SHARED_DATA/video are not available")
@@ -463,7 +487,7 @@ def test_compare_in_table6_layout(speech_audit, hdtf_catalog, tmp_path):
     rows = json.loads(result.stdout)["rows"]
     assert [r["dataset"] for r in rows] == ["hdtf", "speech"]
     assert rows[0]["paper_pct"] == 100 and rows[0]["indo_european_clips"] == 1.0
-    speech_ie = speech_audit["first"].report["indo_european"]["clips"]
+    speech_ie = speech_audit["first"].report.indo_european.clips
     assert rows[1]["paper_pct"] is None and rows[1]["indo_european_clips"] == speech_ie
     md = (out / "compare.md").read_text()
     assert "Table 6" in md and "| hdtf | 100.00% |" in md and "| 100% |" in md

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from talkbench import media
-from talkbench.datasets.stages import _raw_done, classify_fetch_error, pick_separate_formats
+from talkbench.datasets.download import classify_fetch_error, finished_download, pick_separate_formats
+from talkbench.datasets.sources import ClipSpec
+from talkbench.datasets.stages import BuildConfig, Reject, cut, iter_range
 
 
 def test_classify_fetch_errors():
@@ -71,20 +73,15 @@ def test_remux_joins_real_video_only_and_audio_only(shared_data, tmp_path):
     assert got.has_audio and got.audio_codec == "aac"
     assert abs(len(media.read_audio(tmp_path / "k.mp4")) - len(speech)) < 2048
     # the parts are not mistaken for a finished download on resume
-    assert _raw_done(tmp_path, "k") == tmp_path / "k.mp4"
+    assert finished_download(tmp_path, "k") == tmp_path / "k.mp4"
     (tmp_path / "k.mp4").unlink()
-    assert _raw_done(tmp_path, "k") is None
+    assert finished_download(tmp_path, "k") is None
 
 
 @pytest.mark.shared_data
 def test_truncated_file_whose_header_survives(shared_data, tmp_path):
     """A 'faststart' mp4 (index first) cut short still probes as 8 s; the cut frames run out,
     and the clip is rejected as truncated instead of being encoded short."""
-    import pytest
-
-    from talkbench.datasets.sources import ClipSpec
-    from talkbench.datasets.stages import BuildConfig, Reject, cut, iter_range
-
     src = shared_data / "video" / "WDA_KatieHill_000.mp4"
     full = tmp_path / "fast.mp4"
     with av.open(str(src)) as inp, av.open(str(full), "w", format="mp4", options={"movflags": "faststart"}) as out:

@@ -69,6 +69,10 @@ def test_lid_on_shared_speech_both_engines(shared_data, fresh_cache, record_prop
     assert lid.resolve_model("base", "faster-whisper") == str(fresh_cache / "faster-whisper-base")
     assert lid.resolve_model("base", "openai-whisper") == str(fresh_cache / "openai-whisper-base.pt")
     assert (fresh_cache / "faster-whisper-base" / "model.bin").stat().st_size == 145217532
+    # joined and converted through temporary files renamed into place: none is left behind
+    assert sorted(p.name for p in fresh_cache.rglob(".*") if not p.name.endswith(".lock")) == []
+    assert sorted(p.name for p in (fresh_cache / "faster-whisper-base").iterdir()) == [
+        "config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
 
     rows, secs = [], {"faster-whisper": 0.0, "openai-whisper": 0.0}
     for f in files:
@@ -121,6 +125,15 @@ def test_no_speech_is_not_a_guess():
     for audio in (silence, hum, np.zeros(100, np.float32)):
         res = lid.detect_language(audio)
         assert res.no_speech and res.language is None and res.top3 == [] and res.speech_seconds < 0.5
+
+
+def test_whisper_cache_follows_its_variable_then_the_cache_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("TALKBENCH_WHISPER_DIR", raising=False)
+    monkeypatch.setenv("TALKBENCH_CACHE_DIR", str(tmp_path / "root"))
+    assert lid.cache_dir() == tmp_path / "root" / "whisper"
+    assert lid.cached_model("base", "openai-whisper") == tmp_path / "root" / "whisper" / "openai-whisper-base.pt"
+    monkeypatch.setenv("TALKBENCH_WHISPER_DIR", str(tmp_path / "w"))
+    assert lid.cache_dir() == tmp_path / "w"
 
 
 def test_model_resolution(tmp_path, monkeypatch):

@@ -153,7 +153,7 @@ def built(mead_root, tmp_path_factory) -> tuple[Path, dict]:
 def test_build_mead_download(shared_data, media_parts, mead_root, built, tmp_path):
     out, summary = built
     opts = BUILD_OPTIONS
-    assert (summary["clips"], summary["accepted"], summary["rejected"], summary["failed"]) == (9, 3, 6, 0)
+    assert (summary.clips, summary.accepted, summary.rejected, summary.failed) == (9, 3, 6, 0)
     with Catalog(out) as cat:
         rows = {r["clip_id"]: r for r in cat.rows()}
     assert {k: (r["status"], r["reason"], r["emotion"], r["intensity"]) for k, r in rows.items()} == EXPECTED
@@ -190,17 +190,17 @@ def test_build_mead_download(shared_data, media_parts, mead_root, built, tmp_pat
 
     # resumed: no work, same rows
     again = build_dataset("mead", mead_root, out, **opts)
-    assert again["skipped"] == 9
+    assert again.skipped == 9
     with Catalog(out) as cat:
         resumed = {r["clip_id"]: r for r in cat.rows()}
     assert resumed == rows
 
     # a split: only the four EAT/EDTalk identities
     test_only = build_dataset("mead", mead_root, out, split="test-4id-v1", **opts)
-    assert (test_only["clips"], test_only["skipped"]) == (8, 8)
+    assert (test_only.clips, test_only.skipped) == (8, 8)
 
     # the audit reports emotion and intensity shares of the accepted clips
-    report = audit(out, tmp_path / "audit", cache=None, figures=False).report
+    report = audit(out, tmp_path / "audit", cache=None, figures=False).report.to_json()
     hours = SECONDS / 3600
     assert report["emotions"] == [
         {"emotion": e, "clips": 1, "hours": pytest.approx(hours), "share_clips": pytest.approx(1 / 3),
@@ -435,7 +435,7 @@ def test_catalog_without_emotion_columns_opens_and_resumes(tmp_path):
     con.close()
     specs = [ClipSpec(name, "vfhq", str(tmp_path / f"{name}.mp4")) for name in ("old", "gone", "new")]
     summary = build_dataset("vfhq", None, out, specs=specs, workers=0, progress=False)
-    assert (summary["skipped"], summary["rejected"], summary["failed"]) == (1, 1, 2)
+    assert (summary.skipped, summary.rejected, summary.failed) == (1, 1, 2)
     with Catalog(out) as cat:
         rows = {r["clip_id"]: r for r in cat.rows()}
     assert rows["old"]["emotion"] is None and rows["new"]["reason"] == "source_missing"

@@ -100,8 +100,8 @@ def test_hdtf_style_manifest_over_http_with_faults(shared_data, http_root, tmp_p
     got = {cid: (r["status"], r["reason"]) for cid, r in rows.items()}
     print(json.dumps({cid: [r["status"], r["reason"], r["error"] and r["error"][:90]] for cid, r in rows.items()}, indent=1))
     assert got == EXPECTED
-    assert summary["accepted"] == 3 and summary["rejected"] == 6
-    assert summary["reasons"]["http_error"]["count"] == 1
+    assert summary.accepted == 3 and summary.rejected == 6
+    assert summary.reasons["http_error"].count == 1
     assert "404" in rows["TST_Missing_000"]["error"]
 
     for cid, frames in (("TST_KatieHill_000", 100), ("TST_KatieHill_001", 100), ("TST_AlexandriaOcasioCortez_000", 75)):
@@ -123,13 +123,13 @@ def test_hdtf_style_manifest_over_http_with_faults(shared_data, http_root, tmp_p
     assert small["crop_px"] < 512 and small["face_px"] < 300 and small["source_height"] == 1920
 
     # per stage: everyone was fetched (404 stops there), 3 reach the encoder
-    stages = {s["stage"]: s for s in summary["stages"]}
-    assert stages["fetch"]["entered"] == 9 and stages["fetch"]["rejected"] == 1
-    assert stages["cut"]["rejected"] == 2 and stages["language"]["rejected"] == 2
-    assert stages["resize"]["passed"] == 3
+    stages = {s.stage: s for s in summary.stages}
+    assert stages["fetch"].entered == 9 and stages["fetch"].rejected == 1
+    assert stages["cut"].rejected == 2 and stages["language"].rejected == 2
+    assert stages["resize"].passed == 3
 
     # a second run skips everything and leaves the same rows
     again = build_dataset("hdtf", manifest, out, workers=2, retries=1, backoff=0.1, progress=False)
-    assert again["skipped"] == 9
+    assert again.skipped == 9
     with Catalog(out) as cat:
         assert {r["clip_id"]: r for r in cat.rows()} == rows

@@ -26,7 +26,7 @@ def test_video_only_clip_and_missing_source(shared_data, tmp_path):
     ]
     out = tmp_path / "out"
     summary = build_dataset("vfhq", None, out, specs=specs, workers=1, progress=False)
-    assert (summary["accepted"], summary["rejected"], summary["failed"]) == (1, 0, 1)
+    assert (summary.accepted, summary.rejected, summary.failed) == (1, 0, 1)
     with Catalog(out) as cat:
         rows = {r["clip_id"]: r for r in cat.rows()}
     assert (rows["gone"]["status"], rows["gone"]["stage"], rows["gone"]["reason"]) == ("failed", "fetch", "source_missing")
@@ -55,7 +55,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     with pytest.raises(TalkbenchError, match=r"catalog.duckdb: built with other settings \(min_face_px: 512 -> 256\)"):
         build_dataset("vfhq", None, out, specs=specs, workers=1, progress=False, min_face_px=256)
     summary = build_dataset("vfhq", None, out, specs=specs, workers=1, progress=False, min_face_px=256, force=True)
-    assert summary["min_face_px"] == 256 and summary["failed"] == 1
+    assert summary.min_face_px == 256 and summary.failed == 1
 
 
 @pytest.mark.parametrize("source", ["files", "mnte"])
@@ -74,16 +74,16 @@ def test_a_missing_file_in_a_manifest_is_one_clip_retried_on_resume(tmp_path, so
                             "present,ko,present.mp4,,,\nlater,ja,later.mp4,0,4,\n")
     out = tmp_path / "out"
     first = build_dataset(source, manifest, out, workers=0, progress=False)
-    assert (first["clips"], first["rejected"], first["failed"], first["skipped"]) == (2, 1, 1, 0)
-    assert {code: r["count"] for code, r in first["reasons"].items()} == {"not_video": 1, "source_missing": 1}
+    assert (first.clips, first.rejected, first.failed, first.skipped) == (2, 1, 1, 0)
+    assert {code: r.count for code, r in first.reasons.items()} == {"not_video": 1, "source_missing": 1}
     with Catalog(out) as cat:
         row = {r["clip_id"]: r for r in cat.rows()}["later"]
     assert (row["status"], row["reason"], row["error"]) == ("failed", "source_missing", f"{gone.resolve()} does not exist")
 
     gone.write_bytes(b"still not a video")
     second = build_dataset(source, manifest, out, workers=0, progress=False)
-    assert (second["clips"], second["rejected"], second["failed"], second["skipped"]) == (2, 2, 0, 1)
-    assert {code: r["count"] for code, r in second["reasons"].items()} == {"not_video": 2}
+    assert (second.clips, second.rejected, second.failed, second.skipped) == (2, 2, 0, 1)
+    assert {code: r.count for code, r in second.reasons.items()} == {"not_video": 2}
 
 
 def test_a_missing_folder_of_files_is_a_clear_error(tmp_path):

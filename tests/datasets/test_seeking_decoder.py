@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from talkbench import media
-from talkbench.datasets.stages import SEEK_MARGIN, Cut, iter_range
+from talkbench.datasets.stages import Cut, iter_range
+from talkbench.media import SEEK_MARGIN
 
 FPS = 25
 

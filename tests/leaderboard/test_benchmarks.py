@@ -80,3 +80,23 @@ def test_hdtf_test_split_is_reproducible_from_the_official_lists(shared_data):
     assert [c["id"] for c in spec["clips"]] == [c.id for c in shipped.clips]
     people = [c.id.rsplit("_", 1)[0] for c in shipped.clips]
     assert len(set(people)) == 20  # identity-disjoint: one clip per person
+
+
+def test_make_specs_writes_the_shipped_sample_clip_list():
+    """``sample_spec`` builds its entries from the sample corpus' Clip records (frames and
+    sha256 pinned): they are the shipped spec's, field for field."""
+    shipped = get_benchmark("sample")
+    assert make_specs.sample_spec()["clips"] == [c.model_dump(exclude_none=True) for c in shipped.clips]
+
+
+def test_benchmark_clip_and_clip_convert_both_ways(tmp_path):
+    from talkbench.clip import Clip
+    from talkbench.leaderboard.benchmarks import BenchmarkClip
+
+    bc = next(c for c in get_benchmark("mead-emotion").clips if c.emotion == "happy")
+    clip = bc.to_clip(tmp_path / "a.mp4", "mead", 3.5, {"catalog": "x"})
+    assert clip == Clip(id=bc.id, dataset="mead", language="en", duration=3.5, video=tmp_path / "a.mp4",
+                        family="Indo-European", emotion="happy", provenance={"catalog": "x"})
+    back = BenchmarkClip.from_clip(clip, intensity=bc.intensity)
+    assert back == bc.model_copy(update={"duration": 3.5})
+    assert bc.to_clip(tmp_path / "a.mp4", "mead").duration == 0.0  # the spec gives none

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from talkbench import media
-from talkbench.baselines.method import MethodError, MethodInfo, Task, get_method, method_names, register_method
+from talkbench.baselines.method import MethodError, MethodInfo, Task
+from talkbench.baselines.registry import get_method, method_names, method_options, register_method
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +27,18 @@ def test_registry_has_the_builtins_and_refuses_duplicates():
         register_method("h264", lambda: None)
     with pytest.raises(MethodError, match="unknown method 'nope'"):
         get_method("nope")
+    assert method_options("h264") == {"kbps"} and method_options("ground-truth") == set()
+    assert method_options("vqtalker-tiny") == {"device"}
+    assert method_options("vqtalker") == {"generator", "tokenizer", "tiny", "device"}
+
+
+def test_the_interface_and_the_methods_import_no_registry():
+    """The registry imports the methods, never the other way round (no import cycle)."""
+    code = ("import sys, talkbench.baselines.method, talkbench.baselines.builtin, talkbench.baselines.vqtalker; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('talkbench.baselines'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == ["talkbench.baselines", "talkbench.baselines.builtin", "talkbench.baselines.method",
+                      "talkbench.baselines.vqtalker"]
 
 
 def test_method_info_is_typed():

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from talkbench.baselines.external import register_external_methods
 from talkbench.baselines.method import MethodInfo
+from talkbench.baselines.registry import register_external_methods
 from talkbench.leaderboard.evaluate import EvaluationError, check_submission_name, default_settings, submit
 from talkbench.leaderboard.names import (
     KEY_ENV, NameTakenError, SubmitterKey, SubmitterKeyError, load_submitter_key, name_key, reserved_names,
@@ -274,3 +274,18 @@ def test_a_failing_submit_creates_no_store(tmp_path, monkeypatch):
     result = runner.invoke(app, ["submit", str(sub), "--benchmark", "sample", "--store", str(db)])
     assert isinstance(result.exception, SubmitterKeyError)
     assert not db.exists() and not db.with_name("lb.duckdb.lock").exists() and not db.parent.exists()
+
+
+def test_site_file_names_keep_apart_what_the_store_keeps_apart():
+    """``name_slug`` (the site's ``methods/<slug>.html``) is the readable ASCII name, and two
+    names with different keys never share a file; names in another script get their key's hash."""
+    from talkbench.leaderboard.names import name_slug
+
+    assert [name_slug(n) for n in ("ground-truth", "h264", "H.264 Codec", "SadTalker")] == \
+        ["ground-truth", "h264", "h-264-codec", "sadtalker"]
+    names = [n for n, _ in reserved_names()] + ["口型", "表情", "Ünïcode", "Unicode2"]
+    by_slug: dict[str, set[str]] = {}
+    for n in names:
+        by_slug.setdefault(name_slug(n), set()).add(name_key(n))
+    assert all(len(keys) == 1 for keys in by_slug.values()), {s: k for s, k in by_slug.items() if len(k) > 1}
+    assert name_slug("口型") != name_slug("表情") and name_slug("口型").startswith("method-")

@@ -168,3 +168,20 @@ def test_two_processes_loading_reported_rows_add_each_once(tmp_path):
         outs.append(int(out))
     assert sorted(outs) == [0, 73]
     assert Store(path).counts()["runs"] == 73
+
+
+def test_add_missing_runs_skips_stored_runs_and_stores_each_method_once(store):
+    from talkbench.baselines.method import MethodInfo
+
+    def item(i: int, method: str):
+        run = Run(
+            method=method, benchmark="hdtf-test", benchmark_version="paper", task="speech-driven",
+            provenance="reported", protocol={"paper": "P"}, run_id=f"r{i}")
+        return run, [AggregateValue("all", "ssim", 0.5 + i / 10, f"0.{5 + i}")], MethodInfo(name=method, kind="reported")
+
+    assert store.add_missing_runs([item(0, "Alpha"), item(1, "Alpha"), item(2, "Beta")]) == 3
+    assert store.add_missing_runs([item(1, "Alpha"), item(3, "Gamma")]) == 1  # r1 is stored already
+    assert sorted(store.methods()) == ["Alpha", "Beta", "Gamma"]
+    assert store.name_holder("ALPHA") == ("Alpha", "reported")
+    assert {r["run_id"] for r in store.runs()} == {"r0", "r1", "r2", "r3"}
+    assert store.aggregates(["r3"])["r3"][("all", "ssim")]["text"] == "0.8"

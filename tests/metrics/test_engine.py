@@ -221,8 +221,13 @@ def test_folders_matched_by_clip_id_and_errors_collected(mismatched, tmp_path):
         shutil.copy(c.video, gen / c.video.name)
     shutil.copy(good.video, ref / good.video.name)
     shutil.copy(good.video, ref / bad.video.name)  # the wrong length for ``bad``
-    result = evaluate_folders(gen, ref, settings=EvalSettings(metrics=("ssim",))).evaluations[0]
+    events = []
+    result = evaluate_folders(gen, ref, settings=EvalSettings(metrics=("ssim",)),
+                              progress=lambda done, total, label: events.append((done, total, label))).evaluations[0]
     assert result.method == "gen"
+    first, second = sorted(p.stem for p in gen.iterdir())
+    # one ground truth (both reference files hold the same bytes), then each clip as it finishes
+    assert events == [(0, 1, "ground truth"), (1, 1, "ground truth"), (0, 2, "clips"), (1, 2, first), (2, 2, second)]
     assert [c.id for c in result.clips] == [good.id]
     assert result.errors[0].id == bad.id and "at most 2" in result.errors[0].error
     (gen / "extra.mp4").write_bytes(good.video.read_bytes())

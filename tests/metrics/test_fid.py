@@ -4,6 +4,7 @@ import torch
 from pytorch_fid import inception as pytorch_fid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
+from talkbench.errors import MetricError
 from talkbench.metrics.fid import (
     FIDInception,
     GaussianStats,
@@ -89,6 +90,16 @@ def test_stats_round_trip_through_npz(tmp_path):
     stats.to_npz(tmp_path / "s.npz")
     loaded = GaussianStats.from_npz(tmp_path / "s.npz")
     assert loaded.count == 10 and np.array_equal(loaded.outer, stats.outer)
+    assert np.array_equal(loaded.total, stats.total)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]  # written atomically: no temporary file left
+    stats.to_npz(tmp_path / "t")  # np.savez's rule: .npz appended
+    assert GaussianStats.from_npz(tmp_path / "t.npz").count == 10
+
+
+def test_damaged_stats_file_is_a_clear_error(tmp_path):
+    (tmp_path / "s.npz").write_bytes(b"not an npz")
+    with pytest.raises(MetricError, match=r"s\.npz: not a readable FID/FVD statistics file"):
+        GaussianStats.from_npz(tmp_path / "s.npz")
 
 
 def test_too_few_samples_is_a_clear_error():

@@ -83,3 +83,14 @@ def test_each_value_has_its_own_direction():
     lse = get_metric("lse")
     assert lse.higher_is_better_for("lse_c") and not lse.higher_is_better_for("lse_d")
     assert higher_is_better("lse_c") and not higher_is_better("lse_d") and not higher_is_better("m_lmd")
+
+
+def test_value_directions_come_from_the_metric_declarations():
+    from talkbench.errors import TalkbenchError
+
+    assert registry.value_higher_is_better("lse_c") and not registry.value_higher_is_better("lse_d")
+    assert registry.value_higher_is_better("ssim") and not registry.value_higher_is_better("lpips")
+    assert not registry.value_higher_is_better("m_lmd") and not registry.value_higher_is_better("fid")
+    assert registry.value_higher_is_better("csim")  # a metric name: its declared direction
+    with pytest.raises(TalkbenchError, match="'sharpness' is no registered metric's value; known: .*lse_d"):
+        registry.value_higher_is_better("sharpness")

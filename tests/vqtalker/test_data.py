@@ -52,7 +52,7 @@ def built(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("vqtalker-data") / "ds"
     summary = build_dataset("files", None, out, specs=specs, workers=0, progress=False, min_face_px=256,
                             min_seconds=1.0)
-    assert summary["accepted"] == 2, summary
+    assert summary.accepted == 2, summary
     return out
 
 
@@ -188,6 +188,21 @@ def test_clip_without_face_gets_nan_boxes_and_a_warning(tmp_path, caplog):
         pair_loader([clip], 64, 1, 0, workers=0, regions_root=tmp_path / "elsewhere")
 
 
+def test_prepare_regions_reports_progress_as_clips_finish(tmp_path):
+    rng = np.random.default_rng(1)
+    clips = []
+    for name in ("a", "b"):
+        video = media.write_video(tmp_path / f"{name}.mp4",
+                                  (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)))
+        clips.append(file_clip(video))
+    calls = []
+    prepare_regions(clips, tmp_path / "regions", workers=0, progress=lambda *call: calls.append(call))
+    assert calls == [(0, 2, ""), (1, 2, clips[0].clip_id), (2, 2, clips[1].clip_id)]
+    calls.clear()
+    assert prepare_regions(clips, tmp_path / "regions", workers=0, progress=lambda *call: calls.append(call)) == []
+    assert calls == []  # nothing to prepare: no report
+
+
 def test_a_clip_that_fails_costs_only_its_regions(tmp_path):
     rng = np.random.default_rng(0)
     video = media.write_video(tmp_path / "noise.mp4", (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(6)))
@@ -215,7 +230,7 @@ def test_generator_samples_are_sharded_by_rank_and_equal_on_every_rank(built, tm
     encodes only its clip, then waits for rank 0's; both then read the same samples. The
     stage-1 targets, streamed from the file, are codec.encode_frames of the decoded frames."""
     from talkbench.vqtalker.codec import encode_frames
-    from talkbench.vqtalker.data import clip_key
+    from talkbench.vqtalker.cache import clip_key
     from talkbench.vqtalker.inference import load_tokenizer
     from talkbench.vqtalker.prepare import prepare_generator_samples
     from talkbench.vqtalker.speech import get_speech_backend

@@ -249,7 +249,7 @@ def stage2_setup(tmp_path_factory, sample_clips):
     tokenizer = MotionTokenizer(TokenizerConfig.from_dict(tok_cfg["model"]))
     ckpt = root / "tokenizer.pt"
     torch.save({"format": stage1.CHECKPOINT_FORMAT, "step": 0, "config": tok_cfg,
-                "generator": tokenizer.state_dict()}, ckpt)
+                "tokenizer": tokenizer.state_dict()}, ckpt)
     onnx_path = _loudness_tokenizer(root / "s3-tiny.onnx")
     cfg = load_generator_config("tiny")
     cfg["model"].update(speech_vocab=4096, dropout=0.0)

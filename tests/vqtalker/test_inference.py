@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from talkbench.baselines.method import MethodError, get_method
+from talkbench.baselines.method import MethodError
+from talkbench.baselines.registry import get_method
 from talkbench.vqtalker.inference import InferenceError, resolve_device
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

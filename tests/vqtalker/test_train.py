@@ -12,13 +12,24 @@ from pathlib import Path
 import pytest
 import torch
 
+from talkbench.vqtalker.data import clip_boxes, default_regions_root, file_clip, pair_loader, regions_path
+from talkbench.vqtalker.inference import LEGACY_TOKENIZER_KEY, TOKENIZER_KEY, load_checkpoint, load_tokenizer
+from talkbench.vqtalker.prepare import prepare_regions
+from talkbench.vqtalker.pretrained import TINY_TOKENIZER
 from talkbench.vqtalker.tokenizer import load_config
-from talkbench.vqtalker.inference import load_checkpoint, load_tokenizer
-from talkbench.vqtalker.train import Trainer, apply_overrides, load_clips
+from talkbench.vqtalker.train import Trainer, apply_overrides
 
 
-def _clips(one_clip, cache_dir, size):
-    return load_clips([one_clip], size, 25, 0.25, cache_dir)
+def _clips(one_clip, cache_dir):
+    """The clip as training reads it, its eye/mouth regions prepared once (in this process) in
+    the session cache, where the trainers of these tests (``data.cache_dir``) find them."""
+    clips = [file_clip(one_clip)]
+    prepare_regions(clips, default_regions_root(None, cache_dir), workers=0, progress=False)
+    return clips
+
+
+def _config(cache_dir, overrides):
+    return apply_overrides(load_config("tiny"), [*overrides, f"data.cache_dir={cache_dir}"])
 
 
 # Every loss term on: L1, eye/mouth (1000), perceptual (random-init VGG19, NOT pretrained), GAN.
@@ -29,23 +40,25 @@ FULL_LOSS = [
 ]
 
 
-def test_clip_cache_and_region_boxes(one_clip, cache_dir):
-    clips = _clips(one_clip, cache_dir, 32)
-    c = clips[0]
-    assert c.frames.dtype.name == "uint8" and c.frames.shape[1:] == (32, 32, 3)
-    assert c.boxes.shape == (len(c.frames), 3, 4)
-    right_eye, left_eye, mouth = c.boxes[0]
+def test_clip_regions_and_region_boxes(one_clip, cache_dir):
+    (clip,) = _clips(one_clip, cache_dir)
+    root = default_regions_root(None, cache_dir)
+    src, tgt, boxes = next(iter(pair_loader([clip], 32, 2, seed=0, workers=0, regions_root=root)))
+    assert src.dtype == tgt.dtype == torch.uint8 and src.shape == (2, 32, 32, 3)
+    all_boxes = clip_boxes(root, clip, 32, 0.25)
+    assert all_boxes.shape == (clip.frames, 3, 4) and torch.isfinite(boxes).all()
+    right_eye, left_eye, mouth = all_boxes[0]
     # image left eye is left of the other eye, both above the mouth, all inside the frame
     assert right_eye[2] <= left_eye[2] and right_eye[0] < left_eye[0]
     assert max(right_eye[3], left_eye[3]) < mouth[3]
-    assert (c.boxes[0] >= -4).all() and (c.boxes[0] <= 36).all()
-    cached = list(cache_dir.rglob("landmarks_25fps.npy"))
-    assert len(cached) == 1  # computed once per clip, cached
+    assert (all_boxes[0] >= -4).all() and (all_boxes[0] <= 36).all()
+    assert regions_path(root, clip).is_file()
+    assert prepare_regions([clip], root, workers=0, progress=False) == []  # computed once per clip, cached
 
 
 def test_resume_equals_uninterrupted_run(one_clip, cache_dir, tmp_path):
-    clips = _clips(one_clip, cache_dir, 32)
-    cfg = apply_overrides(load_config("tiny"), FULL_LOSS)
+    clips = _clips(one_clip, cache_dir)
+    cfg = _config(cache_dir, FULL_LOSS)
 
     straight = Trainer(cfg, tmp_path / "a", clips=clips)
     losses_a = [straight.train_step() for _ in range(3)]
@@ -67,14 +80,15 @@ def test_resume_equals_uninterrupted_run(one_clip, cache_dir, tmp_path):
     assert all(torch.equal(da[k], db[k]) for k in da)
 
 
-def test_checkpoint_loads_weights_only_and_restores_the_generator(one_clip, cache_dir, tmp_path):
-    clips = _clips(one_clip, cache_dir, 32)
-    cfg = apply_overrides(load_config("tiny"), ["model.size=32", "train.batch_size=2"])
+def test_checkpoint_loads_weights_only_and_restores_the_tokenizer(one_clip, cache_dir, tmp_path):
+    clips = _clips(one_clip, cache_dir)
+    cfg = _config(cache_dir, ["model.size=32", "train.batch_size=2"])
     trainer = Trainer(cfg, tmp_path, clips=clips)
     trainer.train_step()
     path = trainer.save()
     raw = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code
     assert raw["step"] == 1 and raw["config"]["model"]["size"] == 32
+    assert TOKENIZER_KEY in raw and LEGACY_TOKENIZER_KEY not in raw
     assert (path.parent / "latest.pt").is_file()
     model = load_tokenizer(path)
     for k, v in trainer.model.state_dict().items():
@@ -82,9 +96,21 @@ def test_checkpoint_loads_weights_only_and_restores_the_generator(one_clip, cach
     assert load_checkpoint(path)["format"].startswith("talkbench-vqtalker-tokenizer")
 
 
+def test_checkpoints_with_the_legacy_key_load():
+    """Stage-1 checkpoints written before the rename (the shipped tiny one, users' runs) keep
+    their weights under "generator"; they load as the new ones do."""
+    raw = torch.load(TINY_TOKENIZER, map_location="cpu", weights_only=True)
+    assert LEGACY_TOKENIZER_KEY in raw and TOKENIZER_KEY not in raw  # the shipped file is not rewritten
+    ckpt = load_checkpoint(TINY_TOKENIZER)
+    assert LEGACY_TOKENIZER_KEY not in ckpt
+    model = load_tokenizer(TINY_TOKENIZER)
+    for name, value in raw[LEGACY_TOKENIZER_KEY].items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
 def test_training_log_csv(one_clip, cache_dir, tmp_path):
-    clips = _clips(one_clip, cache_dir, 32)
-    cfg = apply_overrides(load_config("tiny"), ["model.size=32", "train.batch_size=2"])
+    clips = _clips(one_clip, cache_dir)
+    cfg = _config(cache_dir, ["model.size=32", "train.batch_size=2"])
     trainer = Trainer(cfg, tmp_path, clips=clips)
     rows = trainer.fit(steps=2, log_every=1, checkpoint_every=10, eval_every=2)
     text = (tmp_path / "log.csv").read_text().splitlines()
@@ -97,8 +123,8 @@ def test_training_log_csv(one_clip, cache_dir, tmp_path):
 @pytest.mark.slow
 def test_tiny_config_overfits_one_sample_clip(one_clip, cache_dir, tmp_path):
     """Reconstruction L1 on fixed frame pairs of one clip falls by at least half."""
-    cfg = load_config("tiny")
-    clips = _clips(one_clip, cache_dir, cfg["model"]["size"])
+    cfg = _config(cache_dir, [])
+    clips = _clips(one_clip, cache_dir)
     trainer = Trainer(cfg, tmp_path, clips=clips)
     rows = trainer.fit(steps=cfg["train"]["steps"], log_every=10, eval_every=20, checkpoint_every=10**9)
     curve = [(r["step"], round(r["eval_l1"], 4)) for r in rows if r.get("eval_l1") is not None]
@@ -109,7 +135,7 @@ def test_tiny_config_overfits_one_sample_clip(one_clip, cache_dir, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_replicas(one_clip, cache_dir, tmp_path):
-    _clips(one_clip, cache_dir, 32)  # fill the cache once so the two ranks only read it
+    _clips(one_clip, cache_dir)  # prepare the regions once so the two ranks only read them
     out = tmp_path / "run"
     cmd = [
         str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
@@ -123,25 +149,24 @@ def test_torchrun_two_processes_keep_identical_replicas(one_clip, cache_dir, tmp
     assert summary["world_size"] == 2 and summary["step"] == 2
     r0 = torch.load(out / "replica_rank0.pt", weights_only=True)
     r1 = torch.load(out / "replica_rank1.pt", weights_only=True)
-    for part in ("generator", "discriminator"):
+    for part in (TOKENIZER_KEY, "discriminator"):
         assert r0[part].keys() == r1[part].keys()
         for k in r0[part]:
             assert torch.equal(r0[part][k], r1[part][k]), f"{part}.{k} differs between ranks"
     # and training moved the weights (the two ranks saw different pairs, gradients were averaged)
-    init = Trainer(apply_overrides(load_config("tiny"), FULL_LOSS), tmp_path / "init",
-                   clips=load_clips([one_clip], 32, 25, 0.25, cache_dir))
-    moved = [k for k, v in init.model.state_dict().items() if not torch.equal(v, r0["generator"][k])]
+    init = Trainer(_config(cache_dir, FULL_LOSS), tmp_path / "init", clips=_clips(one_clip, cache_dir))
+    moved = [k for k, v in init.model.state_dict().items() if not torch.equal(v, r0[TOKENIZER_KEY][k])]
     assert len(moved) > 10
 
 
 def test_larger_model_initialised_from_smaller_checkpoint(one_clip, cache_dir, tmp_path):
     """train.init_from: the paper's 512-from-256 step, at 32 -> 64 px."""
-    small_cfg = apply_overrides(load_config("tiny"), ["model.size=32", "train.batch_size=2"])
-    small = Trainer(small_cfg, tmp_path / "small", clips=_clips(one_clip, cache_dir, 32))
+    small_cfg = _config(cache_dir, ["model.size=32", "train.batch_size=2"])
+    small = Trainer(small_cfg, tmp_path / "small", clips=_clips(one_clip, cache_dir))
     small.train_step()
     ckpt = small.save()
-    big_cfg = apply_overrides(load_config("tiny"), ["model.size=64", "train.batch_size=2", f"train.init_from={ckpt}"])
-    big = Trainer(big_cfg, tmp_path / "big", clips=_clips(one_clip, cache_dir, 64))
+    big_cfg = _config(cache_dir, ["model.size=64", "train.batch_size=2", f"train.init_from={ckpt}"])
+    big = Trainer(big_cfg, tmp_path / "big", clips=_clips(one_clip, cache_dir))
     sb, ss = big.model.state_dict(), small.model.state_dict()
     for name in ("renderer.convs.32.conv.weight", "renderer.to_flows.8.conv.weight", "encoder.blocks.16.conv1.0.weight",
                  "quantizer.project_in.weight", "motion.fc.0.weight"):
@@ -151,8 +176,8 @@ def test_larger_model_initialised_from_smaller_checkpoint(one_clip, cache_dir, t
 
 
 def test_table3_codebook_variant_trains_with_its_commitment_loss(one_clip, cache_dir, tmp_path):
-    cfg = apply_overrides(load_config("tiny"), ["model.size=32", "train.batch_size=2", "model.quantizer={variant: grvq}"])
-    trainer = Trainer(cfg, tmp_path, clips=_clips(one_clip, cache_dir, 32))
+    cfg = _config(cache_dir, ["model.size=32", "train.batch_size=2", "model.quantizer={variant: grvq}"])
+    trainer = Trainer(cfg, tmp_path, clips=_clips(one_clip, cache_dir))
     before = trainer.model.quantizer.embed.clone()
     terms = trainer.train_step()
     assert terms["quantizer"] > 0  # commitment loss is part of the objective

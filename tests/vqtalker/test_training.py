@@ -56,7 +56,7 @@ def built_dataset(tmp_path_factory, sample_clips):
     specs = [ClipSpec(c.id, "files", str(c.video), 0.0, 3.2, split=split)
              for c, split in zip(sample_clips[:3], ("train", "train", "val"))]
     summary = build_dataset("files", None, out, specs=specs, workers=1, progress=False, min_face_px=256)
-    assert summary["accepted"] == 3
+    assert summary.accepted == 3
     return out
 
 
@@ -122,7 +122,8 @@ def test_stage1_from_a_built_dataset_resumes_exactly_through_the_loader(built_da
         f"data.source={built_dataset}", "data.splits={train: [train], val: [val]}",
     ])
     straight = Trainer(cfg, tmp_path / "a")
-    assert straight.sampler is None and [c.clip_id for c in straight.train_clips] == ["ar_001", "sw_001"]
+    assert straight.regions_root == built_dataset / "vqtalker" / "regions"  # beside the dataset, not in the cache
+    assert [c.clip_id for c in straight.train_clips] == ["ar_001", "sw_001"]
     assert [c.clip_id for c in straight.val_clips] == ["zh_001"] and straight.batch_size == 1
     losses_a = [straight.train_step() for _ in range(3)]
     first = Trainer(cfg, tmp_path / "b")
@@ -172,7 +173,7 @@ def test_two_processes_train_both_stages_from_a_built_dataset(built_dataset, tmp
         sorted(f"{c}.npz" for c in ("ar_001", "sw_001"))  # the training split's clips only
     r0 = torch.load(tok_out / "replica_rank0.pt", weights_only=True)
     r1 = torch.load(tok_out / "replica_rank1.pt", weights_only=True)
-    assert all(torch.equal(r0["generator"][k], r1["generator"][k]) for k in r0["generator"])
+    assert all(torch.equal(r0["tokenizer"][k], r1["tokenizer"][k]) for k in r0["tokenizer"])
     rows = _log_rows(tok_out / "log.csv")
     assert rows[-1]["step"] == "2" and 0 < float(rows[-1]["val_ssim"]) <= 1 and float(rows[-1]["eval_l1"]) > 0
     best = json.loads((tok_out / "checkpoints" / "best.json").read_text())

@@ -14,11 +14,11 @@ from talkbench import media
 from talkbench.metrics.engine import evaluate_folders
 from talkbench.metrics.registry import get_metric
 from talkbench.metrics.settings import EvalSettings
+from talkbench.vqtalker.best import BestCheckpoint
 from talkbench.vqtalker.inference import load_generator, load_tokenizer, speech_backend_from
 from talkbench.vqtalker.pretrained import TINY_GENERATOR, TINY_TOKENIZER
 from talkbench.vqtalker.validation import (
     LIP_SYNC,
-    BestCheckpoint,
     ValidationError,
     ValidationResult,
     cut_controls,

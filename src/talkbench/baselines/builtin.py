@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 
 from talkbench import media
-from talkbench.baselines.method import MethodInfo, Task, register_method
+from talkbench.baselines.method import MethodInfo, Task
+from talkbench.metrics.bitrate import measured_bitrate
+from talkbench.util import atomic_path
 
 H264_DEFAULT_KBPS = 347  # VQTalker Table 1, "H.264 Codec ≈ 347"
 
@@ -29,10 +31,8 @@ class GroundTruth:
 
     def generate(self, task: Task, out: Path) -> Path:
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.part")
-        shutil.copyfile(task.reference, tmp)
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            shutil.copyfile(task.reference, tmp)
         return out
 
 
@@ -65,8 +65,6 @@ class H264:
         self.measured_kbps: dict[str, float] = {}
 
     def generate(self, task: Task, out: Path) -> Path:
-        from talkbench.metrics.bitrate import measured_bitrate
-
         info = media.probe(task.reference)
         audio = media.read_audio(task.reference) if info.has_audio else None
         path = media.write_video(
@@ -78,7 +76,3 @@ class H264:
 
 
 BUILTIN = ("ground-truth", "static-source", "h264")
-
-register_method("ground-truth", GroundTruth)
-register_method("static-source", StaticSource)
-register_method("h264", H264)

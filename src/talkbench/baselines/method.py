@@ -8,15 +8,14 @@ A **task** is one clip of a benchmark seen from the method's side:
 - ``reconstruction``: the first frame plus the driving video (the reference itself).
 
 The output must have the reference's frame count (±2) at ``task.fps``, square, ≥ 256 px.
-A registry maps method names to factories and refuses a name registered twice.
+The methods by name are in ``talkbench.baselines.registry``.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -93,42 +92,3 @@ class Method(Protocol):
     def generate(self, task: Task, out: Path) -> Path:
         """Write the generated video for ``task`` to ``out`` (an .mp4) and return its path."""
         ...
-
-
-_REGISTRY: dict[str, Callable[..., Method]] = {}
-
-
-def register_method(name: str, factory: Callable[..., Method]) -> None:
-    """Register a method factory under ``name``; a name can be registered only once."""
-    if name in _REGISTRY:
-        raise MethodError(f"method {name!r} is already registered; pick another name")
-    _REGISTRY[name] = factory
-
-
-def _register_builtins() -> None:
-    import talkbench.baselines.builtin  # noqa: F401  (the bounds)
-    import talkbench.baselines.vqtalker  # noqa: F401  (VQTalker's two stages)
-
-
-def get_method(name: str, **kwargs) -> Method:
-    _register_builtins()
-
-    if name not in _REGISTRY:
-        raise MethodError(f"unknown method {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
-
-
-def method_options(name: str) -> set[str]:
-    """The keyword options a registered method's factory takes (e.g. ``device`` for VQTalker's)."""
-    _register_builtins()
-
-    if name not in _REGISTRY:
-        raise MethodError(f"unknown method {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    parameters = inspect.signature(_REGISTRY[name]).parameters.values()
-    return {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-
-
-def method_names() -> list[str]:
-    _register_builtins()
-
-    return sorted(_REGISTRY)

@@ -17,7 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from talkbench.baselines.method import MethodError, MethodInfo, Task, register_method
+from talkbench.baselines.method import MethodError, MethodInfo, Task
+from talkbench.util import sha256_file
+from talkbench.vqtalker.pretrained import TINY_GENERATOR, TINY_TOKENIZER
+
+# talkbench.vqtalker's inference, codec and quantize import torch: they are imported inside the
+# functions, so that listing or registering the methods does not load it.
 
 PAPER = "VQTalker (Liu et al., AAAI 2025)"
 MIN_OUTPUT = 256  # the leaderboard's minimum side; small models' renders are upscaled to it
@@ -31,10 +36,8 @@ def _tokenizer_bitrate(model) -> float:
 
 def _info(name: str, what: str, tiny: bool, model, checkpoints: list[Path], **fields) -> MethodInfo:
     """Metadata that names the exact weights: a method's numbers are only as good as its checkpoint."""
-    from talkbench.weights import file_sha256
-
     made = " (tiny model trained by talkbench on its sample corpus)" if tiny else ""
-    hashes = ", ".join(f"{c.name} sha256 {file_sha256(c)[:12]}" for c in checkpoints)
+    hashes = ", ".join(f"{c.name} sha256 {sha256_file(c)[:12]}" for c in checkpoints)
     return MethodInfo(name=name + ("-tiny" if tiny else ""), kind="builtin", description=f"{what}{made}; {hashes}",
                       paper=PAPER, year=2025, resolution=model.config.size, bitrate_kbps=_tokenizer_bitrate(model),
                       **fields)
@@ -59,7 +62,6 @@ def _device(device: str | None, name: str):
 class VQTalkerTokenizer:
     def __init__(self, tokenizer: str | Path | None = None, tiny: bool = False, device: str | None = "cpu"):
         from talkbench.vqtalker.inference import load_tokenizer
-        from talkbench.vqtalker.pretrained import TINY_TOKENIZER
 
         self.device = _device(device, "vqtalker-tokenizer" + ("-tiny" if tiny else ""))
         self.checkpoint = Path(TINY_TOKENIZER) if tiny else _required(tokenizer, "vqtalker-tokenizer", "tokenizer")
@@ -78,7 +80,6 @@ class VQTalker:
     def __init__(self, generator: str | Path | None = None, tokenizer: str | Path | None = None, tiny: bool = False,
                  device: str | None = "cpu"):
         from talkbench.vqtalker.inference import load_generator_checkpoint, load_tokenizer
-        from talkbench.vqtalker.pretrained import TINY_GENERATOR, TINY_TOKENIZER
 
         self.device = _device(device, "vqtalker" + ("-tiny" if tiny else ""))
         if tiny:
@@ -100,7 +101,12 @@ class VQTalker:
         return Path(summary["out"])
 
 
-register_method("vqtalker-tokenizer", VQTalkerTokenizer)
-register_method("vqtalker-tokenizer-tiny", lambda device="cpu": VQTalkerTokenizer(tiny=True, device=device))
-register_method("vqtalker", VQTalker)
-register_method("vqtalker-tiny", lambda device="cpu": VQTalker(tiny=True, device=device))
+
+def tiny_tokenizer(device: str | None = "cpu") -> VQTalkerTokenizer:
+    """``vqtalker-tokenizer-tiny``: the stage-1 tokenizer trained on the sample corpus."""
+    return VQTalkerTokenizer(tiny=True, device=device)
+
+
+def tiny_vqtalker(device: str | None = "cpu") -> VQTalker:
+    """``vqtalker-tiny``: both tiny checkpoints trained on the sample corpus."""
+    return VQTalker(tiny=True, device=device)

@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from talkbench.baselines.external import ExternalMethod, ExternalMethodError, PresetError, get_preset
+from talkbench.baselines.external.import_dir import Target, import_dir, read_mapping
+from talkbench.baselines.external.import_grid import split_grid
+from talkbench.baselines.external.run import run_benchmark
+from talkbench.baselines.method import MethodInfo, Task
 from talkbench.cli.common import console, err_console, markup_safe, print_json
 from talkbench.cli.listing import (Column, ListFormat, chosen_format, format_option, json_alias_option, print_listing,
                                    rich_table)
-
-if TYPE_CHECKING:
-    from talkbench.baselines.external.status import StatusRow
+from talkbench.leaderboard.baseline_status import StatusRow, baseline_status_rows
+from talkbench.leaderboard.benchmarks import get_benchmark, resolve_clips
+from talkbench.leaderboard.submission import SubmissionError, validate_submission
 
 app = typer.Typer(help="Competitor methods: list, run from a checkout, import released videos.",
                   no_args_is_help=True)
@@ -25,16 +31,12 @@ DATA_HELP = "'talkbench data build' output holding the benchmark's clips (not ne
 
 
 def _benchmark(name: str, data: Optional[Path]):
-    from talkbench.leaderboard.benchmarks import get_benchmark, resolve_clips
-
     spec = get_benchmark(name)
     clips = resolve_clips(spec, data)
     return spec, clips
 
 
 def _pick_task(spec, tasks: list[str], requested: Optional[str], method: str) -> str:
-    from talkbench.baselines.external import ExternalMethodError
-
     if requested:
         if requested not in spec.tasks:
             raise ExternalMethodError(f"benchmark {spec.key} has no {requested} task (it has {', '.join(spec.tasks)})")
@@ -59,8 +61,6 @@ def _verdict(out: Path, spec, problems: list[str], note: str = "") -> None:
 
 def _validate(out: Path, spec, clips) -> list[str]:
     """The submission validator's verdict: [] when it accepts the folder."""
-    from talkbench.leaderboard.submission import SubmissionError, validate_submission
-
     try:
         with validate_submission(out, spec, clips):
             return []
@@ -97,16 +97,12 @@ COLUMNS: list[Column[StatusRow]] = [
 @app.command("list")
 def list_(fmt: Optional[ListFormat] = format_option(), as_json: bool = json_alias_option()) -> None:
     """Every competitor method of the two papers: runnable preset, import only, or reported only."""
-    from talkbench.baselines.external import baseline_status_rows
-
     rows = baseline_status_rows()
     print_listing(chosen_format(fmt, as_json), rows, COLUMNS, json_document=[r.to_dict() for r in rows], title=TITLE)
 
 
 def status_table(rows: Optional[list[StatusRow]] = None, detail: bool = True) -> Table:
     """The competitor methods as a rich table (the demo shows it with ``detail=False``)."""
-    from talkbench.baselines.external import baseline_status_rows
-
     rows = baseline_status_rows() if rows is None else rows
     return rich_table(rows, COLUMNS if detail else COLUMNS[:4], TITLE)
 
@@ -115,10 +111,6 @@ def status_table(rows: Optional[list[StatusRow]] = None, detail: bool = True) ->
 def show(name: str = typer.Argument(..., help="Method name (see 'baselines list')."),
          as_json: bool = typer.Option(False, "--json", help="Print the preset as JSON.")) -> None:
     """A method's preset: sources with commits, set-up, weights, inputs, commands, output."""
-    from rich.markup import escape
-
-    from talkbench.baselines.external import get_preset
-
     p = get_preset(name)
     if as_json:
         print_json(json.loads(p.model_dump_json()) | {"status": p.status_label})
@@ -162,10 +154,6 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Run a method from its own checkout on every clip of a benchmark → a submission folder."""
-    from talkbench.baselines.external import ExternalMethod, get_preset
-    from talkbench.baselines.external.run import run_benchmark
-    from talkbench.baselines.method import Task
-
     preset = get_preset(name)
     spec, clips = _benchmark(benchmark, data)
     kind = _pick_task(spec, list(preset.tasks), task, preset.name)
@@ -179,8 +167,6 @@ def run(
         if as_json:
             print_json(plan)
             return
-        from rich.markup import escape
-
         console.print(f"{preset.name} on {tasks[0].clip_id} ({kind}), python {plan['python']}, checkout {plan['repo']}")
         for name, path in plan["inputs"].items():
             console.print(escape(f"  input {name}: {path}"))
@@ -191,8 +177,8 @@ def run(
         console.print(escape(f"  output: {plan['output']['dir']}/{plan['output']['glob']}"))
         return
 
-    def progress(clip: str, i: int, n: int) -> None:
-        err_console.print(f"[dim]{preset.name}: clip {i + 1}/{n} {clip}[/]")
+    def progress(done: int, total: int | None, clip: str) -> None:
+        err_console.print(f"[dim]{preset.name}: clip {done + 1}/{total} {clip}[/]")
 
     summary = run_benchmark(method, tasks, out, keep_going=keep_going, progress=progress)
     problems = _validate(out, spec, clips) if not summary.failed else []
@@ -222,8 +208,6 @@ def import_grid(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Split a COLSxROWS grid video into one video per panel (audio kept); report blank or identical panels."""
-    from talkbench.baselines.external.import_grid import split_grid
-
     result = split_grid(video, out or video.with_name(f"{video.stem}-panels"), layout, panel,
                         [n.strip() for n in names.split(",")], fps=fps)
     if as_json:
@@ -258,10 +242,6 @@ def import_(
     as_json: bool = typer.Option(False, "--json", help="Print the import report as JSON."),
 ) -> None:
     """Map a folder of per-clip videos onto a benchmark's clip ids → a submission folder."""
-    from talkbench.baselines.external import PresetError, get_preset
-    from talkbench.baselines.external.import_dir import Target, import_dir, read_mapping
-    from talkbench.baselines.method import MethodInfo
-
     spec, clips = _benchmark(benchmark, data)
     try:
         preset = get_preset(method)

@@ -3,11 +3,17 @@ a built dataset's summary."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 
 from talkbench.cli.common import console, err_console, output_folder, print_json
+from talkbench.datasets.catalog import open_summary
+from talkbench.datasets.engines import ENGINES
+from talkbench.datasets.language import ENGINES as LID_ENGINES
+from talkbench.datasets.pipeline import build_dataset, stage_bars, summary_tables
+from talkbench.datasets.sources import check_build_options
 from talkbench.errors import TalkbenchError
 
 app = typer.Typer(help="Build talking-face datasets (HDTF, VoxCeleb, VFHQ, MNTE, MEAD, local files).",
@@ -41,10 +47,6 @@ def build(
 ) -> None:
     """Fetch, cut, crop, filter, language-tag and encode clips into OUT/catalog.duckdb.
     MEAD: talkbench data build mead --root DIR --out OUT (see docs/datasets/mead.md)."""
-    from talkbench.datasets.engines import ENGINES
-    from talkbench.datasets.language import ENGINES as LID_ENGINES
-    from talkbench.datasets.pipeline import build_dataset, summary_tables
-
     source = source.lower()
     if source == "mead":
         if root is None and manifest:
@@ -62,20 +64,24 @@ def build(
         raise TalkbenchError(f"unknown --engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if lid_engine not in LID_ENGINES:
         raise TalkbenchError(f"unknown --lid-engine {lid_engine!r}; choose one of {', '.join(LID_ENGINES)}")
+    check_build_options(source, min_seconds=min_seconds, min_face_px=min_face_px,
+                        check_language=check_language)  # e.g. MNTE's 3 s, 512 px and Whisper check
     output_folder(out, "--out")  # after every check above: a refused build leaves no folder behind
-    summary = build_dataset(
-        source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split, view=view,
-        languages=languages.split(",") if languages else None, seed=seed, min_face_px=min_face_px,
-        min_seconds=min_seconds, check_language=check_language, lid_engine=lid_engine, lid_model=lid_model,
-        cookies=str(cookies) if cookies else None, retries=retries, rate_limit=rate_limit, force=force,
-        console=err_console, progress=not as_json,
-    )
+    # --json keeps stderr quiet too: no bars
+    with (nullcontext(False) if as_json else stage_bars(err_console)) as progress:
+        summary = build_dataset(
+            source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split,
+            view=view, languages=languages.split(",") if languages else None, seed=seed, min_face_px=min_face_px,
+            min_seconds=min_seconds, check_language=check_language, lid_engine=lid_engine, lid_model=lid_model,
+            cookies=str(cookies) if cookies else None, retries=retries, rate_limit=rate_limit, force=force,
+            progress=progress,
+        )
     if as_json:
-        print_json(summary)
+        print_json(summary.to_dict())
         return
     for table in summary_tables(summary):
         console.print(table)
-    console.print(f"catalog: {summary['catalog']} ({summary['skipped']} clips already done, skipped)")
+    console.print(f"catalog: {summary.catalog} ({summary.skipped} clips already done, skipped)")
 
 
 @app.command()
@@ -84,15 +90,12 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Print a built dataset's summary again: counts per stage and per reason."""
-    from talkbench.datasets.catalog import open_summary
-    from talkbench.datasets.pipeline import summary_tables
-
     summary = open_summary(out)
     if as_json:
-        print_json(summary)
+        print_json(summary.to_dict())
         return
     for table in summary_tables(summary):
         console.print(table)
-    params = summary.get("meta", {}).get("params", {})
-    console.print(f"catalog: {summary['catalog']}  min_face_px={params.get('min_face_px')}  "
+    params = (summary.meta or {}).get("params", {})
+    console.print(f"catalog: {summary.catalog}  min_face_px={params.get('min_face_px')}  "
                   f"lid={params.get('lid_engine')}/{params.get('lid_model')}")

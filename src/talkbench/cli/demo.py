@@ -13,8 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from talkbench import media
+from talkbench.cli.audit import print_summary
+from talkbench.cli.baselines import status_table
 from talkbench.cli.common import console, err_console, output_folder
 from talkbench.cli.listing import print_table
+from talkbench.datasets.audit import audit
+from talkbench.datasets.pipeline import build_clips, summary_tables
 from talkbench.face import analyse_image, get_backend
 from talkbench.samples import load_sample_corpus
 
@@ -84,11 +88,7 @@ def demo(
     """Run the main job on the embedded sample corpus, end to end: probe and face analysis, the
     dataset pipeline, every built-in method (tiny VQTalker included) scored into the leaderboard,
     the competitor methods' status, and the language-bias audit."""
-    from talkbench.cli.audit import print_summary
-    from talkbench.cli.baselines import status_table
-    from talkbench.datasets.audit import audit
-    from talkbench.datasets.pipeline import build_clips, summary_tables
-    from talkbench.leaderboard.demo import run_demo_leaderboard
+    from talkbench.leaderboard.demo import run_demo_leaderboard  # the metrics engine (torch)
 
     output_folder(out, "--out")
     timings: dict[str, float] = {}
@@ -103,11 +103,11 @@ def demo(
         summary = build_clips(load_sample_corpus(), dataset, check_language=False, console=err_console)
         for table in summary_tables(summary):
             console.print(table)
-        console.print(f"catalog: {summary['catalog']}")
+        console.print(f"catalog: {summary.catalog}")
 
     with section("leaderboard", "2. leaderboard: built-in methods scored on the sample benchmark", timings):
         with err_console.status("scoring") as status:
-            result = run_demo_leaderboard(out / "leaderboard", progress=lambda m: status.update(escape(m)),
+            result = run_demo_leaderboard(out / "leaderboard", say=lambda m: status.update(escape(m)),
                                           workers=workers)
         for table in result.rich_tables():
             console.print(table)

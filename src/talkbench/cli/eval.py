@@ -8,12 +8,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import typer
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
 from talkbench.cli.common import console, err_console, markup_safe, print_json, printable
 from talkbench.cli.listing import print_table
 from talkbench.errors import MetricError
+from talkbench.leaderboard.directions import metric_direction
+from talkbench.metrics import cache
+
+ARROW = {True: "↑", False: "↓", None: ""}  # higher / lower is better / a value no metric declares
 
 
 class NoValueError(MetricError):
@@ -54,8 +59,7 @@ def eval_(
 ) -> None:
     """Evaluate generated talking-head videos: per-clip values, means with 95% intervals,
     FID/FVD and the protocol; one row per method (-g)."""
-    from rich.progress import Progress
-
+    # the engine and the protocols load every metric module (torch): only when a command runs
     from talkbench.metrics.engine import ENGINES, ClipJob, evaluate, match_folders
     from talkbench.metrics.paper_protocols import protocol_settings
 
@@ -64,7 +68,7 @@ def eval_(
     if ray_address is not None and engine != "ray":
         raise MetricError(f"--ray-address {ray_address} is for --engine ray, not --engine {engine}")
     if emotion is not None:
-        from talkbench.metrics.emotion import MEAD_TO_FER
+        from talkbench.metrics.emotion import MEAD_TO_FER  # torch
 
         if emotion.strip().lower() not in MEAD_TO_FER:
             raise MetricError(f"unknown --emotion {emotion!r}; MEAD's labels are {', '.join(MEAD_TO_FER)}")
@@ -128,10 +132,8 @@ MAX_CLIP_COLUMNS = 6
 
 
 def _render(report) -> None:
-    from talkbench.metrics.registry import available_metrics, get_metric
-
-    better = {v: ("↑" if get_metric(m).higher_is_better_for(v) else "↓") for m in available_metrics() for v in get_metric(m).values}
     results = report.evaluations
+    better = {v: ARROW[metric_direction(v)] for r in results for v in (*r.summary, *r.distribution)}
     if len(results) == 1:
         _render_one(results[0], better)
     else:
@@ -256,8 +258,6 @@ cache_app = typer.Typer(help="The on-disk analysis cache (face tracks, embedding
 @cache_app.command("info")
 def cache_info(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Where the cache is, and its entries and size per kind."""
-    from talkbench.metrics import cache
-
     rows = cache.info()
     if as_json:
         print_json({"root": str(cache.cache_root()), "kinds": [r.__dict__ for r in rows]})
@@ -274,8 +274,6 @@ def cache_clear(
     kind: list[str] = typer.Option(None, "--kind", help="Only these kinds (faces, identity, features, clips)."),
 ) -> None:
     """Remove cached analyses (all kinds unless --kind)."""
-    from talkbench.metrics import cache
-
     try:
         freed = cache.clear(tuple(kind) if kind else cache.KINDS)
     except ValueError as exc:

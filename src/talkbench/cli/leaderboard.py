@@ -1,5 +1,7 @@
 """``talkbench submit``, ``talkbench score``, ``talkbench leaderboard``, ``talkbench tables``:
-thin wrappers over ``talkbench.leaderboard``."""
+thin wrappers over ``talkbench.leaderboard``. What reaches the metrics (evaluation, the papers'
+protocols, the tables and the site: torch through the metric registry) is imported inside the
+commands that use it, so ``talkbench --help`` stays quick."""
 
 from __future__ import annotations
 
@@ -11,16 +13,23 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
+from talkbench.baselines.method import MethodError
+from talkbench.baselines.registry import method_names, method_options
 from talkbench.cli.common import console, err_console, os_error_text, print_json
 from talkbench.cli.listing import print_table
+from talkbench.leaderboard.benchmarks import BenchmarkError, benchmark_names, get_benchmark, split_version
+from talkbench.leaderboard.names import load_submitter_key
+from talkbench.leaderboard.paper import PAPERS
+from talkbench.leaderboard.ranking import boards_json
+from talkbench.leaderboard.ranking import leaderboard as build_boards
+from talkbench.leaderboard.reported import load_reported
+from talkbench.leaderboard.store import Store, StoreError, default_store_path
+from talkbench.util import atomic_write_text
 
 STORE_HELP = "Leaderboard store (DuckDB); default $TALKBENCH_LEADERBOARD or the user data dir."
 
 
-def _store(path: Optional[Path]):
-    from talkbench.leaderboard.reported import load_reported
-    from talkbench.leaderboard.store import Store, StoreError, default_store_path
-
+def _store(path: Optional[Path]) -> Store:
     target = path or default_store_path()
     check_store_path(target)
     try:
@@ -35,8 +44,6 @@ def check_store_path(path: Path) -> None:
     """A store path that cannot be a DuckDB file fails here, before any work and without
     creating anything: a folder, something else that is not a file, a parent that is a file,
     a place that cannot be written to."""
-    from talkbench.leaderboard.store import StoreError
-
     lock = path.with_name(path.name + ".lock")
     for candidate in (path, lock):
         if candidate.is_dir():
@@ -63,7 +70,7 @@ def check_store_path(path: Path) -> None:
 
 
 def _settings(metrics: Optional[str], protocol: str = "talkbench"):
-    from talkbench.metrics.paper_protocols import protocol_settings
+    from talkbench.metrics.paper_protocols import protocol_settings  # the metric registry (torch)
 
     return protocol_settings(protocol, metrics)
 
@@ -81,10 +88,7 @@ def submit(
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="File holding your submitter key (default: $TALKBENCH_SUBMITTER_KEY). The first submission of a method name makes it yours; later ones need the same key."),
 ) -> None:
     """Validate a submission (every problem at once), evaluate it with the metrics engine, store it."""
-    from talkbench.leaderboard.benchmarks import get_benchmark
-    from talkbench.leaderboard.evaluate import submit as do_submit
-    from talkbench.leaderboard.names import load_submitter_key
-    from talkbench.leaderboard.store import default_store_path
+    from talkbench.leaderboard.evaluate import submit as do_submit  # the metrics engine (torch)
 
     settings = _settings(metrics, protocol)  # a bad metric or protocol fails before the validation, not after it
     spec = get_benchmark(benchmark)
@@ -94,7 +98,7 @@ def submit(
     # A store that does not exist yet is created only once there is a run for it: a failing
     # submit leaves nothing behind.
     run_id = do_submit(path, spec, _store(target) if target.exists() else target, data_dir=data,
-                       settings=settings, progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
+                       settings=settings, say=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
                        workers=workers or os.cpu_count() or 1, engine=engine, key=key)  # fmt: skip
     db = _store(target)
     run = next(r for r in db.runs(provenance="measured") if r["run_id"] == run_id)
@@ -118,9 +122,7 @@ def score(
     device: Optional[str] = typer.Option(None, "--device", help="Where VQTalker's methods run: cpu (their default), auto, cuda, cuda:N or mps."),
 ) -> None:
     """Generate built-in methods' outputs on a benchmark, evaluate them, store one run each."""
-    from talkbench.baselines.method import MethodError, method_names
-    from talkbench.leaderboard.benchmarks import BenchmarkError, get_benchmark
-    from talkbench.leaderboard.evaluate import check_protocol_fits, run_methods
+    from talkbench.leaderboard.evaluate import check_protocol_fits, run_methods  # the metrics engine (torch)
 
     settings = _settings(metrics, protocol)
     spec = get_benchmark(benchmark)
@@ -131,8 +133,7 @@ def score(
     if unknown:
         raise MethodError(f"unknown method {unknown[0]!r}; registered: {', '.join(method_names())}")
     if device is not None:
-        from talkbench.baselines.method import method_options
-        from talkbench.vqtalker.inference import resolve_device
+        from talkbench.vqtalker.inference import resolve_device  # torch
 
         resolve_device(device, "--device")
         if not any("device" in method_options(m) for m in methods):
@@ -140,7 +141,7 @@ def score(
                               "takes a device; they run as they always do")
     db = _store(store)
     run_ids = run_methods(db, methods, spec, task, out, data_dir=data, settings=settings,
-                          progress=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
+                          say=lambda m: err_console.print(f"[dim]{escape(m)}[/]"),
                           workers=workers or os.cpu_count() or 1, device=device)  # fmt: skip
     for method, run_id in run_ids.items():
         console.print(f"stored run [bold]{run_id}[/] for {escape(method)} on {spec.key} ({task}) in {db.path}")
@@ -153,10 +154,7 @@ def leaderboard(
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """The ranking: each metric on Indo-European and non-Indo-European clips and the gap."""
-    from talkbench.leaderboard import tables
-    from talkbench.leaderboard.benchmarks import BenchmarkError, benchmark_names, split_version
-    from talkbench.leaderboard.ranking import boards_json, leaderboard as build
-    from talkbench.leaderboard.store import default_store_path
+    from talkbench.leaderboard import tables  # the papers' protocols: the metric registry (torch)
 
     renderers = {"md": tables.boards_markdown, "latex": tables.boards_latex, "csv": tables.boards_csv,
                  "json": boards_json}
@@ -172,9 +170,9 @@ def leaderboard(
         stored = sorted({b["name"] for b in db.benchmarks()})
         if name not in stored:
             raise BenchmarkError(f"unknown benchmark {name!r}; choose from {', '.join(sorted({*shipped, *stored}))}")
-    boards = build(db, benchmark)
+    boards = build_boards(db, benchmark)
     if fmt == "html":
-        from talkbench.leaderboard.site import build_site
+        from talkbench.leaderboard.site import build_site  # the tables (torch, as above)
 
         index = build_site(db, out or Path("talkbench-site"), benchmark)
         console.print(f"site: {index}")
@@ -188,8 +186,7 @@ def leaderboard(
         return
     text = renderers[fmt](boards)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        atomic_write_text(out, text)
         console.print(f"wrote {out}")
     else:
         typer.echo(text, nl=False)
@@ -202,8 +199,7 @@ def tables_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """The papers' tables in their own layout, every cell marked reported or measured."""
-    from talkbench.leaderboard.paper import PAPERS
-    from talkbench.leaderboard.tables import render_paper
+    from talkbench.leaderboard.tables import render_paper  # the papers' protocols: the metric registry (torch)
 
     if paper.lower() not in PAPERS:
         raise typer.BadParameter(f"unknown paper {paper!r}; choose {' or '.join(PAPERS)}")
@@ -211,7 +207,7 @@ def tables_cmd(
         raise typer.BadParameter(f"unknown format {fmt!r}; choose md or latex")
     text = render_paper(_store(store), paper, fmt)
     if out:
-        out.write_text(text, encoding="utf-8")
+        atomic_write_text(out, text)
         console.print(f"wrote {out}")
     else:
         typer.echo(text, nl=False)

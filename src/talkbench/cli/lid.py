@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-
 from rich.text import Text
 
 from talkbench.cli.common import console, err_console, markup_safe, print_json, printable
+from talkbench.datasets.language import detect_file
+from talkbench.errors import MediaError
 
 
 def lid(
@@ -20,9 +21,6 @@ def lid(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Language (ISO 639-1), probability, top 3 and seconds of speech of each file."""
-    from talkbench.datasets.language import detect_file
-    from talkbench.errors import MediaError
-
     results, failures = [], []
     for path in files:
         try:

@@ -3,9 +3,11 @@ reconstruct videos from their first frame and tokens."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from talkbench.cli.common import console, err_console, print_json
 
@@ -24,10 +26,6 @@ def train_tokenizer(
 ) -> None:
     """Train the tokenizer. Multi-GPU / multi-process: `torchrun --nproc_per_node N -m
     talkbench.vqtalker.train --config C --out DIR`."""
-    import logging
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from talkbench.vqtalker.tokenizer import count_parameters, load_config
     from talkbench.vqtalker.train import Trainer
     from talkbench.vqtalker.training import apply_overrides, init_distributed

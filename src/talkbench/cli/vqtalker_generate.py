@@ -5,12 +5,16 @@ there); importing this module registers them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from talkbench import media, util
 from talkbench.cli.common import console, err_console, print_json
 from talkbench.cli.vqtalker import app
+from talkbench.vqtalker.speech import fit_units as fit
 
 
 @app.command(name="fit-units")
@@ -24,19 +28,12 @@ def fit_units(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Fit Whisper units: k-means over the Whisper base encoder features of the clips' audio."""
-    import json
+    from talkbench.vqtalker.data import clips_from_source  # torch: loaded only by the commands that need it
 
-    import numpy as np
-
-    from talkbench import media
-    from talkbench.vqtalker.speech import fit_units as fit
-    from talkbench.vqtalker.train import resolve_videos
-
-    videos = [v for v in resolve_videos(source) if v.stem not in set(exclude)]
+    videos = [c.path for c in clips_from_source(source) if c.path.stem not in set(exclude)]
     path = fit([media.read_audio(v) for v in videos], k=k, out=out, seed=seed, sources=[v.stem for v in videos],
                metric=metric)
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
+    meta = json.loads(str(util.load_arrays(path)["meta"]))
     summary = {"out": str(path), "k": k, "clips": len(videos), "frames": meta["frames"], "bytes": path.stat().st_size}
     if as_json:
         print_json(summary)
@@ -56,8 +53,6 @@ def train_generator(
 ) -> None:
     """Train the coarse-to-fine generator. Several processes: `torchrun --nproc_per_node N -m
     talkbench.vqtalker.generator_train --config C --tokenizer CKPT --out DIR`."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from talkbench.vqtalker.generator import count_parameters, load_generator_config
     from talkbench.vqtalker.generator_train import build_trainer
     from talkbench.vqtalker.training import apply_overrides, init_distributed

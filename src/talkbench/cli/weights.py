@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
+from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from talkbench import weights
 from talkbench.cli.common import console, err_console, print_json
 from talkbench.cli.listing import Column, ListFormat, chosen_format, format_option, json_alias_option, print_listing
-
-if TYPE_CHECKING:
-    from talkbench.weights import WeightSpec, WeightStatus
+from talkbench.weights import WeightSpec, WeightStatus
 
 app = typer.Typer(help="Network weight files: list, fetch, import, verify.", no_args_is_help=True)
 
@@ -27,8 +28,6 @@ WEIGHT_MODULES = ("talkbench.metrics.registry", "talkbench.vqtalker.losses", "ta
 
 
 def _load_registry() -> None:
-    import importlib
-
     for module in WEIGHT_MODULES:
         try:
             importlib.import_module(module)
@@ -62,8 +61,6 @@ COLUMNS: list[Column[Listed]] = [
 @app.command(name="list")
 def list_(fmt: Optional[ListFormat] = format_option(), as_json: bool = json_alias_option()) -> None:
     """Every registered weight file, its source, licence and whether it is installed."""
-    from talkbench import weights
-
     _load_registry()
     rows = [Listed(spec, weights.status(spec.name)) for spec in weights.registered()]
     fmt = chosen_format(fmt, as_json)
@@ -81,15 +78,11 @@ def fetch(
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
     """Download a weight file into the cache and check its sha256."""
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-    from talkbench import weights
-
     _load_registry()
     with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=err_console) as bar:
         task = bar.add_task(name, total=None)
         path = weights.fetch(name, url=url, replace=replace,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+                             progress=lambda done, total, _label: bar.update(task, completed=done, total=total))
     console.print(f"{name}: {path} (sha256 {weights.file_sha256(path)})", soft_wrap=True, markup=False)
 
 
@@ -101,8 +94,6 @@ def import_(
 ) -> None:
     """Install a weight file copied from another machine (checked against its sha256; the sha256
     of a file without a published one is recorded)."""
-    from talkbench import weights
-
     _load_registry()
     target = weights.import_file(name, path, replace=replace)
     console.print(f"{name}: installed {target} (sha256 {weights.file_sha256(target)})", soft_wrap=True, markup=False)
@@ -112,8 +103,6 @@ def import_(
 def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Re-hash every installed weight file; exit 1 if any fails its check (bad-hash, or an
     unpinned file whose sha256 is not recorded)."""
-    from talkbench import weights
-
     _load_registry()
     statuses = weights.verify()
     if as_json:

@@ -5,8 +5,9 @@ caller (the pipeline) writes the catalog. ``local``: a process pool (``workers``
 
 from __future__ import annotations
 
-import ctypes
 import contextlib
+import ctypes
+import importlib.util
 import multiprocessing as mp
 import os
 import queue
@@ -19,8 +20,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
 from talkbench.datasets.sources import ClipSpec
-from talkbench.datasets.stages import BuildConfig, base_row, process_clip
+from talkbench.datasets.stages import STAGES, BuildConfig, base_row, process_clip
 from talkbench.errors import TalkbenchError
+from talkbench.util import ProgressCallback
 
 ENGINES = ("local", "ray")
 
@@ -88,6 +90,44 @@ def _crashed(spec: ClipSpec, cfg: BuildConfig, why: str) -> dict:
     return row
 
 
+class StageProgress:
+    """Per-clip stage events turned into per-stage counts: ``progress(done, total, stage)``
+    where ``done`` is how many of the ``total`` clips are past ``stage`` (they entered a later
+    stage, or finished, whether accepted or stopped). Every stage is announced at 0 first."""
+
+    def __init__(self, progress: ProgressCallback, total: int, stages: tuple[str, ...] = STAGES):
+        self.progress = progress
+        self.total = total
+        self.stages = stages
+        self.order = {s: i for i, s in enumerate(stages)}
+        self.done = [0] * len(stages)
+        self.reached: dict[str, int] = {}  # clip -> how many stages it is past
+        for stage in stages:
+            progress(0, total, stage)
+
+    def entered(self, clip_id: str, stage: str) -> None:
+        """``clip_id`` entered ``stage``: the ones before it are done."""
+        self._move(clip_id, self.order[stage])
+
+    def finished(self, clip_id: str) -> None:
+        """``clip_id`` has its row: no more work for it in any stage."""
+        self._move(clip_id, len(self.stages))
+
+    def _move(self, clip_id: str, upto: int) -> None:
+        for j in range(self.reached.get(clip_id, 0), upto):
+            self.done[j] += 1
+            self.progress(self.done[j], self.total, self.stages[j])
+        self.reached[clip_id] = max(upto, self.reached.get(clip_id, 0))
+
+
+def _counted(rows: Iterator[dict], counter: StageProgress | None) -> Iterator[dict]:
+    with contextlib.closing(rows):  # a caller that stops early stops the engine's workers at once
+        for row in rows:
+            if counter is not None:
+                counter.finished(row["clip_id"])
+            yield row
+
+
 @contextlib.contextmanager
 def worker_environment() -> Iterator[None]:
     """WORKER_ENV set while worker processes are spawned (they inherit it before any library
@@ -111,20 +151,22 @@ class LocalEngine:
         self.workers = max(0, int(workers))
         self.task = task  # a picklable (spec, cfg, events) -> row; the pipeline's stages by default
 
-    def run(self, specs: Iterable[ClipSpec], cfg: BuildConfig, on_stage=None) -> Iterator[dict]:
+    def run(self, specs: Iterable[ClipSpec], cfg: BuildConfig,
+            progress: ProgressCallback | None = None) -> Iterator[dict]:
         """Clips run in ``workers`` fresh (spawned) processes; ``workers=0`` runs them in this
         process (for debugging: language probabilities may then differ in the 3rd decimal).
-        ``on_stage(clip_id, stage)`` is called as clips enter each stage."""
+        ``progress(done, total, stage)`` counts the clips past each stage (``StageProgress``)."""
         specs = list(specs)
+        counter = StageProgress(progress, len(specs)) if progress else None
         if not specs:
             return
+        on_stage = counter.entered if counter else None
         if self.workers == 0:
             events = _CallbackQueue(on_stage) if on_stage else None
-            for spec in specs:
-                yield self.task(spec, cfg, events)
+            yield from _counted((self.task(spec, cfg, events) for spec in specs), counter)
             return
         with worker_environment():
-            yield from self._pool(specs, cfg, on_stage)
+            yield from _counted(self._pool(specs, cfg, on_stage), counter)
 
     def _pool(self, specs, cfg, on_stage) -> Iterator[dict]:
         """A worker that dies (a codec segfault, the OOM killer) breaks the whole pool and every
@@ -213,15 +255,20 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise TalkbenchError("the ray engine needs Ray: pip install 'talkbench[ray]'") from None
+        _require_ray()
         self.address = address
         self.num_cpus = num_cpus
 
-    def run(self, specs: Iterable[ClipSpec], cfg: BuildConfig, on_stage=None) -> Iterator[dict]:
-        """Rows as Ray tasks finish (``on_stage`` is not reported across the cluster)."""
+    def run(self, specs: Iterable[ClipSpec], cfg: BuildConfig,
+            progress: ProgressCallback | None = None) -> Iterator[dict]:
+        """Rows as Ray tasks finish. Stage events do not travel across the cluster: a clip
+        moves every stage's count of ``progress`` when its row comes back."""
+        specs = list(specs)
+        counter = StageProgress(progress, len(specs)) if progress else None
+        if specs:
+            yield from _counted(self._run(specs, cfg), counter)
+
+    def _run(self, specs: list[ClipSpec], cfg: BuildConfig) -> Iterator[dict]:
         import ray
 
         started = False
@@ -287,11 +334,15 @@ def _pool_map(fn, items: list, workers: int, before: set[int]) -> Iterator:
         _shut_down(pool, completed, before)
 
 
+def _require_ray() -> None:
+    """Ray is an optional extra and heavy to import: check that it is installed without loading it."""
+    if importlib.util.find_spec("ray") is None:
+        raise TalkbenchError("the ray engine needs Ray: pip install 'talkbench[ray]'")
+
+
 def _ray_map(fn, items: list, address: str | None, num_cpus: int) -> Iterator:
-    try:
-        import ray
-    except ImportError:
-        raise TalkbenchError("the ray engine needs Ray: pip install 'talkbench[ray]'") from None
+    _require_ray()
+    import ray
     started = False
     if not ray.is_initialized():
         if address:

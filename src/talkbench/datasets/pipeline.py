@@ -6,18 +6,22 @@ run (rows are keyed by clip id; clip files are written atomically before their r
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from talkbench.datasets.catalog import Catalog, summarise
+from talkbench.clip import Clip
+from talkbench.datasets.catalog import CATALOG_NAME, BuildSummary, Catalog, CatalogRow, summarise
 from talkbench.datasets.engines import get_engine
-from talkbench.datasets.sources import ClipSpec, load_source, select
+from talkbench.datasets.sources import ClipSpec, check_build_options, load_source, select
+from talkbench.datasets.sources.mnte import mnte_report
 from talkbench.datasets.stages import STAGES, BuildConfig
 from talkbench.errors import TalkbenchError
+from talkbench.util import ProgressCallback
 
 
 class BuildError(TalkbenchError):
@@ -53,9 +57,9 @@ def build_dataset(
     rate_limit: int | None = None,
     force: bool = False,
     console: Console | None = None,
-    progress: bool = True,
+    progress: bool | ProgressCallback = True,
     specs: list[ClipSpec] | None = None,
-) -> dict:
+) -> BuildSummary:
     """Build (or resume) a dataset in ``out_dir``; returns the catalog summary.
 
     ``source`` is ``hdtf | voxceleb | vfhq | mnte | mead | files``; ``manifest`` its manifest
@@ -65,6 +69,9 @@ def build_dataset(
     ``check_language`` defaults to True for MNTE (the paper's rule) and False elsewhere;
     ``require_audio`` to False for VFHQ only (its released clips have no sound; the paper uses
     it for the first, video-only training stage).
+
+    ``progress``: True draws one bar per stage on ``console`` (stderr by default), False
+    nothing; a ``ProgressCallback`` gets ``(done, total, stage)`` as clips get past each stage.
     """
     source = source.lower()
     out_dir = Path(out_dir)
@@ -72,6 +79,8 @@ def build_dataset(
         raise BuildError(f"a camera view is a MEAD option; source {source!r} has none")
     if min_face_px is None:
         min_face_px = MEAD_MIN_FACE_PX if source == "mead" else MIN_FACE_PX
+    check_build_options(source, min_seconds=min_seconds, min_face_px=min_face_px,
+                        check_language=check_language)  # MNTE's 3 s, 512 px and Whisper check
     view = view or "front"
     if specs is None:
         options = {"view": view, "split": split} if source == "mead" else {}
@@ -92,7 +101,6 @@ def build_dataset(
         rate_limit=rate_limit,
     )
     params = cfg.params() | ({"view": view} if source == "mead" else {})
-    console = console or Console(stderr=True)
     with Catalog(out_dir) as cat:
         if not force:
             _check_same_settings(out_dir, cat.meta().get("params"), params)
@@ -104,36 +112,36 @@ def build_dataset(
         todo = [s for s in specs if s.clip_id not in done]
         wanted_ids = {s.clip_id for s in specs}
         eng = get_engine(engine, workers=workers, ray_address=ray_address)
-        with Progress(
-            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=not progress, transient=False,
-        ) as bar:
-            tasks = [bar.add_task(s, total=len(todo)) for s in STAGES]
-            order = {s: i for i, s in enumerate(STAGES)}
-            advanced: dict[str, int] = {}  # clip -> how many stage bars it has moved
-
-            def move_to(clip_id: str, upto: int) -> None:
-                for j in range(advanced.get(clip_id, 0), upto):
-                    bar.advance(tasks[j])
-                advanced[clip_id] = max(upto, advanced.get(clip_id, 0))
-
-            def on_stage(clip_id: str, stage: str) -> None:  # entering a stage = the ones before are done
-                move_to(clip_id, order[stage])
-
-            # closing: an error or Ctrl-C here stops the engine's workers at once (engines.py)
-            with closing(eng.run(todo, cfg, on_stage=on_stage if progress else None)) as finished:
-                for row in finished:
-                    cat.upsert(row)
-                    move_to(row["clip_id"], len(STAGES))  # stopped or done: no more work in any stage
-        rows = [r for r in cat.rows() if r["clip_id"] in wanted_ids]
+        shown = stage_bars(console or Console(stderr=True)) if progress is True else nullcontext(progress or None)
+        # closing: an error or Ctrl-C here stops the engine's workers at once (engines.py)
+        with shown as on_progress, closing(eng.run(todo, cfg, progress=on_progress)) as finished:
+            for row in finished:  # the stages' row (a dict) becomes a typed row here
+                cat.upsert(CatalogRow.from_dict(row))
+        rows = [r for r in cat.records() if r.clip_id in wanted_ids]
     summary = summarise(rows)
     if source == "mnte":
-        from talkbench.datasets.sources.mnte import mnte_report
-
-        summary["mnte"] = mnte_report(rows)
-    summary.update(catalog=str(out_dir / "catalog.duckdb"), skipped=len(specs) - len(todo), engine=engine,
-                   min_face_px=min_face_px)
+        summary.mnte = mnte_report([r.to_dict() for r in rows])
+    summary.catalog = str(out_dir / CATALOG_NAME)
+    summary.skipped = len(specs) - len(todo)
+    summary.engine = engine
+    summary.min_face_px = min_face_px
     return summary
+
+
+@contextmanager
+def stage_bars(console: Console) -> Iterator[ProgressCallback]:
+    """One rich bar per stage on ``console`` while the block runs: a ``ProgressCallback``
+    for ``build_dataset(progress=...)``."""
+    with Progress(
+        TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    ) as bar:
+        tasks = {s: bar.add_task(s, total=None) for s in STAGES}
+
+        def update(done: int, total: int | None, stage: str) -> None:
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
 
 
 def _check_same_settings(out_dir: Path, stored: dict | None, wanted: dict) -> None:
@@ -143,11 +151,11 @@ def _check_same_settings(out_dir: Path, stored: dict | None, wanted: dict) -> No
         return
     differ = ", ".join(f"{k}: {stored.get(k)!r} -> {wanted.get(k)!r}"
                        for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k))
-    raise BuildError(f"{out_dir / 'catalog.duckdb'}: built with other settings ({differ}); re-run with the "
+    raise BuildError(f"{out_dir / CATALOG_NAME}: built with other settings ({differ}); re-run with the "
                        "same settings to resume, use --force to rebuild every clip, or choose another --out")
 
 
-def specs_from_clips(clips) -> list[ClipSpec]:
+def specs_from_clips(clips: list[Clip]) -> list[ClipSpec]:
     """``talkbench.clip.Clip`` records (e.g. the sample corpus) as whole-file specs."""
     return [
         ClipSpec(clip_id=c.id, dataset=c.dataset, source=str(Path(c.video).resolve()), language=c.language or None)
@@ -155,7 +163,7 @@ def specs_from_clips(clips) -> list[ClipSpec]:
     ]
 
 
-def build_clips(clips, out_dir: str | Path, **kwargs) -> dict:
+def build_clips(clips: list[Clip], out_dir: str | Path, **kwargs) -> BuildSummary:
     """``build_dataset`` over local ``Clip`` records, e.g.
     ``build_clips(load_sample_corpus(), out, min_face_px=256, check_language=True)``."""
     clips = list(clips)
@@ -171,22 +179,21 @@ def _remove_stale_temp_files(out_dir: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def summary_tables(summary: dict) -> list[Table]:
+def summary_tables(summary: BuildSummary) -> list[Table]:
     stages = Table("stage", "entered", "passed", "rejected", "failed", title="clips per stage")
-    for s in summary["stages"]:
-        stages.add_row(s["stage"], str(s["entered"]), str(s["passed"]), str(s["rejected"]), str(s["failed"]))
+    for s in summary.stages:
+        stages.add_row(s.stage, str(s.entered), str(s.passed), str(s.rejected), str(s.failed))
     reasons = Table("reason", "stage", "clips", "meaning", title="clips per reason")
-    for code, r in summary["reasons"].items():
-        reasons.add_row(code, r["stage"], str(r["count"]), r["meaning"])
+    for code, r in summary.reasons.items():
+        reasons.add_row(code, r.stage, str(r.count), r.meaning)
     totals = Table("clips", "accepted", "rejected", "failed", "languages (accepted)", title="totals")
-    langs = ", ".join(f"{k}:{v}" for k, v in summary.get("languages", {}).items()) or "-"
-    totals.add_row(str(summary["clips"]), str(summary["accepted"]), str(summary["rejected"]),
-                   str(summary["failed"]), langs)
-    tables = [totals, stages] + ([reasons] if summary["reasons"] else [])
-    if "mnte" in summary:  # the curator's view: what each MNTE language still lacks
+    langs = ", ".join(f"{k}:{v}" for k, v in summary.languages.items()) or "-"
+    totals.add_row(str(summary.clips), str(summary.accepted), str(summary.rejected), str(summary.failed), langs)
+    tables = [totals, stages] + ([reasons] if summary.reasons else [])
+    if summary.mnte is not None:  # the curator's view: what each MNTE language still lacks
         mnte = Table("language", "accepted", "still needed", "rejected candidates (reason)",
                      title="MNTE: 5 clips per language")
-        for lang, r in summary["mnte"].items():
+        for lang, r in summary.mnte.items():
             rejected = ", ".join(f"{cid} ({why})" for cid, why in r["rejected"].items()) or "-"
             mnte.add_row(lang, str(len(r["accepted"])), str(r["missing"]), rejected)
         tables.append(mnte)

@@ -8,22 +8,22 @@ Language ID runs before the 512x512 encode (the issue lists it last): a clip tha
 rejected for having no speech is then never encoded. The row records the stage each clip
 stopped at, so the summary still reads in the issue's order.
 
+This module only orchestrates: downloading is ``datasets.download``, crop geometry
+``face.crop``, decoding and encoding ``media``.
+
 Face crop (no alignment, as the paper: natural head motion stays in frame): the face is
 detected on ``detect_samples`` frames spread over the clip; the crop is one fixed square per
-clip centred on the median face centre, ``CROP_EXPAND`` times the largest face box plus the
-span the face centre moves, shifted up by ``CROP_SHIFT_UP`` of a face so hair stays in, and
-clamped to the frame. A manifest crop (HDTF, VoxCeleb csv, VFHQ) replaces the detected one;
-detection still runs to reject no-face and multi-person clips. The size filter compares the
-crop side in source pixels with ``min_face_px`` (default 512: the 512x512 output is never
-upscaled).
+clip from those boxes (``face.crop.detected_crop``). A manifest crop (HDTF, VoxCeleb csv, VFHQ)
+replaces the detected one; detection still runs to reject no-face and multi-person clips. The
+size filter compares the crop side in source pixels with ``min_face_px`` (default 512: the
+512x512 output is never upscaled).
 """
 
 from __future__ import annotations
 
-import fcntl
+import importlib.metadata
 import json
 import re
-import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -31,16 +31,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from talkbench import media
+from talkbench.datasets import download
 from talkbench.datasets.archives import ArchiveError, TarMember, unpack_folder
+from talkbench.datasets.language import detect_language
 from talkbench.datasets.sources import ClipSpec
 from talkbench.errors import MediaError
+from talkbench.face import get_backend
+from talkbench.face.crop import CROP_EXPAND, detected_crop, face_sizes, manifest_crop
+from talkbench.face.types import pick_main_face
 
 STAGES = ("fetch", "cut", "face", "filter", "language", "resize")
 
-CROP_EXPAND = 2.0  # crop side = CROP_EXPAND x the largest detected face box (+ motion span)
-CROP_SHIFT_UP = 0.1  # crop centre moves up by this fraction of the face size
 DETECT_MAX_SIDE = 960  # frames are downscaled to this longer side for detection
 SECOND_FACE_RATIO = 0.6  # a second face this large (vs the main one) counts as a second person
 
@@ -71,7 +75,7 @@ REASONS = {
     "language_mismatch": ("language", "Whisper's language differs from the expected one"),
     "error": ("", "unexpected error (see error text); retried on re-run"),
 }
-TRANSIENT = {"rate_limited", "network_error", "error"}  # downloads failing so are retried in the run too
+TRANSIENT = download.TRANSIENT | {"error"}  # downloads failing so are retried in the run too
 # A missing local file is no verdict on the clip: it may be copied or mounted before the next run.
 RETRIED = TRANSIENT | {"source_missing"}
 
@@ -116,6 +120,11 @@ class BuildConfig:
             d.pop(k)
         return d
 
+    def download_options(self) -> download.DownloadOptions:
+        return download.DownloadOptions(max_height=self.max_height, cookies=self.cookies, retries=self.retries,
+                                        backoff=self.backoff, rate_limit=self.rate_limit,
+                                        sleep_between=self.sleep_between)
+
 
 @dataclass
 class Cut:
@@ -156,48 +165,12 @@ class Face:
 # ---------------------------------------------------------------- fetch
 
 
-def classify_fetch_error(message: str) -> str:
-    m = message.lower()
-    if "http error 429" in m or "too many requests" in m or "sign in to confirm" in m or "not a bot" in m:
-        return "rate_limited"
-    if any(s in m for s in ("private video", "video unavailable", "has been removed", "been terminated",
-                             "no longer available", "this video is not available", "members-only")):
-        return "video_unavailable"
-    if "requested format is not available" in m or "no video formats found" in m:
-        return "format_unavailable"
-    if "unsupported url" in m:
-        return "not_video"
-    if re.search(r"http error \d{3}", m):
-        return "http_error"
-    if any(s in m for s in ("timed out", "timeout", "connection", "name resolution", "network is unreachable",
-                             "temporary failure", "reset by peer", "refused", "remote end closed")):
-        return "network_error"
-    return "fetch_failed"
-
-
-def _format_selector(max_height: int) -> str:
-    single = f"b[height<=?{max_height}][ext=mp4]/b[height<=?{max_height}]"
-    if shutil.which("ffmpeg"):  # yt-dlp needs ffmpeg to merge separate video and audio streams
-        return f"bv*[height<=?{max_height}][ext=mp4]+ba[ext=m4a]/{single}/bv*[height<=?{max_height}]+ba"
-    return single
-
-
-def _raw_done(raw: Path, key: str) -> Path | None:
-    """A finished download ``<key>.<ext>``; not ``.part`` files, locks, or the separate
-    ``<key>.video.*`` / ``<key>.audio.*`` parts awaiting their remux."""
-    for p in sorted(raw.glob(f"{key}.*")):
-        ext = p.name[len(key) + 1 :]
-        if "." not in ext and ext not in ("lock", "part", "ytdl", "tmp") and p.stat().st_size:
-            return p
-    return None
-
-
 def fetch(spec: ClipSpec, cfg: BuildConfig) -> Path:
     """The source video on disk: a local file as is, a file inside a tar archive unpacked once
-    per archive folder into ``out/raw/``, a URL downloaded once per video with yt-dlp into
-    ``out/raw/`` (clips of one video share it; a lock keeps two workers from downloading it
-    twice; transient failures are retried with exponential backoff). A clip with a separate
-    audio file is rejected here when that file is missing; a spec's ``reject`` is raised first."""
+    per archive folder into ``out/raw/``, a URL downloaded once per video into ``out/raw/`` by
+    ``datasets.download`` (clips of one video share it; its failure codes become the clip's
+    rejection). A clip with a separate audio file is rejected here when that file is missing; a
+    spec's ``reject`` is raised first."""
     if spec.reject:
         raise Reject(*spec.reject)
     path = _fetch_video(spec, cfg)
@@ -238,127 +211,10 @@ def _fetch_video(spec: ClipSpec, cfg: BuildConfig) -> Path:
             raise Reject("source_missing", f"{path} does not exist")
         return path
 
-    import yt_dlp
-
-    raw = cfg.out_dir / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    with open(raw / f"{spec.source_key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = _raw_done(raw, spec.source_key)
-        if done:
-            return done
-        opts = {
-            "outtmpl": str(raw / f"{spec.source_key}.%(ext)s"),
-            "format": _format_selector(cfg.max_height),
-            "merge_output_format": "mp4",
-            "quiet": True,
-            "no_warnings": True,
-            "noprogress": True,
-            "noplaylist": True,
-            "retries": cfg.retries,
-            "fragment_retries": cfg.retries,
-            "socket_timeout": 30,
-            "logger": _QuietLogger(),
-        }
-        if cfg.cookies:
-            opts["cookiefile"] = cfg.cookies
-        if cfg.rate_limit:
-            opts["ratelimit"] = cfg.rate_limit
-        if cfg.sleep_between:
-            opts["sleep_interval_requests"] = cfg.sleep_between
-        delay = cfg.backoff
-        for attempt in range(cfg.retries + 1):
-            try:
-                if shutil.which("ffmpeg"):
-                    path = _ydl_download(opts, spec.source)
-                else:
-                    path = _download_and_remux(opts, spec.source, raw / spec.source_key, cfg.max_height)
-                if not path.is_file():
-                    raise Reject("fetch_failed", f"yt-dlp reported {path} but it is not there")
-                return path
-            except yt_dlp.utils.DownloadError as exc:
-                text = _strip_ansi(str(exc))
-                code = classify_fetch_error(text)
-                if code not in TRANSIENT or attempt == cfg.retries:
-                    raise Reject(code, f"{spec.source}: {text}") from None
-                time.sleep(delay)
-                delay *= 2
-    raise AssertionError("unreachable")
-
-
-def _ydl_download(opts: dict, url: str) -> Path:
-    import yt_dlp
-
-    with yt_dlp.YoutubeDL(opts) as ydl:
-        info = ydl.extract_info(url, download=True)
-        downloads = info.get("requested_downloads") or [{}]
-        return Path(downloads[0].get("filepath") or ydl.prepare_filename(info))
-
-
-def _download_and_remux(opts: dict, url: str, stem: Path, max_height: int) -> Path:
-    """Without an ffmpeg binary yt-dlp cannot merge a video-only and an audio-only stream, and
-    YouTube serves 720p/1080p only that way. So: when the best video-only format is taller
-    than the best combined one, download it and the best audio-only format separately and
-    remux them (stream copy) with PyAV's bundled FFmpeg libraries."""
-    import yt_dlp
-
-    with yt_dlp.YoutubeDL({**opts, "format": None}) as ydl:
-        info = ydl.extract_info(url, download=False)
-    picked = pick_separate_formats(info.get("formats") or [], max_height)
-    if picked is None:
-        return _ydl_download(opts, url)  # one file with both streams (or the best there is)
-    best_video, best_audio = picked
-    parts = []
-    for fmt, tag in ((best_video, "video"), (best_audio, "audio")):
-        part_opts = {**opts, "format": fmt["format_id"], "outtmpl": f"{stem}.{tag}.%(ext)s"}
-        parts.append(_ydl_download(part_opts, url))
-    out = stem.with_suffix(".mp4")
-    media.remux(parts[0], parts[1], out)
-    for p in parts:
-        p.unlink(missing_ok=True)
-    return out
-
-
-def pick_separate_formats(formats: list[dict], max_height: int) -> tuple[dict, dict] | None:
-    """(video-only, audio-only) formats to download and remux, or None when a combined format
-    is at least as tall as the best video-only one within ``max_height`` (or there is no
-    separate audio). Prefers mp4 video and m4a audio at equal height / bitrate."""
-
-    def height(f):
-        return f.get("height") or 0
-
-    def has(f, kind):
-        return f.get(kind) not in (None, "none")
-
-    fits = [f for f in formats if height(f) <= max_height]
-    combined = [f for f in fits if has(f, "vcodec") and has(f, "acodec")]
-    video_only = [f for f in fits if has(f, "vcodec") and f.get("acodec") == "none"]
-    audio_only = [f for f in formats if f.get("vcodec") == "none" and has(f, "acodec")]
-    if not video_only or not audio_only:
-        return None
-    best_video = max(video_only, key=lambda f: (height(f), f.get("ext") == "mp4", f.get("tbr") or 0))
-    if height(best_video) <= max((height(f) for f in combined), default=-1):
-        return None
-    best_audio = max(audio_only, key=lambda f: (f.get("ext") == "m4a", f.get("abr") or f.get("tbr") or 0))
-    return best_video, best_audio
-
-
-class _QuietLogger:
-    def debug(self, msg):
-        pass
-
-    def info(self, msg):
-        pass
-
-    def warning(self, msg):
-        pass
-
-    def error(self, msg):
-        pass
-
-
-def _strip_ansi(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+    try:
+        return download.download(spec.source, spec.source_key, cfg.out_dir / "raw", cfg.download_options())
+    except download.DownloadFailed as exc:
+        raise Reject(exc.code, exc.detail) from None
 
 
 # ---------------------------------------------------------------- cut
@@ -404,9 +260,6 @@ def cut(spec: ClipSpec, path: Path, cfg: BuildConfig) -> Cut:
     return Cut(path, info.width, info.height, info.fps, start, end, first, last, audio)
 
 
-SEEK_MARGIN = media.SEEK_MARGIN  # seconds decoded before a clip's start after seeking to a keyframe
-
-
 def iter_range(c: Cut, fps: int, wanted: set[int] | None = None):
     """(index, frame) for the frames of the cut (only ``wanted`` indices when given).
 
@@ -433,30 +286,12 @@ def iter_range(c: Cut, fps: int, wanted: set[int] | None = None):
 # ---------------------------------------------------------------- face
 
 
-def _square(cx: float, cy: float, side: float, width: int, height: int) -> tuple[int, int, int, int]:
-    side = int(min(side, width, height)) // 2 * 2  # even, fits the frame
-    x0 = int(round(min(max(cx - side / 2, 0), width - side)))
-    y0 = int(round(min(max(cy - side / 2, 0), height - side)))
-    return x0, y0, x0 + side, y0 + side
-
-
 def _manifest_crop(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> tuple[int, int, int, int]:
-    x0, y0, x1, y1 = spec.crop
-    if spec.crop_frame:
-        ref_w, ref_h = spec.crop_frame
-        sy = c.height / ref_h
-        sx = c.width / ref_w if ref_w else sy  # width 0: only the height is known (HDTF)
-        x0, x1, y0, y1 = x0 * sx, x1 * sx, y0 * sy, y1 * sy
-    side = max(x1 - x0, y1 - y0)
-    if spec.meta.get("crop_is_face"):
-        side *= cfg.crop_expand
-    return _square((x0 + x1) / 2, (y0 + y1) / 2, side, c.width, c.height)
+    expand = cfg.crop_expand if spec.meta.get("crop_is_face") else None
+    return manifest_crop(spec.crop, spec.crop_frame, c.width, c.height, expand)
 
 
 def face(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> Face:
-    from talkbench.face import get_backend
-    from talkbench.face.types import pick_main_face
-
     backend = get_backend(cfg.face_backend)
     n = max(1, min(cfg.detect_samples, c.frames))
     wanted = {c.first + int((k + 0.5) * c.frames / n) for k in range(n)}
@@ -465,8 +300,6 @@ def face(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> Face:
     for _, frame in iter_range(c, cfg.fps, wanted):
         img = frame
         if scale < 1.0:
-            from PIL import Image
-
             img = np.asarray(
                 Image.fromarray(frame).resize((round(c.width * scale), round(c.height * scale)), Image.Resampling.BOX)
             )
@@ -481,17 +314,13 @@ def face(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> Face:
         raise Reject("no_face", f"a face in {len(mains)} of {n} sampled frames")
     if multi >= max(1, len(mains) / 2):
         raise Reject("multiple_faces", f"two or more faces in {multi} of {len(mains)} frames with a face")
-    arr = np.array(mains)
-    sizes = np.maximum(arr[:, 2] - arr[:, 0], arr[:, 3] - arr[:, 1])
-    centres = np.stack([(arr[:, 0] + arr[:, 2]) / 2, (arr[:, 1] + arr[:, 3]) / 2], 1)
+    boxes = np.array(mains)
     if spec.crop is not None:
         crop, method = _manifest_crop(spec, c, cfg), "manifest"
     else:
-        span = float(np.max(centres.max(0) - centres.min(0)))
-        side = cfg.crop_expand * float(sizes.max()) + span
-        cx, cy = np.median(centres, 0)
-        crop, method = _square(cx, cy - CROP_SHIFT_UP * float(np.median(sizes)), side, c.width, c.height), "detected"
-    return Face(crop, method, float(np.median(sizes)), n, len(mains), multi, [list(map(round, b)) for b in mains])
+        crop, method = detected_crop(boxes, c.width, c.height, cfg.crop_expand), "detected"
+    face_px = float(np.median(face_sizes(boxes)))
+    return Face(crop, method, face_px, n, len(mains), multi, [list(map(round, b)) for b in mains])
 
 
 # ---------------------------------------------------------------- filter
@@ -508,8 +337,6 @@ def filter_clip(c: Cut, f: Face, cfg: BuildConfig) -> None:
 
 
 def language(spec: ClipSpec, c: Cut, cfg: BuildConfig) -> dict:
-    from talkbench.datasets.language import detect_language
-
     if c.audio is None:
         if not cfg.require_audio:
             return {"language": None}
@@ -547,8 +374,6 @@ def clip_relpath(clip_id: str) -> str:
 
 def resize(spec: ClipSpec, c: Cut, f: Face, cfg: BuildConfig) -> Path:
     """Crop every frame to the clip's square and encode size x size H.264 + AAC, atomically."""
-    from PIL import Image
-
     x0, y0, x1, y1 = f.crop
     frames = (
         np.asarray(Image.fromarray(frame[y0:y1, x0:x1]).resize((cfg.size, cfg.size), Image.Resampling.LANCZOS))
@@ -563,13 +388,11 @@ def resize(spec: ClipSpec, c: Cut, f: Face, cfg: BuildConfig) -> Path:
 
 
 def tool_versions() -> dict:
-    import importlib.metadata as md
-
     versions = {}
     for pkg in ("talkbench", "yt-dlp", "av", "dlib-bin", "faster-whisper", "openai-whisper", "silero-vad"):
         try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
             pass
     return versions
 

@@ -3,7 +3,6 @@ embedding, with the model files shipped in the ``face-recognition-models`` packa
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 
 from talkbench.errors import FaceModelError
 from talkbench.face.types import FaceBox
+from talkbench.util import sha256_file
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 EMBEDDING_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
@@ -38,11 +38,8 @@ def model_dir() -> Path:
 
 @lru_cache(maxsize=None)
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of a model file, computed once per process (the files are ~100 MB and never change)."""
+    return sha256_file(path)
 
 
 def _model_path(name: str) -> Path:

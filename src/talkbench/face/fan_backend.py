@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkbench import weights
 from talkbench.face.dlib_backend import DlibBackend
 from talkbench.face.types import FaceBox
 
@@ -33,7 +34,6 @@ REFERENCE_SCALE = 195.0  # face-alignment's dlib detector
 CENTER_Y_OFFSET = 0.12
 SCALE_FACTOR = 200.0
 CROP = 256
-HEATMAP = 64
 
 
 class ConvBlock(nn.Module):
@@ -181,8 +181,6 @@ class FanBackend:
     name = "fan"
 
     def __init__(self, network: FAN | None = None, weights_file=None) -> None:
-        from talkbench import weights
-
         self._dlib = DlibBackend()  # boxes and identity embeddings
         if network is None:
             weights_file = weights.weight_path(WEIGHTS)

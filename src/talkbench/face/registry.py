@@ -5,31 +5,35 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable
 
+from talkbench.errors import TalkbenchError
 from talkbench.face.types import FaceBackend
-
-_FACTORIES: dict[str, Callable[[], FaceBackend]] = {}
+from talkbench.util import Registry
 
 DEFAULT_BACKEND = "dlib"
 
 
+class FaceBackendError(TalkbenchError, ValueError):
+    """A face backend name that is unknown, or registered twice."""
+
+
+BACKENDS: Registry[Callable[[], FaceBackend]] = Registry("face backend", error=FaceBackendError)
+
+
 def register_backend(name: str, factory: Callable[[], FaceBackend]) -> None:
-    if name in _FACTORIES:
-        raise ValueError(f"face backend {name!r} is already registered")
-    _FACTORIES[name] = factory
+    BACKENDS.register(name, factory)
 
 
 def available_backends() -> list[str]:
-    return sorted(_FACTORIES)
+    return BACKENDS.names()
 
 
 @lru_cache(maxsize=None)
 def get_backend(name: str = DEFAULT_BACKEND) -> FaceBackend:
     """The backend called ``name``, loaded once per process."""
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown face backend {name!r}; available: {', '.join(available_backends())}")
-    return _FACTORIES[name]()
+    return BACKENDS.get(name)()
 
 
+# the factories import their backend on first use: dlib and torch are heavy
 def _dlib() -> FaceBackend:
     from talkbench.face.dlib_backend import DlibBackend
 

@@ -12,7 +12,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # iBUG 300-W 68-point layout (the one dlib and FAN share).
-JAW = slice(0, 17)
 RIGHT_EYE = slice(36, 42)  # the subject's right eye: image left
 LEFT_EYE = slice(42, 48)
 MOUTH = slice(48, 68)
@@ -42,9 +41,6 @@ class FaceBox:
     @property
     def center(self) -> tuple[float, float]:
         return (self.left + self.right) / 2, (self.top + self.bottom) / 2
-
-    def as_array(self) -> np.ndarray:
-        return np.array([self.left, self.top, self.right, self.bottom], dtype=np.float32)
 
 
 @dataclass

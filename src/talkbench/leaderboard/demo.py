@@ -7,9 +7,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from talkbench.baselines.builtin import BUILTIN
+from talkbench.leaderboard.evaluate import Say, default_settings, run_methods
+from talkbench.leaderboard.ranking import Board, leaderboard
+from talkbench.leaderboard.reported import load_reported
+from talkbench.leaderboard.site import build_site
+from talkbench.leaderboard.store import Store
+from talkbench.leaderboard.tables import boards_rich
 
 # What the demo scores on the sample benchmark: the bounds and tiny VQTalker on the speech-driven
 # task (Table 2's setting); the tiny tokenizer beside the H.264 codec on reconstruction (Table 1's).
@@ -27,21 +32,17 @@ class DemoResult:
     store: Path
     site: Path  # index.html
     run_ids: dict[tuple[str, str], str]  # (method, task) -> run id
-    boards: list = field(default_factory=list)  # ranking.Board
+    boards: list[Board] = field(default_factory=list)
     run_seconds: dict[str, float] = field(default_factory=dict)  # task -> generation and scoring of its methods, wall
 
     def unavailable(self) -> dict[str, str]:
         """Metrics no run could measure (their weights are not installed), with the fix."""
-        from talkbench.leaderboard.store import Store
-
         out: dict[str, str] = {}
         for run in Store(self.store).runs(provenance="measured"):
             out.update(run["attributes"].get("unavailable", {}))
         return dict(sorted(out.items()))
 
     def rich_tables(self) -> list:
-        from talkbench.leaderboard.tables import boards_rich
-
         # the demo names the unmeasured metrics once, with the commands that install their weights
         return boards_rich([b for b in self.boards if b.provenance == "measured"], unmeasured=False)
 
@@ -50,18 +51,12 @@ def run_demo_leaderboard(
     out_dir: str | Path,
     metrics: tuple[str, ...] | None = None,
     runs: tuple[tuple[str, str], ...] = DEMO_RUNS,
-    progress: Callable[[str], None] | None = None,
+    say: Say | None = None,
     workers: int | None = None,
 ) -> DemoResult:
     """Generate each (method, task) of ``runs`` on the ``sample`` benchmark, evaluate with the
     metrics engine, store the runs (plus the papers' reported numbers) in
     ``out_dir/leaderboard.duckdb`` and build the site in ``out_dir/site``."""
-    from talkbench.leaderboard.evaluate import default_settings, run_methods
-    from talkbench.leaderboard.ranking import leaderboard
-    from talkbench.leaderboard.reported import load_reported
-    from talkbench.leaderboard.site import build_site
-    from talkbench.leaderboard.store import Store
-
     out = Path(out_dir)
     store = Store(out / "leaderboard.duckdb")
     load_reported(store)
@@ -72,7 +67,7 @@ def run_demo_leaderboard(
         start = time.perf_counter()
         names = [name for name, t in runs if t == task]
         done = run_methods(store, names, "sample", task, out / "outputs" / task, settings=settings,
-                           progress=progress, workers=workers)  # fmt: skip
+                           say=say, workers=workers)  # fmt: skip
         run_ids.update({(name, task): run_id for name, run_id in done.items()})
         run_seconds[task] = time.perf_counter() - start
     site = build_site(store, out / "site")

@@ -18,21 +18,24 @@ from typing import Callable
 import numpy as np
 
 from talkbench import media
-from talkbench.baselines.method import MethodInfo, Task, get_method, method_options
+from talkbench.baselines.method import MethodInfo, Task
+from talkbench.baselines.registry import get_method, method_options
 from talkbench.clip import Clip
 from talkbench.errors import TalkbenchError
-from talkbench.leaderboard.benchmarks import BenchmarkSpec, get_benchmark, resolve_clips, sha256_file
-from talkbench.leaderboard.paper import table_by_key
+from talkbench.leaderboard.benchmarks import BenchmarkSpec, get_benchmark, resolve_clips
 from talkbench.leaderboard.names import (
     KEY_ENV, MAKE_KEY, NameTakenError, SubmitterKey, SubmitterKeyError, name_key, refusal, reserved_names,
 )
+from talkbench.leaderboard.paper import table_by_key
 from talkbench.leaderboard.store import AggregateValue, ClipValue, Run, Store
+from talkbench.leaderboard.submission import Limits, validate_submission
 from talkbench.metrics.engine import ClipJob, evaluate
 from talkbench.metrics.paper_protocols import get_protocol
 from talkbench.metrics.settings import DEFAULT_METRICS, EvalSettings
+from talkbench.util import ProgressCallback, sha256_file
 
 GROUPS = ("indo_european", "non_indo_european")
-Progress = Callable[[str], None]
+Say = Callable[[str], None]  # one line about what is being done now ("generating ar_001 (1/8)")
 
 
 class EvaluationError(TalkbenchError):
@@ -46,6 +49,15 @@ class Evaluation:
     clip_values: list[ClipValue]
     aggregates: list[AggregateValue]
     attributes: dict = field(default_factory=dict)
+
+
+def quiet(message: str) -> None:
+    """A ``Say`` that says nothing."""
+
+
+def counted(say: Say, doing: str) -> ProgressCallback:
+    """The engine's counts (done, total, label) as ``say`` lines: "evaluating ar_001 (3/8)"."""
+    return lambda done, total, label: say(f"{doing} {label} ({done}/{total})")
 
 
 def _group(clip: Clip) -> str:
@@ -69,12 +81,12 @@ def evaluate_outputs(
     videos: dict[str, Path],
     task: str,
     settings: EvalSettings | None = None,
-    progress: Progress | None = None,
+    say: Say | None = None,
     workers: int = 1,
     engine: str = "local",
 ) -> Evaluation:
     """Score ``videos`` (clip id → generated file) against the benchmark's references."""
-    return evaluate_many(spec, clips, {"method": videos}, settings, progress, workers, engine)["method"]
+    return evaluate_many(spec, clips, {"method": videos}, settings, say, workers, engine)["method"]
 
 
 def evaluate_many(
@@ -82,7 +94,7 @@ def evaluate_many(
     clips: list[Clip],
     outputs: dict[str, dict[str, Path]],
     settings: EvalSettings | None = None,
-    progress: Progress | None = None,
+    say: Say | None = None,
     workers: int = 1,
     engine: str = "local",
 ) -> dict[str, Evaluation]:
@@ -90,13 +102,12 @@ def evaluate_many(
     truth is analysed once for all of them, and clips spread over ``workers``. Raises
     ``EvaluationError`` naming every failed clip if any method has one."""
     settings = settings or default_settings()
-    say = progress or (lambda message: None)
+    say = say or quiet
     portraits = {clip.id: _first_frame(clip.video, spec.fps) for clip in clips}
     jobs = [ClipJob(label, clip.id, Path(videos[clip.id]), clip.video, portraits[clip.id], _group(clip), audio=clip.video,
                     emotion=clip.emotion)
             for label, videos in outputs.items() for clip in clips]  # the reference clip carries the driving speech
-    report = evaluate(jobs, settings, workers=workers, engine=engine,
-                      progress=lambda done, total, label: say(f"evaluating {label} ({done}/{total})"))  # fmt: skip
+    report = evaluate(jobs, settings, workers=workers, engine=engine, progress=counted(say, "evaluating"))
     failed = [f"{r.method}/{e.id}: {e.error}" if len(outputs) > 1 else f"{e.id}: {e.error}"
               for r in report.evaluations for e in r.errors]  # fmt: skip
     if failed:
@@ -139,8 +150,8 @@ def make_tasks(spec: BenchmarkSpec, clips: list[Clip], kind: str) -> list[Task]:
     return tasks
 
 
-def generate_outputs(method, tasks: list[Task], out_dir: Path, progress: Progress | None = None) -> dict[str, Path]:
-    say = progress or (lambda message: None)
+def generate_outputs(method, tasks: list[Task], out_dir: Path, say: Say | None = None) -> dict[str, Path]:
+    say = say or quiet
     out_dir = Path(out_dir)
     videos = {}
     for i, task in enumerate(tasks, 1):
@@ -177,7 +188,7 @@ def run_methods(
     out_dir: str | Path = "talkbench-outputs",
     data_dir: str | Path | None = None,
     settings=None,
-    progress: Progress | None = None,
+    say: Say | None = None,
     workers: int = 1,
     engine: str = "local",
     device: str | None = None,
@@ -198,8 +209,8 @@ def run_methods(
     outputs, folders = {}, {}
     for name, method in methods.items():
         folders[name] = Path(out_dir) / spec.name / method.info.name
-        outputs[name] = generate_outputs(method, tasks, folders[name], progress)
-    evaluations = evaluate_many(spec, clips, outputs, settings, progress, workers, engine)
+        outputs[name] = generate_outputs(method, tasks, folders[name], say)
+    evaluations = evaluate_many(spec, clips, outputs, settings, say, workers, engine)
     run_ids = {}
     for name, method in methods.items():
         extra = {"outputs": str(folders[name])}
@@ -252,7 +263,7 @@ def submit(
     store: Store | str | Path,
     data_dir: str | Path | None = None,
     settings=None,
-    progress: Progress | None = None,
+    say: Say | None = None,
     limits=None,
     workers: int = 1,
     engine: str = "local",
@@ -262,14 +273,12 @@ def submit(
     Nothing is stored unless validation and evaluation both succeed and the method name is
     ``key``'s (its first submission under that name makes it so). ``store`` may be a path: a
     store file that does not exist yet is only created once there is a run to put in it."""
-    from talkbench.leaderboard.submission import Limits, validate_submission
-
     if key is None:
         raise SubmitterKeyError(f"{path}: a submission needs a submitter key (--key-file or ${KEY_ENV}); "
                                 f"make one with: {MAKE_KEY}")
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     clips = resolve_clips(spec, data_dir)
-    say = progress or (lambda message: None)
+    say = say or quiet
     if settings is not None:
         check_protocol_fits(settings.protocol_name, None, spec.name, path)
     say(f"validating {path} against {spec.key}")
@@ -282,7 +291,7 @@ def submit(
             raise EvaluationError(f"{path}: task {task!r} is not a task of {spec.key} ({', '.join(spec.tasks)})")
         if settings is not None:
             check_protocol_fits(settings.protocol_name, task, spec.name, path)
-        evaluation = evaluate_outputs(spec, clips, sub.videos, task, settings, progress, workers, engine)
+        evaluation = evaluate_outputs(spec, clips, sub.videos, task, settings, say, workers, engine)
         meta = sub.meta
         info = MethodInfo(
             name=meta.method, kind="submission", description=meta.description, paper=meta.paper,

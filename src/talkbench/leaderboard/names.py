@@ -17,16 +17,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from talkbench.baselines.external import all_presets
+from talkbench.baselines.registry import method_names
 from talkbench.errors import TalkbenchError
+from talkbench.leaderboard.paper import TABLES
 
 KEY_ENV = "TALKBENCH_SUBMITTER_KEY"
 MIN_KEY_LENGTH = 16
 SYSTEM_OWNERS = ("builtin", "external", "reported")
 UNKEYED = "unkeyed"
+# the reference rows (the ground truth): shown on the boards, never ranked
+REFERENCE_METHODS = ("ground-truth", "GT")
 MAKE_KEY = "python -c \"import secrets; print(secrets.token_urlsafe(32))\" > ~/.talkbench-key"
 
 # Letters of other scripts that render like a Latin letter (after case folding). Upper-case
@@ -69,6 +75,18 @@ def name_key(name: str) -> str:
     text = "".join(ch for ch in text if not unicodedata.combining(ch))  # accents: é → e
     text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES).translate(_LOOK_ALIKE_ASCII)
     return "".join(ch for ch in text if ch.isalnum())
+
+
+def name_slug(name: str) -> str:
+    """A file name for the method ``name`` (the site's ``methods/<slug>.html``): its ASCII
+    letters and digits, lower case, runs of anything else as ``-``. Names the store holds apart
+    (another ``name_key``) get other slugs: an ASCII name's slug keeps all its key's letters, and
+    a name with letters the slug drops (another script) gets its key's hash after them."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "method"
+    key = name_key(name)
+    if re.sub(r"[^a-z0-9]", "", slug.translate(_LOOK_ALIKE_ASCII)) != key:
+        slug += "-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+    return slug
 
 
 def refusal(name: str, holder_name: str, holder: str, claimant: str) -> str | None:
@@ -140,11 +158,6 @@ def reserved_names() -> tuple[tuple[str, str], ...]:
     """(name, owner) of every name talkbench itself uses: built-in methods and the reference
     rows (``builtin``), external presets and their aliases (``external``), and every method in
     the papers' tables (``reported``)."""
-    from talkbench.baselines.external import all_presets
-    from talkbench.baselines.method import method_names
-    from talkbench.leaderboard.paper import TABLES
-    from talkbench.leaderboard.ranking import REFERENCE_METHODS
-
     # a runnable preset sits in the method registry too, once registered: it stays ``external``
     external = [name for p in all_presets() for name in (p.name, *p.aliases)]
     out = [(name, "builtin") for name in (*method_names(), *REFERENCE_METHODS) if name not in external]

@@ -29,9 +29,13 @@ import numpy as np
 
 from talkbench.leaderboard.benchmarks import split_version
 from talkbench.leaderboard.breakdown import Breakdown, label_breakdowns
+from talkbench.leaderboard.directions import higher_is_better
+from talkbench.leaderboard.names import REFERENCE_METHODS
+from talkbench.leaderboard.paper import table
 from talkbench.leaderboard.store import Store
 from talkbench.metrics import bootstrap
 from talkbench.metrics.settings import BOOTSTRAP_REPLICATES
+from talkbench.protocol import NOT_HASHED
 
 IE, NON_IE = "indo_european", "non_indo_european"
 PAIRED = {"hdtf-test": IE, "mnte": NON_IE}  # benchmarks that are one side of a pair
@@ -42,32 +46,13 @@ METRIC_ORDER = ("ssim", "lpips", "csim", "csim_arcface", "csim_insightface", "cs
 LABELS = {"csim_dlib": "CSIM (dlib)", "csim_arcface": "CSIM (ArcFace)", "csim_insightface": "CSIM (insightface)",
           "bitrate_kbps": "kbps", "m_lmd": "M-LMD", "f_lmd": "F-LMD", "lse_c": "LSE-C", "lse_d": "LSE-D",
           "acc_emo": "Acc_emo"}
-_PAPER_DIRECTIONS = {"ssim": True, "lpips": False, "csim": True, "lmd": False, "cpbd": True,
-                     "fid": False, "fvd": False, "msi": True, "m_lmd": False, "f_lmd": False,
-                     "sync_conf": True, "acc_emo_pct": True, "utilization_pct": True,
-                     "bitrate_kbps": False}
-REFERENCE_METHODS = ("ground-truth", "GT")
 # variants kept in the store and on method pages but not given board columns of their own
-HIDDEN = ("m_lmd", "f_lmd", "fid_samples", "fvd_samples")  # the reference itself: shown, never marked best
+HIDDEN = ("m_lmd", "f_lmd", "fid_samples", "fvd_samples")
 # Boards rank by their benchmark's main score (mead-emotion: acc_emo), else SSIM, on
 # non-Indo-European clips (IE when a row has none).
 RANK_BY = "ssim"
 
 Interval = tuple[float, float]
-
-
-def higher_is_better(metric: str) -> bool:
-    """A value name's direction, from the metrics registry (the paper's for paper-only names)."""
-    try:
-        from talkbench.metrics.registry import available_metrics, get_metric
-
-        for name in available_metrics():
-            spec = get_metric(name)
-            if metric in spec.values or metric == name:
-                return spec.higher_is_better_for(metric)
-    except ImportError:  # pragma: no cover - metrics always ship with talkbench
-        pass
-    return _PAPER_DIRECTIONS.get(metric, True)
 
 
 def label(metric: str) -> str:
@@ -464,7 +449,7 @@ def _unmeasured(runs: list[dict], measured: set[str]) -> dict[str, str]:
 
 def _values_of(metric: str) -> tuple[str, ...]:
     """A metric's value names; a metric no longer registered is its own value name."""
-    from talkbench.metrics.registry import get_metric
+    from talkbench.metrics.registry import get_metric  # every metric module (torch): only when a run lacks one
 
     try:
         return get_metric(metric).values
@@ -474,8 +459,6 @@ def _values_of(metric: str) -> tuple[str, ...]:
 
 def _name_differences(boards: list[Board]) -> None:
     """Boards of the same benchmark(s) and task under different protocols: name the fields."""
-    from talkbench.protocol import NOT_HASHED
-
     first: dict[tuple, Board] = {}
     for b in boards:
         k = (tuple(b.benchmarks), b.task)
@@ -492,8 +475,6 @@ def _name_differences(boards: list[Board]) -> None:
 
 def reported_boards(store: Store) -> list[Board]:
     """VQTalker Table 2 as a board: HDTF = Indo-European, MNTE = non-Indo-European."""
-    from talkbench.leaderboard.paper import table
-
     t = table("vqtalker", 2)
     runs = store.runs(provenance="reported", source_paper=t.paper, source_table=t.number)
     if not runs:

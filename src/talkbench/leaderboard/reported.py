@@ -80,19 +80,9 @@ def reported_runs(t: PaperTable) -> list[tuple[Run, list[AggregateValue]]]:
 
 def load_reported(store: Store) -> int:
     """Add every published row not yet in the store; returns how many runs were added. The
-    check and the inserts share one transaction, so two processes loading at once (two
-    ``talkbench submit``) add each row exactly once."""
-    with store.transaction() as con:
-        have = {r[0] for r in con.execute("SELECT run_id FROM runs WHERE provenance = 'reported'").fetchall()}
-        known = {r[0] for r in con.execute("SELECT name FROM methods").fetchall()}
-        added = 0
-        for t in TABLES:
-            for run, cells in reported_runs(t):
-                if run.run_id in have:
-                    continue
-                if run.method not in known:
-                    store._upsert_method(con, MethodInfo(name=run.method, kind="reported", paper=f"cited in {t.paper}"))
-                    known.add(run.method)
-                store._insert_run(con, run, (), cells, replace=False)
-                added += 1
-    return added
+    check and the inserts share one transaction (``Store.add_missing_runs``), so two processes
+    loading at once (two ``talkbench submit``) add each row exactly once."""
+    return store.add_missing_runs(
+        (run, cells, MethodInfo(name=run.method, kind="reported", paper=f"cited in {t.paper}"))
+        for t in TABLES for run, cells in reported_runs(t)
+    )

@@ -37,10 +37,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import duckdb
+
 from talkbench import __version__
+from talkbench.baselines.method import MethodInfo
 from talkbench.errors import TalkbenchError
 from talkbench.leaderboard.benchmarks import BenchmarkSpec, parse_spec
 from talkbench.leaderboard.names import SYSTEM_OWNERS, UNKEYED, NameTakenError, name_key, refusal, reserved_names
+from talkbench.util import LEADERBOARD_ENV, data_root
 
 try:  # POSIX advisory locks; elsewhere we rely on DuckDB's own lock plus retries
     import fcntl
@@ -150,8 +154,6 @@ class Store:
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
         """A DuckDB connection held under the store's lock; closed (and unlocked) on exit."""
-        import duckdb
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.timeout
         delay = 0.02
@@ -305,12 +307,6 @@ class Store:
                      clip.duration, clip.frames, clip.reference_sha256],
                 )
 
-    def upsert_method(self, info, owner: str | None = None) -> None:
-        """Insert or update a method's metadata (``baselines.method.MethodInfo``), claiming
-        its name (see ``add_runs`` for ``owner``)."""
-        with self.transaction() as con:
-            self._upsert_method(con, info, owner)
-
     def name_holder(self, name: str) -> tuple[str, str] | None:
         """(name as first claimed, owner) of the claim on ``name``'s key, or None."""
         rows = self.query("SELECT name, owner FROM method_names WHERE name_key = ?", [name_key(name)])
@@ -320,8 +316,6 @@ class Store:
         """Claim ``name`` for ``owner`` inside the caller's transaction, or raise
         ``NameTakenError``. The primary key on ``name_key`` is the authority: a claim that
         slipped past the read is refused by the insert, and the transaction rolls back."""
-        import duckdb
-
         key = name_key(name)
         if not key:
             raise StoreError(f"{self.path}: method name {name!r} has no letters or digits")
@@ -345,7 +339,7 @@ class Store:
             raise NameTakenError(str(self.path), f"method name {method!r} is held by a submitted method ({row[0]!r}); "
                                                  "a run under it needs that submitter's key")
 
-    def _upsert_method(self, con, info, owner: str | None = None) -> None:
+    def _upsert_method(self, con, info: MethodInfo, owner: str | None = None) -> None:
         if info.kind == "submission" and owner is None:
             raise StoreError(f"{self.path}: submitted method {info.name!r} needs its submitter's key to be stored")
         self._claim(con, info.name, owner if info.kind == "submission" else info.kind)
@@ -389,6 +383,26 @@ class Store:
                 ids.append(run.run_id)
         return ids
 
+    def add_missing_runs(self, items: Iterable[tuple[Run, Iterable[AggregateValue], MethodInfo]]) -> int:
+        """(run, aggregates, its method) for each run to have, in one transaction: a run whose id
+        is stored already is skipped, a method not stored yet is claimed and stored with its
+        first run. Two processes adding the same runs at once add each exactly once; returns
+        how many runs this call added."""
+        added = 0
+        with self.transaction() as con:
+            have = {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()}
+            known = {r[0] for r in con.execute("SELECT name FROM methods").fetchall()}
+            for run, aggregates, info in items:
+                if run.run_id in have:
+                    continue
+                if run.method not in known:
+                    self._upsert_method(con, info)
+                    known.add(run.method)
+                self._insert_run(con, run, (), aggregates, replace=False)
+                have.add(run.run_id)
+                added += 1
+        return added
+
     def _insert_run(self, con, run: Run, clip_values, aggregates, replace: bool) -> None:
         if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run.run_id]).fetchone():
             if not replace:
@@ -413,12 +427,6 @@ class Store:
         if rows:
             con.executemany("INSERT INTO aggregates (run_id, scope, metric, value, text, ci_low, ci_high) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-
-    def run_ids(self) -> set[str]:
-        return {r["run_id"] for r in self.query("SELECT run_id FROM runs")}
-
-    def has_run(self, run_id: str) -> bool:
-        return bool(self.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]))
 
     # -- reads -------------------------------------------------------------------------
     def runs(self, provenance: str | None = None, benchmark: str | None = None,
@@ -505,9 +513,5 @@ class Store:
 
 def default_store_path() -> Path:
     """``$TALKBENCH_LEADERBOARD`` or ``<user data dir>/talkbench/leaderboard.duckdb``."""
-    env = os.environ.get("TALKBENCH_LEADERBOARD")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("talkbench")) / "leaderboard.duckdb"
+    env = os.environ.get(LEADERBOARD_ENV)
+    return Path(env) if env else data_root() / "leaderboard.duckdb"

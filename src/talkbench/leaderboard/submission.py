@@ -65,7 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from talkbench import media
 from talkbench.clip import Clip
 from talkbench.errors import MediaError, TalkbenchError
-from talkbench.leaderboard.benchmarks import sha256_file
+from talkbench.util import sha256_file
 
 METADATA = "submission.yaml"
 VIDEO_DIR = "videos"

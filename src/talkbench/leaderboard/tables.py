@@ -16,11 +16,16 @@ import csv
 import io
 from dataclasses import dataclass, field
 
+from rich.markup import escape
+from rich.table import Table
+
 from talkbench.leaderboard.breakdown import Breakdown
+from talkbench.leaderboard.directions import column_direction
 from talkbench.leaderboard.paper import PaperTable, table, tables_of
 from talkbench.leaderboard.ranking import IE, NON_IE, REFERENCE_METHODS, Board, Interval, label, marks
 from talkbench.leaderboard.store import Store
 from talkbench.metrics.paper_protocols import protocol_differences, protocol_for_table
+from talkbench.util import markdown_table
 
 PROVENANCE_MARK = {"reported": "r", "measured": "m"}
 DLIB_CSIM = "csim_dlib"  # a column of its own in measured rows, never under a paper's CSIM header
@@ -191,7 +196,7 @@ def _mark(t: PaperTable, cols, rows: list[TableRow]) -> None:
         for j, (_, key) in enumerate(cols):
             if key not in metric:
                 continue
-            got = marks([r.cells[j].value for r in rows], bool(metric[key].higher_is_better), skip)
+            got = marks([r.cells[j].value for r in rows], column_direction(t, metric[key]), skip)
             for r, m, skipped in zip(rows, got, skip):
                 if not skipped:
                     r.cells[j].mark = m
@@ -209,10 +214,7 @@ def table_markdown(rt: RenderedTable) -> str:
     if rt.header_groups:
         expanded = [g for g, span in rt.header_groups for _ in range(span)]
         headers = [headers[0]] + [f"{g}: {h}" for g, h in zip(expanded, headers[1:])]
-    lines.append("| " + " | ".join(_md_escape(h) for h in headers) + " |")
-    lines.append("|" + "---|" * len(headers))
-    for r in rt.rows:
-        lines.append("| " + " | ".join([_md_escape(r.label)] + [_cell(c, "md") for c in r.cells]) + " |")
+    lines.append(markdown_table(headers, [[r.label] + [_cell(c, "md") for c in r.cells] for r in rt.rows]))
     lines += ["", "<sup>r</sup> reported (as published) · <sup>m</sup> measured by talkbench · "
               "**bold** best, <u>underlined</u> second"] + [f"{n}" for n in rt.notes]
     return "\n".join(lines) + "\n"
@@ -229,8 +231,9 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+# Markdown cells are escaped once, by util.markdown_table, after the marks (which hold no "|").
 STYLES = {
-    "md": {"empty": "–", "escape": _md_escape, "best": "**{}**", "second": "<u>{}</u>", "sup": "{}<sup>{}</sup>"},
+    "md": {"empty": "–", "escape": str, "best": "**{}**", "second": "<u>{}</u>", "sup": "{}<sup>{}</sup>"},
     "latex": {"empty": "-", "escape": latex_escape, "best": r"\textbf{{{}}}", "second": r"\underline{{{}}}",
               "sup": r"{}\textsuperscript{{{}}}"},
 }
@@ -362,17 +365,14 @@ def boards_markdown(boards: list[Board]) -> str:
         out += [f"### {b.title}", "", f"protocol `{b.protocol_sha256[:12]}` · benchmarks: {', '.join(b.benchmarks)}"]
         if b.note:
             out.append(f"*{b.note}*")
-        out += ["", "| " + " | ".join(_board_header(b)) + " |", "|" + "---|" * len(_board_header(b))]
-        for row in _board_matrix(b):
-            out.append("| " + " | ".join(_md_board_cell(c) for c in row) + " |")
+        out += ["", markdown_table(_board_header(b), [[_md_board_cell(c) for c in row] for row in _board_matrix(b)])]
         out += ["", "IE = Indo-European clips, non-IE = the others; gap% = how much worse outside "
                 "Indo-European (positive = worse); **bold** best, <u>underlined</u> second; "
                 f"{_md_escape(b.legend())}.", ""]
         out += [f"Not measured: {_md_escape(unmeasured_text(b))}", ""] if b.unmeasured else []
         for breakdown in b.breakdowns:
             headers, rows = breakdown_matrix(breakdown)
-            out += [f"#### {breakdown_title(breakdown)} (mean, clips)", "", "| " + " | ".join(headers) + " |",
-                    "|" + "---|" * len(headers)] + ["| " + " | ".join(map(_md_escape, r)) + " |" for r in rows] + [""]
+            out += [f"#### {breakdown_title(breakdown)} (mean, clips)", "", markdown_table(headers, rows), ""]
     return "\n".join(out) + "\n"
 
 
@@ -439,9 +439,6 @@ def boards_rich(boards: list[Board], unmeasured: bool = True):
     with every metric still fits 80 columns; bold best, underlined second, as in the papers.
     A cell's interval goes on a second line, dimmed, to keep the columns narrow. ``unmeasured``
     False leaves out why metrics were not measured (a caller that says it its own way)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     def shown(cell: BoardCell) -> str:
         text = escape(cell.text)
         if cell.mark == "best":

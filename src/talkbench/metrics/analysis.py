@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from talkbench import weights
 from talkbench.face.types import FaceBox, pick_main_face
 
 ANALYSIS_VERSION = "2"
@@ -68,10 +69,10 @@ class IdentityModel(Protocol):
 
 class DlibIdentity:
     def __init__(self, backend) -> None:
-        from talkbench.face.dlib_backend import EMBEDDING_MODEL, file_sha256, model_dir
+        from talkbench.face.dlib_backend import EMBEDDING_MODEL, model_dir  # imports dlib
 
         self.backend = backend
-        self.key = f"dlib:{file_sha256(model_dir() / EMBEDDING_MODEL)}"
+        self.key = f"dlib:{weights.file_sha256(model_dir() / EMBEDDING_MODEL)}"
 
     def embed(self, image: np.ndarray, box: FaceBox, landmarks: np.ndarray) -> np.ndarray:
         return self.backend.embedding(image, box, landmarks)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
+from talkbench import weights
+
 if TYPE_CHECKING:
     from talkbench.metrics.analysis import FaceTrack
     from talkbench.metrics.settings import EvalSettings
@@ -199,8 +201,6 @@ class ModelSource:
     def get(self, name: str, factory: Callable[[], object], weight_names: tuple[str, ...] = ()) -> object:
         if name in self.supplied:
             return self.supplied[name]
-        from talkbench import weights
-
         key = (name, tuple(weights.weight_sha256(w) for w in weight_names))
         if key not in _PROCESS_MODELS:
             _PROCESS_MODELS[key] = factory()

@@ -6,12 +6,14 @@ everything the content depends on: the input's content sha256 (never its path), 
 files' sha256 and the protocol fields used. The key is stored inside the entry and compared on
 read, so a file can only ever be returned for exactly the key it was made for.
 
-Writers write a temporary file in the entry's folder and ``os.replace`` it into place, which
-is atomic: two processes writing one entry both write the same content and the last rename
-wins; a reader sees a whole entry or none; a killed writer leaves only a ``*.tmp`` file, which
-readers never look at and ``clear`` removes. An entry that cannot be read is a miss.
+Writers write a temporary file in the entry's folder and ``os.replace`` it into place
+(``talkbench.util.atomic_path``), which is atomic: two processes writing one entry both write
+the same content and the last rename wins; a reader sees a whole entry or none; a killed
+writer leaves only a ``*.tmp`` file, which readers never look at and ``clear`` removes. An
+entry that cannot be read is a miss.
 
-Root: ``$TALKBENCH_CACHE_DIR/analysis``, else the user cache folder.
+Root: ``<cache root>/analysis`` (``talkbench.util.cache_dir``: ``$TALKBENCH_CACHE_DIR``, else
+the user cache folder).
 """
 
 from __future__ import annotations
@@ -20,24 +22,19 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
-from talkbench import weights
+from talkbench import util, weights
 
 KINDS = ("faces", "identity", "features", "clips")
 _KEY = "__key__"
 
 
 def cache_root() -> Path:
-    override = os.environ.get("TALKBENCH_CACHE_DIR")
-    root = Path(override) if override else Path(platformdirs.user_cache_dir("talkbench"))
-    return root / "analysis"
+    return util.cache_dir("analysis")
 
 
 def content_sha256(source: str | Path | np.ndarray) -> str:
@@ -63,31 +60,19 @@ def entry_path(kind: str, key: dict) -> Path:
 
 def load(kind: str, key: dict) -> dict[str, np.ndarray] | None:
     """The arrays stored under ``key``, or None (missing, unreadable, or another key)."""
-    path = entry_path(kind, key)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data[_KEY]) != key_text(key):
-                return None
-            return {name: data[name] for name in data.files if name != _KEY}
-    except FileNotFoundError:
+    # None also for an entry damaged on disk (not by us: writes are atomic); it is recomputed and replaced
+    arrays = util.load_arrays(entry_path(kind, key))
+    if arrays is None or _KEY not in arrays or str(arrays.pop(_KEY)) != key_text(key):
         return None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # damaged on disk (not by us: writes are atomic); recomputed and replaced
+    return arrays
 
 
 def store(kind: str, key: dict, arrays: dict[str, np.ndarray]) -> None:
-    path = entry_path(kind, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem[:16] + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with util.atomic_path(entry_path(kind, key), suffix=".tmp") as tmp:
+        with open(tmp, "wb") as fh:
             np.savez(fh, **{_KEY: np.array(key_text(key))}, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_json(kind: str, key: dict) -> tuple[dict, dict[str, np.ndarray]] | None:

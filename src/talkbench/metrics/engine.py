@@ -24,13 +24,14 @@ the other clips' results stand.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from talkbench.errors import MetricError
+from talkbench.media import VIDEO_SUFFIXES
 from talkbench.metrics import bootstrap, cache
 from talkbench.metrics.analysis import clear_memo
 from talkbench.metrics.base import DistributionMetric, clear_loaded_models
@@ -39,16 +40,14 @@ from talkbench.metrics.results import ClipError, DistributionValue, EvaluationRe
 from talkbench.metrics.scorer import ClipJob, ClipOutcome, ReferenceAnalysis, Scorer, keep_heap_flat
 from talkbench.metrics.settings import DEFAULT_METRICS, EvalSettings
 from talkbench.metrics.workers import ENGINES, Runner, clip_task, forget_scorer, reference_task
+from talkbench.util import ProgressCallback
 
 __all__ = ["ClipJob", "DEFAULT_METRICS", "EvalSettings", "ENGINES", "evaluate", "evaluate_pair", "evaluate_folders",
-           "match_folders", "clear_process_caches", "VIDEO_SUFFIXES", "IMAGE_SUFFIXES"]  # fmt: skip
+           "match_folders", "clear_process_caches", "IMAGE_SUFFIXES"]  # fmt: skip
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # portraits matched by stem in a folder
 
 # -- the entry point -------------------------------------------------------------------------
-
-Progress = Callable[[int, int, str], None]
 
 
 def evaluate(
@@ -56,7 +55,7 @@ def evaluate(
     settings: EvalSettings = EvalSettings(),
     workers: int = 1,
     engine: str = "local",
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     models: dict[str, object] | None = None,
     ray_address: str | None = None,
 ) -> EvaluationReport:
@@ -94,12 +93,11 @@ def evaluate(
         with Runner(settings, scorer.supplied, workers, engine, ray_address) as runner:
             keys = list(references)
             say(0, len(keys), "ground truth")
-            analysed = runner.map(reference_task, [references[k] for k in keys],
-                                  lambda done: say(done, len(keys), "ground truth"))  # fmt: skip
+            analysed = runner.map(reference_task, [references[k] for k in keys], say, ["ground truth"] * len(keys))
             analyses = dict(zip(keys, analysed))
             calls = [(jobs[i], analyses[job_reference[i]].for_clips() if job_reference[i] else None) for i in todo]
             say(0, len(todo), "clips")
-            measured = runner.map(clip_task, calls, lambda done: say(done, len(todo), jobs[todo[done - 1]].clip_id))
+            measured = runner.map(clip_task, calls, say, [jobs[i].clip_id for i in todo])
         for i, outcome in zip(todo, measured):
             outcomes[i] = outcome
     for i, job in enumerate(jobs):  # cached clips' ground-truth feature rows, for FID/FVD
@@ -245,7 +243,7 @@ def evaluate_folders(
     reference: str | Path | None = None,
     portrait: str | Path | None = None,
     settings: EvalSettings = EvalSettings(),
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     models: dict[str, object] | None = None,
     workers: int = 1,
     engine: str = "local",

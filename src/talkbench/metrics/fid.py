@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import torch
 import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 from torchvision.models import inception as tv_inception
 
-from talkbench import weights
+from talkbench import util, weights
+from talkbench.errors import MetricError
 from talkbench.metrics.base import DistributionMetric, MetricSpec, ModelSource, Need
 
 VERSION = "1"
@@ -159,10 +158,7 @@ class OnnxFeatureExtractor:
             )  # fmt: skip
             onnx_model = buffer.getvalue()
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(f".{os.getpid()}.part")
-                tmp.write_bytes(onnx_model)
-                os.replace(tmp, cache)
+                util.atomic_write_bytes(cache, onnx_model)
             self.session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
     def _computes(self, model: FIDInception) -> bool:
@@ -189,7 +185,7 @@ def load_feature_extractor(state_dict: dict | None = None, runtime: str = "auto"
         return model
     cache = None
     if state_dict is None:
-        cache = Path(platformdirs.user_cache_dir("talkbench")) / "onnx" / f"fid-{weights.weight_sha256(WEIGHTS)[:16]}.onnx"
+        cache = util.cache_dir("onnx") / f"fid-{weights.weight_sha256(WEIGHTS)[:16]}.onnx"
     return OnnxFeatureExtractor(model, cache)
 
 
@@ -242,12 +238,18 @@ class GaussianStats:
         cov = (self.outer - self.count * np.outer(mu, mu)) / (self.count - ddof)
         return mu, cov
 
-    def to_npz(self, path) -> None:
-        np.savez(path, count=self.count, total=self.total, outer=self.outer)
+    def to_npz(self, path: str | Path) -> None:
+        """Write the sums to ``path`` (``.npz`` appended when missing, as ``np.savez`` does)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        util.save_arrays(path, {"count": np.array(self.count), "total": self.total, "outer": self.outer})
 
     @classmethod
-    def from_npz(cls, path) -> GaussianStats:
-        data = np.load(path)
+    def from_npz(cls, path: str | Path) -> GaussianStats:
+        data = util.load_arrays(path)
+        if data is None or not {"count", "total", "outer"} <= set(data):
+            raise MetricError(f"{path}: not a readable FID/FVD statistics file (count, total, outer)")
         return cls(int(data["count"]), data["total"], data["outer"])
 
 

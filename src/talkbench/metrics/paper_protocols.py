@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from talkbench.metrics.registry import available_metrics
+from talkbench.metrics.scorer import Scorer
 from talkbench.metrics.settings import EvalSettings, SettingsError
+from talkbench.util import Registry
 
 # Protocol fields a paper protocol pins: a run that differs in any of them is not under it.
 PINNED_FIELDS = ("name", "resolution", "fps", "resize_interpolation", "crop", "face_backend", "identity_backend",
@@ -51,32 +53,28 @@ class NamedProtocol:
         return replace(self.settings, **overrides)
 
 
-_PROTOCOLS: dict[str, NamedProtocol] = {}
+PROTOCOLS: Registry[NamedProtocol] = Registry(kind="protocol", error=SettingsError)
 
 
 def register_protocol(protocol: NamedProtocol) -> NamedProtocol:
-    if protocol.key in _PROTOCOLS:
-        raise ValueError(f"protocol {protocol.key!r} is already registered")
     if protocol.settings.protocol_name != protocol.name:
-        raise ValueError(f"protocol {protocol.key!r}: settings name {protocol.settings.protocol_name!r} != {protocol.name!r}")
-    _PROTOCOLS[protocol.key] = protocol
-    return protocol
+        raise SettingsError(f"protocol {protocol.key!r}: settings name {protocol.settings.protocol_name!r} "
+                            f"!= {protocol.name!r}")
+    return PROTOCOLS.register(protocol.key, protocol)
 
 
 def get_protocol(name: str) -> NamedProtocol:
     """By key (``vqtalker-t2``) or by versioned name (``vqtalker-t2-v1``)."""
-    for protocol in _PROTOCOLS.values():
-        if name in (protocol.key, protocol.name):
-            return protocol
-    raise SettingsError(f"unknown protocol {name!r}; available: {', '.join(available_protocols())}")
+    versioned = next((p for _, p in PROTOCOLS.items() if p.name == name), None)
+    return versioned or PROTOCOLS.get(name)
 
 
 def available_protocols() -> list[str]:
-    return sorted(_PROTOCOLS)
+    return PROTOCOLS.names()
 
 
 def protocol_for_table(table_key: str) -> NamedProtocol | None:
-    return next((p for p in _PROTOCOLS.values() if p.table == table_key), None)
+    return next((p for _, p in PROTOCOLS.items() if p.table == table_key), None)
 
 
 def _paper(key: str, table: str, description: str, metrics: tuple[str, ...], columns: dict[str, Column],
@@ -131,8 +129,6 @@ FLOWVQTALKER_T1 = register_protocol(_paper(
 def expected_protocol(protocol: NamedProtocol, metrics: tuple[str, ...] | None = None) -> dict:
     """The Protocol record (as a dict) a run under ``protocol`` carries on this installation,
     for all its metrics or for the subset ``metrics``."""
-    from talkbench.metrics.scorer import Scorer  # the scorer imports every metric module
-
     settings = protocol.settings if metrics is None else protocol.evaluation_settings(metrics=metrics)
     return Scorer(settings).protocol().to_dict()
 

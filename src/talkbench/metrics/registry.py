@@ -9,29 +9,24 @@ from __future__ import annotations
 
 from talkbench.metrics import bitrate, cpbd, csim, emotion, fid, fvd, lmd, lpips, lse, msi, ssim, utilisation
 from talkbench.metrics.base import Metric, MetricSpec
+from talkbench.metrics.settings import SettingsError
+from talkbench.util import Registry
 
-_METRICS: dict[str, type[Metric]] = {}
+
+METRICS: Registry[type[Metric]] = Registry(kind="metric", error=SettingsError)  # a ValueError too
 
 
 def register_metric(metric: type[Metric]) -> type[Metric]:
-    name = metric.spec.name
-    if name in _METRICS:
-        raise ValueError(f"metric {name!r} is already registered")
-    _METRICS[name] = metric
-    return metric
+    return METRICS.register(metric.spec.name, metric)
 
 
 def unregister_metric(name: str) -> None:
     """Remove a metric (a plugin's, or a test's); unknown names are an error."""
-    metric_class(name)
-    del _METRICS[name]
+    METRICS.unregister(name)
 
 
 def metric_class(name: str) -> type[Metric]:
-    try:
-        return _METRICS[name]
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; available: {', '.join(sorted(_METRICS))}") from None
+    return METRICS.get(name)
 
 
 def get_metric(name: str) -> MetricSpec:
@@ -39,7 +34,7 @@ def get_metric(name: str) -> MetricSpec:
 
 
 def available_metrics() -> list[str]:
-    return sorted(_METRICS)
+    return METRICS.names()
 
 
 register_metric(ssim.SSIM)
@@ -54,3 +49,15 @@ register_metric(bitrate.Bitrate)
 register_metric(utilisation.Utilisation)
 register_metric(emotion.EmotionAccuracy)
 register_metric(lse.LSE)
+
+
+def value_higher_is_better(value: str) -> bool:
+    """Whether a larger ``value`` is better: a value name (``lse_d``, ``csim_arcface``) or a metric
+    name, read from the declaring metric's ``MetricSpec.higher_is_better_for`` (the single
+    source of directions). An undeclared name is an error (the registry's)."""
+    for name in available_metrics():
+        spec = get_metric(name)
+        if value in spec.values or value == name:
+            return spec.higher_is_better_for(value)
+    raise METRICS.error(f"{value!r} is no registered metric's value; known: "
+                        f"{', '.join(sorted({v for n in available_metrics() for v in (n, *get_metric(n).values)}))}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 
 from talkbench import media, weights
 from talkbench.errors import MediaError, MetricError, WeightsError
@@ -259,7 +260,7 @@ class Scorer:
             if name == "dlib":
                 self._identity = DlibIdentity(self.backend())
             else:
-                from talkbench.metrics.arcface import ArcFace, InsightFaceONNX
+                from talkbench.metrics.arcface import ArcFace, InsightFaceONNX  # imports cv2 (the metrics extra)
 
                 network = {"arcface": ArcFace, "insightface": InsightFaceONNX}[name]
                 (weight,) = IDENTITY_BACKEND_WEIGHTS[name]
@@ -683,8 +684,6 @@ def describe(source) -> str | None:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from talkbench import media
 from talkbench.errors import MetricError
+from talkbench.face import available_backends
 
 DEFAULT_METRICS = ("ssim", "lpips", "csim", "lmd", "cpbd", "msi", "fid", "fvd", "lse", "emotion")
 IDENTITY_BACKENDS = ("dlib", "arcface", "insightface")
@@ -50,7 +51,8 @@ class EvalSettings:
 
     def check(self) -> None:
         """Every choice known; raises SettingsError naming the bad one and the choices."""
-        from talkbench.face import available_backends
+        # Imported here: the registry imports every metric module (torch), and light modules
+        # (leaderboard ranking, the CLI) import these settings.
         from talkbench.metrics.registry import get_metric
 
         if not self.metrics:

@@ -5,12 +5,17 @@ results in input order, so the caller can add sums in a fixed order whatever ran
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from typing import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Sequence
+
+import torch
 
 from talkbench.errors import MetricError
 from talkbench.metrics.scorer import ClipJob, ClipOutcome, ReferenceAnalysis, Scorer, describe, keep_heap_flat
 from talkbench.metrics.settings import EvalSettings
+from talkbench.util import ProgressCallback
 
 ENGINES = ("local", "ray")
 
@@ -24,8 +29,6 @@ def forget_scorer() -> None:
 
 def _init_worker(settings: EvalSettings, supplied: dict, threads: int) -> None:
     global _SCORER
-    import torch
-
     torch.set_num_threads(threads)
     keep_heap_flat()
     _SCORER = Scorer(settings, supplied)
@@ -69,9 +72,6 @@ class Runner:
         if self.engine == "ray":
             self._start_ray(threads)
         elif self.workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_init_worker, initargs=(self.settings, self.supplied, threads))  # fmt: skip
         else:
@@ -104,9 +104,10 @@ class Runner:
             if self._ray_started:
                 ray.shutdown()
 
-    def map(self, fn: Callable, calls: list[tuple], progress: Callable[[int], None]) -> list:
-        """``fn(*args)`` for each call. A worker that dies (a crash in native code, killed for
-        memory) costs only the calls it had: their results say so, the others stand."""
+    def map(self, fn: Callable, calls: list[tuple], progress: ProgressCallback, labels: Sequence[str]) -> list:
+        """``fn(*args)`` for each call; ``progress(done, len(calls), labels[done - 1])`` after each
+        result. A worker that dies (a crash in native code, killed for memory) costs only the
+        calls it had: their results say so, the others stand."""
         if not calls:
             return []
         if self._actors is not None:
@@ -125,7 +126,7 @@ class Runner:
                 out.append(wait(ref))
             except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, RayActorError, ...
                 out.append(lost(fn, args, f"the worker running it was lost ({type(exc).__name__}: {exc})"))
-            progress(len(out))
+            progress(len(out), len(calls), labels[len(out) - 1])
         return out
 
 
@@ -145,6 +146,4 @@ class _RayWorker:
 
 
 def _current_threads() -> int:
-    import torch
-
     return torch.get_num_threads()

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from PIL import Image
 from scipy import ndimage
+from skimage.draw import polygon
 
 from talkbench import media
 from talkbench.face import analyse_image, get_backend
@@ -108,9 +110,7 @@ def default_speech_dir() -> Path | None:
 
 def load_portrait(name: str) -> np.ndarray:
     if name == "astronaut":
-        from skimage import data
-
-        return data.astronaut()
+        return skimage.data.astronaut()
     if name == "grace_hopper":
         from matplotlib import cbook
 
@@ -243,8 +243,6 @@ def darken_mouth(frame: np.ndarray, lm: np.ndarray, opening: float) -> np.ndarra
     """Shade the gap between the lips, so an open mouth looks open rather than stretched."""
     if opening < 0.05:
         return frame
-    from skimage.draw import polygon
-
     jaw = opening * JAW_OPENING * (lm[8, 1] - lm[27, 1])
     inner = lm[60:68].copy()
     inner[[5, 6, 7], 1] += jaw  # the lower inner lip moved with the jaw

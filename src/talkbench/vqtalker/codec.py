@@ -16,9 +16,9 @@ from typing import Iterable
 
 import numpy as np
 import torch
+from PIL import Image
 
-from talkbench import media
-from talkbench.weights import file_sha256
+from talkbench import media, util
 from talkbench.vqtalker.tokenizer import MotionTokenizer, from_model, to_model
 
 TOKEN_FORMAT = "talkbench-vqtalker-tokens/1"
@@ -103,7 +103,7 @@ def encode_video(model: MotionTokenizer, video: str | Path, fps: float = media.D
         "quantizer": q.to_dict(),
         "codebook_size": q.codes_per_codebook,
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "checkpoint_sha256": file_sha256(Path(checkpoint)) if checkpoint else None,
+        "checkpoint_sha256": util.sha256_file(checkpoint) if checkpoint else None,
     }
     return Tokens(indices.astype(_dtype_for(q.codes_per_codebook)), first[0], fps, meta)
 
@@ -124,8 +124,6 @@ def load_tokens(path: str | Path) -> Tokens:
 def upscaled(frames: Iterable[np.ndarray], size: int | None) -> Iterable[np.ndarray]:
     """``frames`` resized to ``size``² (Lanczos) when they are smaller: a small model's renders
     (the tiny config draws 64 px) must still meet the leaderboard's 256 px minimum."""
-    from PIL import Image
-
     for frame in frames:
         if size and frame.shape[0] < size:
             frame = np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.LANCZOS))

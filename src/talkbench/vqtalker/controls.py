@@ -33,14 +33,16 @@ file's path, size and mtime) in the VQTalker cache directory.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from skimage.draw import polygon
 
-from talkbench import media
+from talkbench import media, util
+from talkbench.face import analyse_image, get_backend
 from talkbench.face.types import LEFT_EYE, RIGHT_EYE
+from talkbench.vqtalker.cache import clip_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,19 @@ class Controls:
         """The first frame of ``values`` held for ``frames`` frames (a still portrait)."""
         return values.resized(1).resized(frames)
 
+    def save(self, target: str | Path) -> None:
+        """An ``.npz`` of pose, gaze, blink, found and fps, written atomically."""
+        util.save_arrays(target, {"pose": self.pose, "gaze": self.gaze, "blink": self.blink, "found": self.found,
+                                  "fps": np.asarray(self.fps)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Controls | None":
+        """What ``save`` wrote; None when the file is missing or unreadable (recompute it)."""
+        data = util.load_arrays(path)
+        if data is None or not {"pose", "gaze", "blink", "found", "fps"} <= data.keys():
+            return None
+        return cls(data["pose"], data["gaze"], data["blink"], data["found"], float(data["fps"]))
+
 
 # ----------------------------------------------------------------------------- per frame
 
@@ -141,8 +156,6 @@ def iris_offset(gray: np.ndarray, eye: np.ndarray) -> np.ndarray:
     ``along`` is -1 at the image-left corner and +1 at the image-right corner; ``across`` is the
     perpendicular offset from the corner axis in units of half the eye width, positive down.
     """
-    from skimage.draw import polygon
-
     h, w = gray.shape
     rr, cc = polygon(eye[:, 1], eye[:, 0], shape=(h, w))
     if len(rr) < 12:
@@ -202,8 +215,6 @@ def _fill_nearest(values: np.ndarray, neutral: float = 0.0) -> np.ndarray:
 
 def frames_controls(frames, backend=None, fps: float = media.DEFAULT_FPS) -> Controls:
     """Controls of an iterable of uint8 RGB frames."""
-    from talkbench.face import analyse_image, get_backend
-
     backend = backend or get_backend("dlib")
     poses, gazes, blinks, found = [], [], [], []
     for frame in frames:
@@ -235,26 +246,21 @@ def image_controls(image: np.ndarray, frames: int = 1) -> Controls:
 # ----------------------------------------------------------------------------- per clip, cached
 
 
-def _cache_file(path: Path, fps: float, cache_dir: Path | None) -> Path:
-    from talkbench.vqtalker.data import clip_key, default_cache_dir
-
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    return root / clip_key(path) / f"controls_v{CACHE_VERSION}_{fps:g}fps.npz"
+def cache_file(path: str | Path, fps: float, cache_dir: str | Path | None = None) -> Path:
+    """Where ``clip_controls`` keeps a clip's controls at ``fps``."""
+    return clip_cache_dir(path, cache_dir) / f"controls_v{CACHE_VERSION}_{fps:g}fps.npz"
 
 
 def clip_controls(path: str | Path, fps: float = media.DEFAULT_FPS, cache_dir: Path | None = None,
                   refresh: bool = False) -> Controls:
     """Controls of every frame of a video at ``fps``, computed once and cached."""
     path = Path(path)
-    target = _cache_file(path, fps, cache_dir)
-    if target.is_file() and not refresh:
-        with np.load(target) as data:
-            return Controls(data["pose"], data["gaze"], data["blink"], data["found"], float(data["fps"]))
+    target = cache_file(path, fps, cache_dir)
+    cached = Controls.load(target) if target.is_file() and not refresh else None
+    if cached is not None:
+        return cached
     controls = frames_controls(media.iter_frames(path, fps=fps), fps=fps)
     if not controls.found.any():
         log.warning("%s: no face found in any frame; controls are zeros", path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, pose=controls.pose, gaze=controls.gaze, blink=controls.blink, found=controls.found, fps=fps)
-    os.replace(tmp, target)
+    controls.save(target)
     return controls

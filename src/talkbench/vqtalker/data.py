@@ -25,22 +25,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-import platformdirs
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from talkbench import media
+from talkbench import media, util
 from talkbench.datasets.catalog import CATALOG_NAME, Catalog
 from talkbench.errors import TalkbenchError
+from talkbench.samples import load_sample_corpus
+from talkbench.vqtalker.cache import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,41 +79,19 @@ class GeneratorSample:
         return int(self.speech.shape[0])
 
 
-def default_cache_dir() -> Path:
-    override = os.environ.get("TALKBENCH_CACHE_DIR")
-    root = Path(override) if override else Path(platformdirs.user_cache_dir("talkbench"))
-    return root / "vqtalker"
-
-
-def clip_key(path: Path) -> str:
-    """A clip file's cache key: its resolved path, size and modification time."""
-    st = Path(path).stat()
-    return hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
 def is_built_dataset(source) -> bool:
     return isinstance(source, (str, Path)) and source != "sample" and (Path(source) / CATALOG_NAME).is_file()
 
 
-def default_regions_root(source) -> Path:
+def default_regions_root(source, cache_dir: str | Path | None = None) -> Path:
     """Where the eye/mouth boxes of ``source``'s clips live: beside a built dataset
-    (``DIR/vqtalker/regions``), else in the VQTalker cache."""
+    (``DIR/vqtalker/regions``), else in the VQTalker cache (``cache_dir`` or the default one)."""
     if is_built_dataset(source):
         return Path(source) / "vqtalker" / "regions"
-    return default_cache_dir() / "regions"
+    return (Path(cache_dir) if cache_dir else default_cache_dir()) / "regions"
 
 
 # ----------------------------------------------------------------------------- clips
-
-
-def _row_splits(row: dict) -> set[str]:
-    """A row's split and the further splits its manifest listed (MEAD's overlapping ones)."""
-    names = {row["split"]} if row.get("split") else set()
-    try:
-        names.update(json.loads(row.get("meta") or "{}").get("splits", []))
-    except (ValueError, AttributeError):
-        pass
-    return names
 
 
 def catalog_clips(root: str | Path, splits: Iterable[str] | None = None) -> list[TrainingClip]:
@@ -124,24 +101,24 @@ def catalog_clips(root: str | Path, splits: Iterable[str] | None = None) -> list
     if not (root / CATALOG_NAME).is_file():
         raise TrainingDataError(f"{root}: no {CATALOG_NAME} here; build the dataset first with 'talkbench data build'")
     with Catalog(root, read_only=True) as cat:
-        rows = [r for r in cat.rows() if r["status"] == "accepted"]
+        rows = [r for r in cat.records() if r.accepted]
     if not rows:
         raise TrainingDataError(f"{root / CATALOG_NAME}: no accepted clips")
     wanted = None if splits is None else {str(s) for s in ([splits] if isinstance(splits, str) else splits)}
     if wanted is not None and not wanted:
         raise TrainingDataError(f"{root / CATALOG_NAME}: an empty list of splits selects no clip (omit it for all)")
-    chosen = [r for r in rows if wanted is None or _row_splits(r) & wanted]
+    chosen = [r for r in rows if wanted is None or r.splits & wanted]
     if not chosen:
-        have = sorted({s for r in rows for s in _row_splits(r)}) or ["(none)"]
+        have = sorted({s for r in rows for s in r.splits}) or ["(none)"]
         raise TrainingDataError(f"{root / CATALOG_NAME}: no accepted clip in split {', '.join(sorted(wanted))}; "
                                 f"its splits are {', '.join(have)}")
     clips = []
     for r in chosen:
-        path = (root / r["path"]).resolve()
+        path = (root / r.path).resolve()
         if not path.is_file():
-            raise TrainingDataError(f"{path}: clip {r['clip_id']} of {root / CATALOG_NAME} is missing")
-        clips.append(TrainingClip(r["clip_id"], path, int(r["frames"]), float(r["fps"]), int(r["width"]),
-                                  int(r["height"]), r["split"], r["language"], r.get("person")))
+            raise TrainingDataError(f"{path}: clip {r.clip_id} of {root / CATALOG_NAME} is missing")
+        clips.append(TrainingClip(r.clip_id, path, int(r.frames), float(r.fps), int(r.width), int(r.height),
+                                  r.split, r.language, r.person))
     return clips
 
 
@@ -166,8 +143,6 @@ def clips_from_source(source, splits: Iterable[str] | None = None, fps: float = 
         log.warning("%s is not a built dataset (no %s): split filtering %s does not apply, all its clips are used",
                     source, CATALOG_NAME, list(splits))
     if isinstance(source, str) and source == "sample":
-        from talkbench.samples import load_sample_corpus
-
         return [file_clip(c.video, fps, c.language) for c in load_sample_corpus()]
     if isinstance(source, (list, tuple)):
         return [file_clip(p, fps) for p in source]
@@ -234,8 +209,10 @@ def grow_boxes(tight: np.ndarray, margin: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _tight_boxes(path: str, mtime_ns: int) -> np.ndarray:  # mtime: a rewritten file is read again
-    with np.load(path) as data:
-        return data["boxes"].astype(np.float32)
+    data = util.load_arrays(path)
+    if data is None or "boxes" not in data:
+        raise TrainingDataError(f"{path}: not a readable eye/mouth regions file; delete it and run prepare_regions")
+    return data["boxes"].astype(np.float32)
 
 
 def clip_boxes(regions_root: str | Path, clip: TrainingClip, size: int, margin: float) -> np.ndarray:

@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -388,7 +387,3 @@ def build_generator(config: dict | GeneratorConfig) -> MotionGenerator:
     if isinstance(config, dict):
         config = GeneratorConfig.from_dict(config)
     return MotionGenerator(config)
-
-
-def as_batch(values: np.ndarray, device=None) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(values)).to(device)

@@ -21,6 +21,7 @@ loop and its logging, checkpoints and validation are ``training``'s, shared with
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -30,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from talkbench import media
-from talkbench.vqtalker.data import GeneratorSample, TrainingClip, dataset_splits, is_built_dataset
-from talkbench.vqtalker.generator import GeneratorConfig, MotionGenerator
+from talkbench import media, util
+from talkbench.vqtalker.data import GeneratorSample, TrainingClip, clips_from_source, dataset_splits, is_built_dataset
+from talkbench.vqtalker.generator import GeneratorConfig, MotionGenerator, load_generator_config
 from talkbench.vqtalker.inference import (
     GENERATOR_FORMAT,
     autocast,
@@ -40,7 +41,6 @@ from talkbench.vqtalker.inference import (
     speech_backend_from,
 )
 from talkbench.vqtalker.prepare import prepare_generator_samples
-from talkbench.vqtalker.train import resolve_videos
 from talkbench.vqtalker.training import (
     DistInfo,
     Stage,
@@ -59,12 +59,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = GENERATOR_FORMAT
 __all__ = ["CHECKPOINT_FORMAT", "GeneratorSample", "GeneratorTrainer", "build_trainer", "collate", "main"]
-
-
-def file_sha256(path: str | Path) -> str:
-    from talkbench.weights import file_sha256 as _sha
-
-    return _sha(Path(path))
 
 
 # ----------------------------------------------------------------------------- data
@@ -211,6 +205,7 @@ class GeneratorTrainer(Stage):
     def validate(self, out_dir: Path):
         if self.validation is None or not self.validation.clips:
             return None
+        # here, not at the top: validation loads the metrics engine (cv2, scipy, skimage; seconds)
         from talkbench.vqtalker.validation import validate_generator
 
         tc = self.config["train"]
@@ -250,7 +245,7 @@ def split_videos(config: dict) -> tuple[list, list]:
     if dc.get("splits"):
         log.warning("data.source %s is not a built dataset: data.splits does not apply, data.holdout names the "
                     "held-out clips", source)
-    videos = resolve_videos(source)
+    videos = [c.path for c in clips_from_source(source, fps=float(dc.get("fps", media.DEFAULT_FPS)))]
     hold = set(dc.get("holdout") or [])
     train = [v for v in videos if v.stem not in hold]
     held = [v for v in videos if v.stem in hold]
@@ -270,7 +265,7 @@ def build_trainer(config: dict, out_dir: str | Path, tokenizer_checkpoint: str |
     info = dist_info or DistInfo()
     device = default_device(info, device)
     tokenizer = load_tokenizer(tokenizer_checkpoint, device)
-    sha = file_sha256(tokenizer_checkpoint)
+    sha = util.sha256_file(tokenizer_checkpoint)
     backend = speech_backend_from(config, threads)
     motion = config["model"].get("motion", "grfsq")
     fps = float(config.get("data", {}).get("fps", media.DEFAULT_FPS))
@@ -294,10 +289,6 @@ def build_trainer(config: dict, out_dir: str | Path, tokenizer_checkpoint: str |
 
 def main(argv: list[str] | None = None) -> None:
     """``torchrun -m talkbench.vqtalker.generator_train --config C --tokenizer CKPT --out DIR``."""
-    import argparse
-
-    from talkbench.vqtalker.generator import load_generator_config
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--tokenizer", required=True)

@@ -15,15 +15,22 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 
 from talkbench import media
 from talkbench.errors import TalkbenchError
+from talkbench.vqtalker.codec import render_tokens, upscaled
 from talkbench.vqtalker.controls import Controls, clip_controls, image_controls
 from talkbench.vqtalker.generator import GeneratorConfig, MotionGenerator
-from talkbench.vqtalker.speech import SpeechFeatures, frame_count, get_speech_backend
-from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig
+from talkbench.vqtalker.speech import SpeechFeatures, WhisperUnits, default_units_path, frame_count, get_speech_backend
+from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, from_model, to_model
 
 TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/1"
+TOKENIZER_KEY = "tokenizer"  # a stage-1 checkpoint's MotionTokenizer weights
+# Stage-1 checkpoints written before TOKENIZER_KEY (the shipped tiny-tokenizer.pt, users' runs)
+# hold those weights under LIA's name for a GAN's G, "generator", which stage 2's network also
+# bears; load_checkpoint reads them under the new key.
+LEGACY_TOKENIZER_KEY = "generator"
 GENERATOR_FORMAT = "talkbench-vqtalker-generator/1"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -79,14 +86,16 @@ def load_checkpoint(path: str | Path, fmt: str = TOKENIZER_FORMAT) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise InferenceError(f"{path}: not a {fmt} checkpoint (its format is {found!r})")
+    if fmt == TOKENIZER_FORMAT and TOKENIZER_KEY not in ckpt and LEGACY_TOKENIZER_KEY in ckpt:
+        ckpt[TOKENIZER_KEY] = ckpt.pop(LEGACY_TOKENIZER_KEY)
     return ckpt
 
 
 def load_tokenizer(path: str | Path, device="cpu") -> MotionTokenizer:
-    """The generator of a stage-1 checkpoint, in eval mode."""
+    """The motion tokenizer of a stage-1 checkpoint, in eval mode."""
     ckpt = load_checkpoint(path)
     model = MotionTokenizer(TokenizerConfig.from_dict(ckpt["config"]["model"]))
-    model.load_state_dict(ckpt["generator"])
+    model.load_state_dict(ckpt[TOKENIZER_KEY])
     return model.to(device).eval()
 
 
@@ -120,13 +129,9 @@ def speech_backend_from(config: dict, threads: int = 2, meta: dict | None = None
     sc = dict(config.get("speech") or {})
     name = sc.pop("backend", "whisper-units")
     if name == "whisper-units" and meta and meta.get("speech_units") is not None:
-        from talkbench.vqtalker.speech import WhisperUnits
-
         return WhisperUnits(threads=threads, centroids=np.asarray(meta["speech_units"]),
                             meta=json.loads(meta["speech_units_meta"]))
     if name == "whisper-units":
-        from talkbench.vqtalker.speech import default_units_path
-
         k = int(sc.pop("k", 64))
         metric = sc.pop("metric", "euclidean")
         units = sc.pop("units", None) or default_units_path(k, metric=metric)
@@ -152,11 +157,6 @@ def generate_video(generator_checkpoint: str | Path, portrait: str | Path | np.n
     and openness held still. ``window`` defaults to the generator's trained window (longer
     audio is generated in overlapping windows). ``device``: see ``resolve_device``.
     """
-    from PIL import Image
-
-    from talkbench.vqtalker.codec import render_tokens, upscaled
-    from talkbench.vqtalker.tokenizer import to_model
-
     device = resolve_device(device)
     model, ckpt = load_generator(generator_checkpoint, device)
     meta = ckpt.get("meta", {})
@@ -198,8 +198,6 @@ def render_motion_vectors(tokenizer: MotionTokenizer, source: np.ndarray, motion
                           batch: int = 16) -> Iterator[np.ndarray]:
     """Yield uint8 frames rendered from one source frame and (T, motion_dim) motion vectors
     (the ``motion: vector`` generators)."""
-    from talkbench.vqtalker.tokenizer import from_model, to_model
-
     device = next(tokenizer.parameters()).device
     f_g, feats, _ = tokenizer.encode_source(to_model(source[None], device))
     for i in range(0, motion.shape[0], batch):

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from talkbench import media
+from talkbench.face import analyse_image, get_backend
 from talkbench.vqtalker.speech import SAMPLES_PER_FRAME, frame_count
 
 
@@ -19,10 +21,6 @@ def mouth_opening(video: str | Path, upscale_to: int = 256) -> np.ndarray:
     """Per-frame mouth opening: mean inner-lip gap (dlib points 61-67, 62-66, 63-65) over the
     outer-eye-corner distance (36-45); NaN where no face is found. Frames smaller than
     ``upscale_to`` are upscaled first, so small renders (64 px) are measured too."""
-    from PIL import Image
-
-    from talkbench.face import analyse_image, get_backend
-
     backend = get_backend("dlib")
     opening = []
     for frame in media.iter_frames(video):

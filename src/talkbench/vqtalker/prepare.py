@@ -15,26 +15,26 @@ import hashlib
 import logging
 import os
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from talkbench import media
+from talkbench import media, util
 from talkbench.datasets.engines import map_tasks
-from talkbench.vqtalker.data import (
-    REGIONS_FORMAT,
-    GeneratorSample,
-    TrainingClip,
-    TrainingDataError,
-    clip_key,
-    default_cache_dir,
-    regions_path,
-)
+from talkbench.face import analyse_image, get_backend
+from talkbench.vqtalker.cache import clip_cache_dir, clip_key, default_cache_dir
+from talkbench.vqtalker.codec import encode_frames
+from talkbench.vqtalker.controls import clip_controls
+from talkbench.vqtalker.data import REGIONS_FORMAT, GeneratorSample, TrainingClip, TrainingDataError, regions_path
 from talkbench.vqtalker.losses import region_boxes
+from talkbench.vqtalker.speech import clip_speech
+from talkbench.vqtalker.tokenizer import to_model
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,6 @@ def fill_nearest(found: list[np.ndarray | None]) -> np.ndarray:
 
 def clip_regions(clip: TrainingClip, target: Path) -> RegionsDone:
     """Landmarks of every frame of ``clip`` -> ``target`` (written atomically)."""
-    from talkbench.face import analyse_image, get_backend
-
     backend = get_backend("dlib")
     found, shape = [], None
     for frame in media.iter_frames(clip.path, fps=clip.fps):
@@ -86,11 +84,9 @@ def clip_regions(clip: TrainingClip, target: Path) -> RegionsDone:
     landmarks = fill_nearest(found[: clip.frames])
     h, w = shape[:2] if shape else (clip.height, clip.width)
     tight = region_boxes(landmarks, 0.0) / np.array([w, h, w, h], dtype=np.float32)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, boxes=tight.astype(np.float16), format=REGIONS_FORMAT, clip_id=clip.clip_id,
-             frames=clip.frames, source_size=clip.path.stat().st_size)
-    os.replace(tmp, target)
+    util.save_arrays(target, {"boxes": tight.astype(np.float16), "format": np.asarray(REGIONS_FORMAT),
+                              "clip_id": np.asarray(clip.clip_id), "frames": np.asarray(clip.frames),
+                              "source_size": np.asarray(clip.path.stat().st_size)})
     return RegionsDone(clip.clip_id, clip.frames, sum(lm is not None for lm in found[:decoded]), decoded)
 
 
@@ -105,40 +101,44 @@ def _regions_task(job: tuple[TrainingClip, Path]) -> RegionsDone:
 
 def regions_fresh(target: Path, clip: TrainingClip) -> bool:
     """A finished regions file of this very clip file (same frame count and byte size)."""
-    if not target.is_file():
+    data = util.load_arrays(target) if target.is_file() else None
+    if data is None:
         return False
     try:
-        with np.load(target) as data:
-            return (str(data["format"]) == REGIONS_FORMAT and int(data["frames"]) == clip.frames
-                    and int(data["source_size"]) == clip.path.stat().st_size)
+        return (str(data["format"]) == REGIONS_FORMAT and int(data["frames"]) == clip.frames
+                and int(data["source_size"]) == clip.path.stat().st_size)
     except (OSError, ValueError, KeyError):
         return False
 
 
 def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engine: str = "local", workers: int = 2,
-                    ray_address: str | None = None, progress: bool = True) -> list[RegionsDone]:
+                    ray_address: str | None = None,
+                    progress: bool | util.ProgressCallback = True) -> list[RegionsDone]:
     """Eye/mouth boxes of every clip into ``out_root`` (e.g. ``DIR/vqtalker/regions``), clips
     in parallel on ``engine``; clips whose file is already there are skipped. Returns what this
     call computed. A clip without any face gets NaN boxes (its eye/mouth losses are zero) and
-    a warning naming it."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    a warning naming it.
 
+    ``progress``: True draws a bar on stderr while there are clips to prepare, False nothing; a
+    ``ProgressCallback`` gets ``(done, total, clip id)`` as clips finish (``(0, total, "")``
+    first)."""
     out_root = Path(out_root)
     todo = [(c, regions_path(out_root, c)) for c in clips if not regions_fresh(regions_path(out_root, c), c)]
     if not todo:
         return []
     out_root.mkdir(parents=True, exist_ok=True)
-    for stale in out_root.glob(".*.tmp.npz"):  # left by a killed run
-        stale.unlink(missing_ok=True)
+    for pattern in (".*.npz.*.npz", ".*.tmp.npz"):  # a killed run's partial files (util.atomic_path's; older)
+        for stale in out_root.glob(pattern):
+            stale.unlink(missing_ok=True)
     log.info("eye/mouth regions: %d of %d clips to prepare in %s", len(todo), len(clips), out_root)
     done, failed = [], []
-    with Progress(TextColumn("regions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), disable=not progress) as bar:
-        task = bar.add_task("regions", total=len(todo))
+    with (regions_bar() if progress is True else nullcontext(progress or None)) as report:
+        if report is not None:
+            report(0, len(todo), "")
         with closing(map_tasks(_regions_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
-            for result in it:
-                bar.advance(task)
+            for finished, result in enumerate(it, 1):
+                if report is not None:
+                    report(finished, len(todo), result.clip_id)
                 if result.error:
                     failed.append(result)
                     continue
@@ -153,6 +153,19 @@ def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engi
         raise TrainingDataError(f"eye/mouth regions failed for {len(failed)} of {len(todo)} clips: "
                                 + "; ".join(r.error for r in failed[:5]) + (" …" if len(failed) > 5 else ""))
     return done
+
+
+@contextmanager
+def regions_bar() -> Iterator[util.ProgressCallback]:
+    """A rich bar on stderr while the block runs, as a ``ProgressCallback`` for ``prepare_regions``."""
+    with Progress(TextColumn("regions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("regions", total=None)
+
+        def update(done: int, total: int | None, clip_id: str) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def wait_for_regions(clips: Sequence[TrainingClip], out_root: str | Path, poll_s: float = WAIT_POLL_S) -> None:
@@ -177,13 +190,10 @@ def wait_for_regions(clips: Sequence[TrainingClip], out_root: str | Path, poll_s
 def stage1_targets(tokenizer, video: Path, tokenizer_sha: str, fps: float, cache_dir: Path) -> dict[str, np.ndarray]:
     """Stage-1 indices (G, R, T), motion f_t - f_0 (T, d) and f_g (style_dim,) of a clip on the
     tokenizer's device, frames streamed from the file (no frame cache), cached as an npz."""
-    from talkbench.vqtalker.codec import encode_frames
-    from talkbench.vqtalker.tokenizer import to_model
-
-    target = cache_dir / clip_key(video) / f"stage1_{tokenizer_sha[:16]}_{fps:g}fps.npz"
-    if target.is_file():
-        with np.load(target) as data:
-            return {k: data[k] for k in data.files}
+    target = clip_cache_dir(video, cache_dir) / f"stage1_{tokenizer_sha[:16]}_{fps:g}fps.npz"
+    cached = util.load_arrays(target) if target.is_file() else None
+    if cached is not None:
+        return cached
     size = tokenizer.config.size
     device = next(tokenizer.parameters()).device
     indices = encode_frames(tokenizer, media.iter_frames(video, fps=fps, size=size))
@@ -204,10 +214,7 @@ def stage1_targets(tokenizer, video: Path, tokenizer_sha: str, fps: float, cache
         flush()
     out = {"indices": indices.astype(np.int64), "motion": torch.cat(motion).float().cpu().numpy(),
            "global_feature": f_g[0].float().cpu().numpy()}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **out)
-    os.replace(tmp, target)
+    util.save_arrays(target, out)
     return out
 
 
@@ -219,9 +226,6 @@ def _video(v) -> tuple[Path, str]:
 
 def _sample(tokenizer, video: Path, name: str, tokenizer_sha: str, speech_backend, motion: str, fps: float,
             cache_dir: Path) -> GeneratorSample:
-    from talkbench.vqtalker.controls import clip_controls
-    from talkbench.vqtalker.speech import clip_speech
-
     stage1 = stage1_targets(tokenizer, video, tokenizer_sha, fps, cache_dir)
     speech = clip_speech(speech_backend, video, cache_dir)
     controls = clip_controls(video, fps, cache_dir)

@@ -28,6 +28,8 @@ import torch.distributed as dist
 from torch import nn
 
 from talkbench.errors import TalkbenchError
+from talkbench.metrics import utilisation as codebook_utilisation
+from talkbench.metrics.bitrate import discrete_bitrate
 
 
 @dataclass(frozen=True)
@@ -361,8 +363,6 @@ def build_quantizer(config: QuantizerConfig | str) -> GRFSQ | LibraryGRFSQ | Gro
 
 def bitrate(config: QuantizerConfig | str, fps: float = 25.0) -> float:
     """bit/s of the tokens: groups x residual layers x log2(codes) x fps (metrics.bitrate)."""
-    from talkbench.metrics.bitrate import discrete_bitrate
-
     config = TABLE3[config] if isinstance(config, str) else config
     return discrete_bitrate(config.groups, config.residuals, config.codes_per_codebook, fps)
 
@@ -370,9 +370,7 @@ def bitrate(config: QuantizerConfig | str, fps: float = 25.0) -> float:
 def utilisation(indices: torch.Tensor, config: QuantizerConfig | str) -> dict:
     """Codebook utilisation (share of codes used at least once, per codebook and overall) of
     indices shaped (G, R, *lead) as the quantizers return them (metrics.utilisation)."""
-    from talkbench.metrics.utilisation import utilisation as _utilisation
-
     config = TABLE3[config] if isinstance(config, str) else config
     G, R = indices.shape[:2]
     flat = indices.detach().reshape(G, R, -1).permute(2, 0, 1).cpu().numpy()
-    return _utilisation(flat, config.codes_per_codebook)
+    return codebook_utilisation.utilisation(flat, config.codes_per_codebook)

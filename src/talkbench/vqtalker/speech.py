@@ -41,17 +41,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from talkbench import media
+from talkbench import media, util
+from talkbench.datasets.language import resolve_model
 from talkbench.errors import TalkbenchError
-from talkbench.weights import WeightSpec, register_weight
+from talkbench.vqtalker.cache import clip_cache_dir, default_cache_dir
+from talkbench.weights import WeightSpec, loading, read_verified, register_weight, weight_path
 
 RATE = media.AUDIO_RATE
 FPS = media.DEFAULT_FPS
@@ -178,8 +179,6 @@ def _windows(audio: np.ndarray) -> list[np.ndarray]:
 def _whisper_model(model: str, compute_type: str, threads: int):
     from faster_whisper import WhisperModel
 
-    from talkbench.datasets.language import resolve_model
-
     return WhisperModel(resolve_model(model, "faster-whisper"), device="cpu", compute_type=compute_type,
                         cpu_threads=threads)
 
@@ -229,8 +228,6 @@ UNITS_FORMAT = "talkbench-whisper-units/1"
 
 
 def default_units_path(k: int = 64, model: str = "base", metric: str = "euclidean") -> Path:
-    from talkbench.vqtalker.data import default_cache_dir
-
     return default_cache_dir() / "speech" / f"whisper-{model}-units-k{k}-{metric}.npz"
 
 
@@ -259,10 +256,7 @@ def fit_units(audios: list[np.ndarray], k: int = 64, out: str | Path | None = No
     meta = {"format": UNITS_FORMAT, "model": model, "compute_type": compute_type, "k": k, "seed": seed,
             "metric": metric, "frames": int(len(feats)), "inertia": float(km.inertia_), "sources": sources or []}
     path = Path(out) if out else default_units_path(k, model, metric)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, centroids=centroids, meta=json.dumps(meta))
-    os.replace(tmp, path)
+    util.save_arrays(path, {"centroids": centroids, "meta": np.asarray(json.dumps(meta))}, compressed=True)
     return path
 
 
@@ -359,8 +353,6 @@ class CosyVoiceS3:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         if onnx_path is None:
-            from talkbench.weights import loading, read_verified, weight_path
-
             onnx_path = weight_path(weights)
             model = read_verified(weights, onnx_path)  # the bytes checked are the bytes parsed
             with loading(weights, "CosyVoice's S3 speech tokenizer ONNX model", onnx_path):
@@ -395,36 +387,30 @@ class CosyVoiceS3:
 
 # ----------------------------------------------------------------------------- registry
 
-BACKENDS = ("whisper", "whisper-units", "cosyvoice-s3", "cosyvoice-s3-25")
+SPEECH_BACKENDS = util.Registry(kind="speech backend", error=SpeechError)  # name -> factory(**options)
+SPEECH_BACKENDS.register("whisper", WhisperFeatures)
+SPEECH_BACKENDS.register("whisper-units", WhisperUnits)
+for _s3 in S3_WEIGHTS:
+    SPEECH_BACKENDS.register(_s3, partial(CosyVoiceS3, _s3))
+BACKENDS = tuple(SPEECH_BACKENDS.names())
 
 
 def get_speech_backend(name: str, **options) -> SpeechBackend:
     """``whisper`` (model=…), ``whisper-units`` (units=PATH), ``cosyvoice-s3`` / ``cosyvoice-s3-25``
     (onnx_path=…)."""
-    if name == "whisper":
-        return WhisperFeatures(**options)
-    if name == "whisper-units":
-        return WhisperUnits(**options)
-    if name in S3_WEIGHTS:
-        return CosyVoiceS3(name, **options)
-    raise SpeechError(f"unknown speech backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return SPEECH_BACKENDS.get(name)(**options)
 
 
 def clip_speech(backend: SpeechBackend, video: str | Path, cache_dir: Path | None = None) -> SpeechFeatures:
     """Speech features of a clip's audio, cached per (clip, backend description)."""
-    from talkbench.vqtalker.data import clip_key, default_cache_dir
-
     video = Path(video)
     tag = hashlib.sha1(json.dumps(backend.describe(), sort_keys=True).encode()).hexdigest()[:12]
-    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / clip_key(video) / f"speech_{tag}.npz"
-    if target.is_file():
-        with np.load(target) as data:
-            meta = json.loads(str(data["meta"]))
-            return SpeechFeatures(data["values"], meta["backend"], meta["kind"] == "discrete", meta.get("vocab_size"),
-                                  float(meta["native_rate"]), meta=meta)
+    target = clip_cache_dir(video, cache_dir) / f"speech_{tag}.npz"
+    data = util.load_arrays(target) if target.is_file() else None
+    if data is not None and {"values", "meta"} <= data.keys():
+        meta = json.loads(str(data["meta"]))
+        return SpeechFeatures(data["values"], meta["backend"], meta["kind"] == "discrete", meta.get("vocab_size"),
+                              float(meta["native_rate"]), meta=meta)
     feats = backend(media.read_audio(video))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, values=feats.values, meta=json.dumps(feats.meta))
-    os.replace(tmp, target)
+    util.save_arrays(target, {"values": feats.values, "meta": np.asarray(json.dumps(feats.meta))})
     return feats

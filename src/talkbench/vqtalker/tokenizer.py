@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from talkbench.vqtalker.quantize import QuantizerConfig, build_quantizer
+from talkbench.vqtalker.quantize import TABLE3, QuantizerConfig, build_quantizer
 
 # ----------------------------------------------------------------------------- config
 
@@ -76,8 +77,6 @@ class TokenizerConfig:
 
 
 def _quantizer_config(q: dict | str) -> QuantizerConfig:
-    from talkbench.vqtalker.quantize import TABLE3
-
     if isinstance(q, str):
         return TABLE3[q]
     q = dict(q)
@@ -92,8 +91,6 @@ CONFIG_NAMES = ("tiny", "paper-256", "paper-512")
 def load_config(name_or_path: str) -> dict:
     """A training config (dict with ``model``, ``train``, ``loss``, ``data`` sections) by name
     (``tiny``, ``paper-256``, ``paper-512``) or YAML path."""
-    from pathlib import Path
-
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         text = path.read_text()

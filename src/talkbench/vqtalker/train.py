@@ -3,11 +3,13 @@ in LIA, gradient accumulation, DDP under ``torchrun`` (NCCL on GPUs, gloo on CPU
 autocast on CUDA only, checkpoints that load with ``weights_only=True`` and resume exactly.
 The loop, logging, checkpoints and distributed set-up are ``training``'s, shared with stage 2.
 
-Data: a built dataset (``data.source`` holding ``catalog.duckdb``) trains on its
-``data.splits.train`` clips through a DataLoader that decodes the sampled frames on the fly
-(``data.pair_loader``, ``train.loader_workers`` processes), with eye/mouth regions prepared once
-per clip (``prepare.prepare_regions``); its ``data.splits.val`` clips are evaluated and
-validated. Other sources (``sample``, a folder, files) use the small-run frame cache below.
+Data: the clips of ``data.source`` (``data.clips_from_source``): a built dataset (holding
+``catalog.duckdb``) trains on its ``data.splits.train`` clips and evaluates and validates on its
+``data.splits.val`` clips; the sample corpus, a folder or files train on all their clips. Either
+way a DataLoader decodes the sampled frames on the fly (``data.pair_loader``,
+``train.loader_workers`` processes), with eye/mouth regions prepared once per clip
+(``prepare.prepare_regions``: beside a built dataset, else in the VQTalker cache or
+``data.cache_dir``).
 
 Exact resume: the only randomness is the choice of training pairs, drawn from a generator
 seeded by (seed, step, rank, micro-batch), and the model, discriminator and (random-init) VGG
@@ -20,14 +22,13 @@ the same data and the same weights as step k of an uninterrupted one.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -35,26 +36,23 @@ from talkbench import media
 from talkbench.vqtalker.data import (
     TrainingClip,
     batch_to_model,
-    clip_key,
+    clips_from_source,
     dataset_splits,
-    default_cache_dir,
     default_regions_root,
     is_built_dataset,
     pair_loader,
-    pair_picks,
 )
-from talkbench.vqtalker.inference import TOKENIZER_FORMAT, autocast, load_checkpoint
+from talkbench.vqtalker.inference import TOKENIZER_FORMAT, TOKENIZER_KEY, autocast, load_checkpoint
 from talkbench.vqtalker.losses import (
     Discriminator,
     GeneratorLoss,
     LossWeights,
     PerceptualLoss,
     d_nonsaturating_loss,
-    region_boxes,
     region_masks,
 )
 from talkbench.vqtalker.prepare import prepare_regions, wait_for_regions
-from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, load_matching, to_model
+from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, load_config, load_matching
 from talkbench.vqtalker.training import (
     DistInfo,
     Stage,
@@ -73,116 +71,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = TOKENIZER_FORMAT
 
-__all__ = ["CHECKPOINT_FORMAT", "ClipData", "PairSampler", "Trainer", "TrainingError", "apply_overrides", "clip_key",
-           "default_cache_dir", "init_distributed", "load_clips", "main", "resolve_videos"]
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def clip_landmarks(path: Path, fps: float, cache_dir: Path) -> np.ndarray:
-    """(T, 68, 2) float32 dlib landmarks of every frame at ``fps`` in source pixels, computed once
-    per clip and cached; frames without a face take the nearest frame's landmarks (NaN when
-    the clip has no face at all)."""
-    target = cache_dir / clip_key(path) / f"landmarks_{fps:g}fps.npy"
-    if target.is_file():
-        return np.load(target)
-    from talkbench.face import analyse_image, get_backend
-
-    backend = get_backend("dlib")
-    found = []
-    for frame in media.iter_frames(path, fps=fps):
-        a = analyse_image(frame, backend, landmarks=True)
-        found.append(a.landmarks if a.found else None)
-    valid = [i for i, lm in enumerate(found) if lm is not None]
-    out = np.full((len(found), 68, 2), np.nan, dtype=np.float32)
-    if valid:
-        for i in range(len(found)):
-            nearest = min(valid, key=lambda j: abs(j - i))
-            out[i] = found[nearest]
-    else:
-        log.warning("%s: no face found in any frame; eye/mouth losses are zero for this clip", path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, out)
-    os.replace(tmp, target)
-    return out
-
-
-def clip_frames(path: Path, size: int, fps: float, cache_dir: Path) -> np.ndarray:
-    """(T, size, size, 3) uint8 frames, decoded once per clip and size into a memory-mapped cache."""
-    target = cache_dir / clip_key(path) / f"frames_{size}_{fps:g}fps.npy"
-    if not target.is_file():
-        frames = media.read_frames(path, fps=fps, size=size)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, frames)
-        os.replace(tmp, target)
-    return np.load(target, mmap_mode="r")
-
-
-@dataclass
-class ClipData:
-    path: Path
-    frames: np.ndarray  # (T, S, S, 3) uint8
-    boxes: np.ndarray  # (T, 3, 4) eye/eye/mouth boxes in training pixels (NaN: none)
-
-
-def resolve_videos(source) -> list[Path]:
-    """``sample`` (the sample corpus), a directory of .mp4 files, a file, or a list of files."""
-    if source == "sample":
-        from talkbench.samples import load_sample_corpus
-
-        return [Path(c.video) for c in load_sample_corpus()]
-    if isinstance(source, (list, tuple)):
-        return [Path(p) for p in source]
-    path = Path(source)
-    if path.is_dir():
-        videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm"))
-        if not videos:
-            raise TrainingError(f"{path}: no .mp4/.mov/.mkv/.webm clips found")
-        return videos
-    if path.is_file():
-        return [path]
-    raise TrainingError(f"{source}: data.source must be 'sample', a directory of clips, or a list of files")
-
-
-def load_clips(
-    videos: Iterable[Path], size: int, fps: float, margin: float, cache_dir: Path | None = None, landmarks: bool = True
-) -> list[ClipData]:
-    """Frames and eye/mouth boxes of every clip (``landmarks=False``: no face analysis, NaN boxes,
-    for runs whose eye and mouth weights are zero)."""
-    cache_dir = cache_dir or default_cache_dir()
-    clips = []
-    for path in videos:
-        path = Path(path)
-        frames = clip_frames(path, size, fps, cache_dir)
-        lm = clip_landmarks(path, fps, cache_dir) if landmarks else np.full((len(frames), 68, 2), np.nan, np.float32)
-        info = media.probe(path)
-        scale = np.array([size / info.width, size / info.height], dtype=np.float32)
-        n = min(len(frames), len(lm))
-        if n < 2:
-            raise TrainingError(f"{path}: needs at least 2 frames, has {n}")
-        clips.append(ClipData(path, frames[:n], region_boxes(lm[:n] * scale, margin)))
-    if not clips:
-        raise TrainingError("no training clips")
-    return clips
-
-
-class PairSampler:
-    """Source/target frame pairs from one clip, drawn deterministically from (seed, step, rank, micro)."""
-
-    def __init__(self, clips: list[ClipData], batch_size: int, seed: int):
-        self.clips, self.batch_size, self.seed = clips, batch_size, seed
-
-    def indices(self, step: int, rank: int = 0, micro: int = 0) -> list[tuple[int, int, int]]:
-        return pair_picks([len(c.frames) for c in self.clips], self.batch_size, self.seed, step, rank, micro)
-
-    def batch(self, picks: list[tuple[int, int, int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        src = np.stack([self.clips[c].frames[s] for c, s, _ in picks])
-        tgt = np.stack([self.clips[c].frames[t] for c, _, t in picks])
-        boxes = torch.from_numpy(np.stack([self.clips[c].boxes[t] for c, _, t in picks]))
-        return to_model(src, device), to_model(tgt, device), boxes.to(device)
+__all__ = ["CHECKPOINT_FORMAT", "Trainer", "TrainingError", "apply_overrides", "init_distributed", "main"]
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -194,10 +83,9 @@ def _set_requires_grad(m: nn.Module, flag: bool) -> None:
 
 
 class Trainer(Stage):
-    """Stage 1: the tokenizer G and LIA's discriminator D. Pairs come from ``clips`` (frames in
-    memory, tests), from a built dataset (``data.source`` with ``catalog.duckdb``: the
-    ``data.splits.train`` clips through ``data.pair_loader``, ``data.splits.val`` for
-    evaluation and validation), or from the legacy frame cache (sample / folder / files)."""
+    """Stage 1: the tokenizer (LIA's G) and LIA's discriminator D. Pairs come from ``clips``
+    when given (``data.TrainingClip``s, e.g. ``data.file_clip``), else from ``data.source``; a
+    built dataset's ``data.splits.val`` clips are used for evaluation and validation."""
 
     checkpoint_format = CHECKPOINT_FORMAT
     defaults = {"log_every": 100, "checkpoint_every": 5000}
@@ -209,7 +97,7 @@ class Trainer(Stage):
         out_dir: str | Path,
         device: str | torch.device | None = None,
         dist_info: DistInfo | None = None,
-        clips: list[ClipData] | None = None,
+        clips: Sequence[TrainingClip] | None = None,
     ):
         super().__init__(config, out_dir, dist_info, device)
         tc, lc, dc = config["train"], config["loss"], config.get("data", {})
@@ -222,8 +110,8 @@ class Trainer(Stage):
         self.weights = LossWeights.from_dict(lc)
         self.margin = float(lc.get("region_margin", 0.25))
 
-        torch.manual_seed(self.seed)  # fixed build order: generator, discriminator, VGG
-        self.gen = MotionTokenizer(self.model_config).to(self.device)
+        torch.manual_seed(self.seed)  # fixed build order: tokenizer, discriminator, VGG
+        self.tokenizer = MotionTokenizer(self.model_config).to(self.device)
         self.disc = None
         if self.weights.adversarial:
             mc = self.model_config
@@ -239,59 +127,48 @@ class Trainer(Stage):
         lr = float(tc["lr"])
         g_ratio = tc.get("g_reg_every", 4) / (tc.get("g_reg_every", 4) + 1)
         d_ratio = tc.get("d_reg_every", 16) / (tc.get("d_reg_every", 16) + 1)
-        self.g_optim = torch.optim.Adam(self.gen.parameters(), lr=lr * g_ratio, betas=(0.0, 0.99**g_ratio))
+        self.g_optim = torch.optim.Adam(self.tokenizer.parameters(), lr=lr * g_ratio, betas=(0.0, 0.99**g_ratio))
         self.d_optim = (
             torch.optim.Adam(self.disc.parameters(), lr=lr * d_ratio, betas=(0.0, 0.99**d_ratio)) if self.disc else None
         )
         if tc.get("init_from"):
             self.init_from(tc["init_from"])
-        self.gen = wrap_ddp(self.gen, self.dist, self.device, broadcast_buffers=False)
+        self.tokenizer = wrap_ddp(self.tokenizer, self.dist, self.device, broadcast_buffers=False)
         if self.disc is not None:
             self.disc = wrap_ddp(self.disc, self.dist, self.device, broadcast_buffers=False)
 
-        self.sampler: PairSampler | None = None  # frames in memory (clips= or the legacy cache)
-        self.train_clips: list[TrainingClip] = []  # or a built dataset, through a DataLoader
+        source = dc.get("source", "sample")
         self.val_clips: list[TrainingClip] = []
+        if clips is not None:
+            self.train_clips = list(clips)
+        elif is_built_dataset(source):
+            self.train_clips, self.val_clips = dataset_splits(source, dc.get("splits"))
+        else:
+            if dc.get("splits"):
+                log.warning("data.source %s is not a built dataset: data.splits does not apply, every clip trains "
+                            "and nothing is validated", source)
+            self.train_clips = clips_from_source(source, fps=float(dc.get("fps", media.DEFAULT_FPS)))
         self.regions_root: Path | None = None
+        if self.weights.eye or self.weights.mouth:
+            self.regions_root = default_regions_root(source, dc.get("cache_dir"))
+            if self.dist.is_main:  # in parallel on the dataset engines
+                prepare_regions(self.train_clips, self.regions_root, engine=dc.get("engine", "local"),
+                                workers=int(dc.get("prepare_workers", 2)), ray_address=dc.get("ray_address"),
+                                progress=True)
+            else:  # polling files, not a collective: preparing a large dataset outlasts any timeout
+                wait_for_regions(self.train_clips, self.regions_root)
+            barrier(self.dist)
+        self.loader_workers = int(tc.get("loader_workers", 2))
         self._batches = None
         self._eval_batch = None
-        landmarks = bool(self.weights.eye or self.weights.mouth)
-        source = dc.get("source", "sample")
-        if clips is None and is_built_dataset(source):
-            self.train_clips, self.val_clips = dataset_splits(source, dc.get("splits"))
-            self.regions_root = default_regions_root(source) if landmarks else None
-            if self.regions_root is not None:
-                if self.dist.is_main:  # in parallel on the dataset engines
-                    prepare_regions(self.train_clips, self.regions_root, engine=dc.get("engine", "local"),
-                                    workers=int(dc.get("prepare_workers", 2)), ray_address=dc.get("ray_address"),
-                                    progress=True)
-                else:  # polling files, not a collective: preparing a large dataset outlasts any timeout
-                    wait_for_regions(self.train_clips, self.regions_root)
-                barrier(self.dist)
-            self.loader_workers = int(tc.get("loader_workers", 2))
-        else:
-            if clips is None:
-                if dc.get("splits"):
-                    log.warning("data.source %s is not a built dataset: data.splits does not apply, every clip trains "
-                                "and nothing is validated", source)
-                videos = resolve_videos(source)
-                if not self.dist.is_main:
-                    barrier(self.dist)  # rank 0 fills the frame/landmark cache first, the others then read it
-                clips = load_clips(videos, self.size, float(dc.get("fps", media.DEFAULT_FPS)), self.margin,
-                                   Path(dc["cache_dir"]) if dc.get("cache_dir") else None, landmarks=landmarks)
-                if self.dist.is_main:
-                    barrier(self.dist)
-            self.sampler = PairSampler(clips, self.batch_size, self.seed)
 
     @property
     def model(self) -> MotionTokenizer:
-        return unwrap(self.gen)
+        return unwrap(self.tokenizer)
 
     # -- data
 
     def _micro_batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.sampler is not None:
-            return self.sampler.batch(self.sampler.indices(self.step, self.dist.rank, micro), self.device)
         if self._batches is None:  # picks from (seed, step, rank, micro): a resumed run continues the stream
             self._batches = iter(pair_loader(self.train_clips, self.size, self.batch_size, self.seed, self.dist.rank,
                                              self.step, self.loader_workers, self.regions_root, self.margin,
@@ -307,8 +184,8 @@ class Trainer(Stage):
     # -- one optimisation step (G then D, as LIA)
 
     def train_step(self) -> dict[str, float]:
-        gen, disc = self.gen, self.disc
-        gen.train()
+        tokenizer, disc = self.tokenizer, self.disc
+        tokenizer.train()
         # the library quantizers' dead-code restarts and k-means draw from torch's RNG: exact resume
         torch.manual_seed(hash((self.seed, self.step, self.dist.rank)) % (2**63))
         disc_module = unwrap(disc) if disc is not None else None
@@ -321,9 +198,9 @@ class Trainer(Stage):
             src, tgt, boxes = self._micro_batch(micro)
             eye, mouth = region_masks(boxes, self.size)
             sync = self.dist.enabled and micro < self.grad_accum - 1
-            with (gen.no_sync() if sync else contextlib.nullcontext()):
+            with (tokenizer.no_sync() if sync else contextlib.nullcontext()):
                 with autocast(self.device, self.use_amp):
-                    out = gen(src, tgt)
+                    out = tokenizer(src, tgt)
                     fake_pred = disc_module(out.image) if disc_module is not None else None
                     total, terms = self.loss(out.image.float(), tgt, eye, mouth, fake_pred, out.aux_loss)
                 (total / self.grad_accum).backward()
@@ -351,14 +228,9 @@ class Trainer(Stage):
     # -- held-out
 
     def _fixed_pairs(self, pairs: int, seed: int):
-        if self._eval_batch is None:
-            if self.sampler is not None:
-                sampler = PairSampler(self.sampler.clips, pairs, seed)
-                self._eval_batch = sampler.batch(sampler.indices(0), self.device)
-            else:  # the validation split's clips when there is one, no landmarks needed
-                clips = self.val_clips or self.train_clips
-                loader = pair_loader(clips, self.size, pairs, seed, workers=0)
-                self._eval_batch = batch_to_model(next(iter(loader)), self.device)
+        if self._eval_batch is None:  # the validation split's clips when there is one, no landmarks needed
+            loader = pair_loader(self.val_clips or self.train_clips, self.size, pairs, seed, workers=0)
+            self._eval_batch = batch_to_model(next(iter(loader)), self.device)
         return self._eval_batch
 
     @torch.no_grad()
@@ -377,6 +249,7 @@ class Trainer(Stage):
     def validate(self, out_dir: Path):
         if not self.val_clips:
             return None
+        # here, not at the top: validation loads the metrics engine (cv2, scipy, skimage; seconds)
         from talkbench.vqtalker.validation import validate_tokenizer
 
         tc = self.config["train"]
@@ -396,14 +269,14 @@ class Trainer(Stage):
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "config": self.config,
-            "generator": self.model.state_dict(),
+            TOKENIZER_KEY: self.model.state_dict(),
             "discriminator": unwrap(self.disc).state_dict() if self.disc is not None else {},
             "g_optim": self.g_optim.state_dict(),
             "d_optim": self.d_optim.state_dict() if self.d_optim is not None else {},
         }
 
     def load_state(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["generator"])
+        self.model.load_state_dict(ckpt[TOKENIZER_KEY])
         if self.disc is not None:
             unwrap(self.disc).load_state_dict(ckpt["discriminator"])
             self.d_optim.load_state_dict(ckpt["d_optim"])
@@ -413,7 +286,7 @@ class Trainer(Stage):
     def init_from(self, path: str | Path) -> None:
         """Initialise from another resolution's checkpoint (512 from 256): matching tensors only."""
         ckpt = load_checkpoint(path)
-        loaded, skipped = load_matching(self.model, ckpt["generator"])
+        loaded, skipped = load_matching(self.model, ckpt[TOKENIZER_KEY])
         if self.disc is not None and ckpt.get("discriminator"):
             load_matching(unwrap(self.disc), ckpt["discriminator"])
         log.info("init_from %s: %d tensors loaded, %d skipped (shape/name differ)", path, len(loaded), len(skipped))
@@ -421,11 +294,6 @@ class Trainer(Stage):
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point for ``torchrun -m talkbench.vqtalker.train --config C --out DIR [--set k=v …]``."""
-    import argparse
-    import json
-
-    from talkbench.vqtalker.tokenizer import load_config
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", required=True)

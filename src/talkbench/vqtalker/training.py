@@ -24,8 +24,10 @@ from typing import Callable, Iterable
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch import nn
 
+from talkbench import util
 from talkbench.errors import TalkbenchError
 from talkbench.vqtalker.inference import load_checkpoint
 
@@ -119,8 +121,6 @@ def mean_over_ranks(terms: dict[str, torch.Tensor | float], info: DistInfo, devi
 
 def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
     """``section.key=value`` overrides (values parsed as YAML) on a copy of ``config``."""
-    import yaml
-
     config = copy.deepcopy(config)
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -215,12 +215,11 @@ class ScalarLog:
     def _rewrite(self, keep: Callable[[dict], bool] = lambda row: True) -> None:
         with open(self.path, newline="") as fh:
             rows = [row for row in csv.DictReader(fh) if keep(row)]
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        with util.atomic_path(self.path) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
 
     def close(self) -> None:
         if self._tb:
@@ -234,10 +233,8 @@ class ScalarLog:
 def atomic_save(state: dict, path: Path) -> Path:
     """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with util.atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
@@ -341,7 +338,9 @@ def run_fit(stage: Stage, steps: int, log_every: int, checkpoint_every: int, eva
         scalars.drop_after(stage.step)  # rows logged after the checkpoint a resumed run starts from
     best = None
     if validate_every:  # bad metric names fail here, on every rank, not at the first validation
-        from talkbench.vqtalker.validation import BestCheckpoint, validation_settings
+        # here, not at the top: validation loads the metrics engine (cv2, scipy, skimage; seconds)
+        from talkbench.vqtalker.best import BestCheckpoint
+        from talkbench.vqtalker.validation import validation_settings
 
         tc = stage.config["train"]
         validation_settings(tc.get("validate_metrics"))
@@ -387,7 +386,7 @@ def _validate(stage: Stage, best) -> dict[str, float]:
             if result is not None:
                 values = {f"val_{k}": float(v) for k, v in result.values.items()}
                 if best is not None:
-                    best.update(stage.step, result, lambda p: atomic_save(stage.state_dict(), p))
+                    best.update(stage.step, result, lambda p: torch.save(stage.state_dict(), p))
         except Exception as exc:  # noqa: BLE001 - a failed validation costs its row, never the run
             log.error("validation at step %d failed: %s: %s", stage.step, type(exc).__name__, exc)
             values = {"val_error": 1.0}

@@ -4,8 +4,8 @@ and score them with the metrics engine (``talkbench.metrics.engine``), the same 
 
     result = validate_tokenizer(model, clips, out_dir, device)        # stage 1: reconstruction
     result = validate_generator(generator, tokenizer, backend, clips, out_dir, device)  # stage 2
-    best = BestCheckpoint("lmd", run_dir)
-    best.update(step, result, save=lambda path: torch.save(state, path))
+
+(``best.BestCheckpoint`` keeps the checkpoint of the best validation run.)
 
 Each clip is cut to its first ``max_frames`` frames at 25 fps and the model's resolution. Stage 1
 reconstructs it from its first frame and its own motion tokens (``codec.encode_frames`` +
@@ -29,7 +29,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -37,12 +36,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+import torch
 
-from talkbench import media
+from talkbench import media, util
 from talkbench.errors import TalkbenchError
 from talkbench.metrics.engine import ClipJob, evaluate
-from talkbench.metrics.registry import available_metrics, get_metric
+from talkbench.metrics.registry import get_metric
 from talkbench.metrics.settings import EvalSettings
+from talkbench.protocol import Protocol
+from talkbench.vqtalker.cache import clip_key
+from talkbench.vqtalker.codec import encode_frames, render_tokens, upscaled
+from talkbench.vqtalker.controls import Controls, frames_controls
+from talkbench.vqtalker.inference import render_motion_vectors
+from talkbench.vqtalker.lipsync import mouth_envelope_correlation
+from talkbench.vqtalker.speech import SAMPLES_PER_FRAME, frame_count
+from talkbench.vqtalker.tokenizer import to_model
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +58,6 @@ VALIDATION_METRICS = ("ssim", "lmd", "csim", "lpips")  # issue 17: LPIPS when it
 DEFAULT_MAX_FRAMES = 50
 LIP_SYNC = "lip_sync_r"  # stage 2: Pearson r of mouth opening and speech envelope (talkbench.vqtalker.lipsync)
 RESULT_FILE = "validation.json"
-BEST_CHECKPOINT = "best.pt"
-BEST_RECORD = "best.json"
 SCHEMA = "talkbench-vqtalker-validation/1"
 
 
@@ -114,7 +120,7 @@ class ValidationResult:
 
     def write(self, path: str | Path | None = None) -> Path:
         path = Path(path) if path else Path(self.out_dir) / RESULT_FILE
-        _write_json(path, self.to_dict())
+        util.atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
         return path
 
 
@@ -166,14 +172,10 @@ def _cut(path: Path, size: int, max_frames: int, fps: float) -> list[np.ndarray]
 
 
 def _write(path: Path, frames: Iterable[np.ndarray], resolution: int, fps: float, audio: np.ndarray | None = None) -> Path:
-    from talkbench.vqtalker.codec import upscaled
-
     return media.write_video(path, upscaled(frames, resolution), fps=fps, audio=audio, lossless=True)
 
 
 def _model_device(model):
-    import torch
-
     try:
         return next(model.parameters()).device
     except StopIteration:
@@ -183,8 +185,6 @@ def _model_device(model):
 def _on(model, device):
     """``model`` unwrapped from DDP, on ``device`` (a copy when it lives elsewhere: the
     training model stays where it is)."""
-    import torch
-
     model = getattr(model, "module", model)
     here = _model_device(model)
     wanted = torch.device(device) if device is not None else here
@@ -200,8 +200,6 @@ class _EvalMode:
         self.models = models
 
     def __enter__(self):
-        import torch
-
         self.modes = [m.training for m in self.models]
         self.grad = torch.no_grad()
         self.grad.__enter__()
@@ -223,8 +221,6 @@ def validate_tokenizer(model, clips: Sequence, out_dir: str | Path, device=None,
     """Stage 1: every clip reconstructed from its first frame and its own motion tokens by the
     in-memory ``model`` (a ``MotionTokenizer``, or DDP around one), then scored against the cut
     ground truth. ``device``: where to run (default: where the model is)."""
-    from talkbench.vqtalker.codec import encode_frames, render_tokens
-
     settings = validation_settings(metrics, settings)
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -261,14 +257,6 @@ def validate_generator(generator, tokenizer, speech_backend: Callable, clips: Se
     stage 1; with ``lip_sync`` also the mouth-opening / speech-envelope correlation
     (``lip_sync_r``). ``window``: the generator's default window; ``device``: where to run
     (default: where the generator is)."""
-    import torch
-
-    from talkbench.vqtalker.codec import render_tokens
-    from talkbench.vqtalker.inference import render_motion_vectors
-    from talkbench.vqtalker.lipsync import mouth_envelope_correlation
-    from talkbench.vqtalker.speech import SAMPLES_PER_FRAME, frame_count
-    from talkbench.vqtalker.tokenizer import to_model
-
     settings = validation_settings(metrics, settings)
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -315,22 +303,16 @@ def validate_generator(generator, tokenizer, speech_backend: Callable, clips: Se
 def cut_controls(path: Path, frames: int, fps: float, cache_dir: str | Path | None = None):
     """Controls of a clip's first ``frames`` frames (``controls.frames_controls`` on the frames
     at their own resolution), computed once per clip file when ``cache_dir`` is given."""
-    from talkbench.vqtalker.controls import Controls, frames_controls
-    from talkbench.vqtalker.data import clip_key
-
     target = None
     if cache_dir is not None:
         target = Path(cache_dir) / "validation-controls" / f"{clip_key(path)}-{frames}-{fps:g}.npz"
-        if target.is_file():
-            with np.load(target) as data:
-                return Controls(data["pose"], data["gaze"], data["blink"], data["found"], float(data["fps"]))
+        cached = Controls.load(target) if target.is_file() else None
+        if cached is not None:
+            return cached
     originals = itertools.islice(media.iter_frames(path, fps=fps), frames)
     controls = frames_controls(originals, fps=fps).resized(frames)
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, pose=controls.pose, gaze=controls.gaze, blink=controls.blink, found=controls.found, fps=fps)
-        os.replace(tmp, target)
+        controls.save(target)
     return controls
 
 
@@ -401,106 +383,4 @@ def _score(stage: str, rows: list[ClipValidation], settings: EvalSettings, out_d
 def _protocol_sha256(protocol: dict | None) -> str | None:
     if protocol is None:
         return None
-    from talkbench.protocol import Protocol
-
     return Protocol.from_dict(protocol).sha256()
-
-
-# ----------------------------------------------------------------------------- best checkpoint
-
-
-def metric_direction(metric: str) -> tuple[str, tuple[str, ...], bool]:
-    """(registered metric, the value names that stand for ``metric``, higher is better), from
-    the metrics registry. ``metric`` is a value name (``lmd``, ``csim_arcface``) or a metric
-    name (``csim``: whichever of its values the run gave)."""
-    names = available_metrics()
-    if metric in names:
-        spec = get_metric(metric)
-        values = (metric,) if metric in spec.values else spec.values
-        return metric, values, spec.higher_is_better_for(values[0])
-    for name in names:
-        spec = get_metric(name)
-        if metric in spec.values:
-            return name, (metric,), spec.higher_is_better_for(metric)
-    known = sorted({v for n in names for v in (n, *get_metric(n).values)})
-    raise ValidationError(f"train.best_metric {metric!r}: not a metric or metric value; known: {', '.join(known)}")
-
-
-@dataclass
-class BestRecord:
-    metric: str  # as configured
-    value_name: str  # the value it was read from
-    value: float
-    step: int
-    higher_is_better: bool
-
-
-class BestCheckpoint:
-    """Keeps ``OUT/checkpoints/best.pt``: the checkpoint of the validation run with the best
-    value of ``metric`` so far, its direction from the metrics registry, recorded in
-    ``best.json`` ({metric, value, step, …}) and read back on resume."""
-
-    def __init__(self, metric: str, out_dir: str | Path):
-        self.metric = metric
-        self.registered, self.value_names, self.higher_is_better = metric_direction(metric)
-        self.dir = Path(out_dir) / "checkpoints"
-        self.path = self.dir / BEST_CHECKPOINT
-        self.record_path = self.dir / BEST_RECORD
-        self.best: BestRecord | None = self._read()
-
-    def _read(self) -> BestRecord | None:
-        if not self.record_path.is_file():
-            return None
-        try:
-            data = json.loads(self.record_path.read_text())
-            record = BestRecord(**{k: data[k] for k in BestRecord.__dataclass_fields__})
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValidationError(f"{self.record_path}: not a best-checkpoint record ({exc}); delete it to start afresh") from None
-        if record.metric != self.metric:
-            log.warning("%s: kept by %s, now by %s: the next validation replaces it", self.record_path, record.metric, self.metric)
-            return None
-        return record
-
-    def value_of(self, result: ValidationResult) -> tuple[str, float] | None:
-        """The (value name, value) ``metric`` stands for in ``result``; None when it has none."""
-        for name in self.value_names:
-            value = result.values.get(name)
-            if value is not None and math.isfinite(value):
-                return name, float(value)
-        return None
-
-    def is_better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best.value if self.higher_is_better else value < self.best.value
-
-    def update(self, step: int, result: ValidationResult, save: Callable[[Path], None]) -> bool:
-        """When ``result`` beats the best so far: ``save(path)`` writes the checkpoint to a
-        temporary path that then replaces best.pt, and best.json records it. Returns whether
-        it did; a result without the metric (skipped this time) changes nothing."""
-        got = self.value_of(result)
-        if got is None:
-            log.warning("validation at step %d has no %s (%s): best checkpoint unchanged", step, self.metric,
-                        result.skipped.get(self.registered, "no value"))  # fmt: skip
-            return False
-        name, value = got
-        if not self.is_better(value):
-            return False
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{BEST_CHECKPOINT}.{os.getpid()}.partial")
-        try:
-            save(tmp)
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.best = BestRecord(self.metric, name, value, int(step), self.higher_is_better)
-        _write_json(self.record_path, {**asdict(self.best), "checkpoint": BEST_CHECKPOINT, "values": result.values,
-                                       "validation": str(Path(result.out_dir) / RESULT_FILE)})  # fmt: skip
-        return True
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

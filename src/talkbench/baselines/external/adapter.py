@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from talkbench import media
 from talkbench.baselines.external.normalise import NormaliseReport, normalise_video
@@ -88,8 +89,6 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
 
 
 def _still(frame: np.ndarray, size: int | None, crop: str):
-    from PIL import Image
-
     if crop == "center-square":
         h, w = frame.shape[:2]
         s = min(h, w)
@@ -199,8 +198,6 @@ class ExternalMethod:
                               fps=spec.fps, audio=audio)
         if inputs.driving_frames is not None:
             spec = inputs.driving_frames
-            from PIL import Image
-
             d = Path(values["driving_frames"])
             d.mkdir()
             for i, frame in enumerate(media.iter_frames(task.reference, fps=spec.fps, size=spec.size)):

@@ -21,6 +21,7 @@ from talkbench import media
 from talkbench.baselines.external.normalise import LOSSY_CODEC, normalise_video
 from talkbench.baselines.method import MethodInfo
 from talkbench.errors import TalkbenchError
+from talkbench.util import atomic_write_text
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 DEFAULT_SIZE = 512
@@ -127,9 +128,8 @@ def write_submission_meta(out: Path, info: MethodInfo, task: str, resolution: in
         "task": task,
     }
     meta = {k: v for k, v in meta.items() if v is not None}
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "submission.yaml"
-    path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
     return path
 
 

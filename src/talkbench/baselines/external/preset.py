@@ -21,7 +21,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from talkbench.baselines.method import MethodInfo
 from talkbench.errors import TalkbenchError
+from talkbench.util import Registry
 
 # Everything a command, a staged path, a written file or an output pattern may refer to.
 PLACEHOLDERS: dict[str, str] = {
@@ -270,9 +272,7 @@ class Preset(_Strict):
     def status_label(self) -> str:
         return STATUS_LABEL[self.status]
 
-    def method_info(self):
-        from talkbench.baselines.method import MethodInfo
-
+    def method_info(self) -> MethodInfo:
         links = [u for u in (self.code.url, self.paper.url) if u] + list(self.released_outputs)
         return MethodInfo(
             name=self.name,
@@ -310,19 +310,24 @@ def load_preset_file(path: str | Path) -> Preset:
 
 @lru_cache(maxsize=1)
 def _all() -> tuple[Preset, ...]:
-    presets = [load_preset_file(p) for p in sorted(presets_dir().glob("*.yaml"))]
-    seen: dict[str, str] = {}
-    for p in presets:
-        for key in [p.name, *p.aliases]:
-            k = key.lower()
-            if k in seen and seen[k] != p.name:
-                raise PresetError(f"preset name or alias {key!r} is used by both {seen[k]} and {p.name}")
-            seen[k] = p.name
-    return tuple(presets)
+    return tuple(load_preset_file(p) for p in sorted(presets_dir().glob("*.yaml")))
+
+
+@lru_cache(maxsize=1)
+def _by_name() -> Registry[Preset]:
+    """Every shipped preset under its name and each alias, lower-cased."""
+    names: Registry[Preset] = Registry(kind="preset name or alias", error=PresetError)
+    for p in _all():
+        for key in dict.fromkeys(k.lower() for k in (p.name, *p.aliases)):
+            if key in names:
+                raise PresetError(f"preset name or alias {key!r} is used by both {names.get(key).name} and {p.name}")
+            names.register(key, p)
+    return names
 
 
 def all_presets() -> list[Preset]:
     """Every shipped preset, sorted by file name."""
+    _by_name()  # a name or alias two presets share is an error whichever function is called first
     return list(_all())
 
 
@@ -330,7 +335,6 @@ def get_preset(name: str) -> Preset:
     """A preset by name or alias (case-insensitive), or by path to a YAML file."""
     if name.endswith((".yaml", ".yml")) and Path(name).exists():
         return load_preset_file(name)
-    for p in _all():
-        if name.lower() in (p.name.lower(), *(a.lower() for a in p.aliases)):
-            return p
-    raise PresetError(f"no preset named {name!r}; known: {', '.join(p.name for p in _all())}")
+    if name.lower() not in _by_name():
+        raise PresetError(f"no preset named {name!r}; known: {', '.join(p.name for p in _all())}")
+    return _by_name().get(name.lower())

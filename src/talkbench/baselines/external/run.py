@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from talkbench import media
 from talkbench.baselines.external.adapter import ExternalMethod, ExternalMethodError
 from talkbench.baselines.external.import_dir import write_submission_meta
 from talkbench.baselines.method import Task
+from talkbench.util import ProgressCallback
 
 
 @dataclass
@@ -36,12 +36,13 @@ def logs_dir_for(out: Path) -> Path:
 
 
 def run_benchmark(method: ExternalMethod, tasks: list[Task], out: str | Path,
-                  keep_going: bool = False, progress: Callable[[str, int, int], None] | None = None) -> RunSummary:
+                  keep_going: bool = False, progress: ProgressCallback | None = None) -> RunSummary:
     """Generate every task into ``out/videos`` and write ``out/submission.yaml``.
 
     Stops at the first failing clip (the error names the clip, the command and the log)
     unless ``keep_going``; then every failure is collected and no ``submission.yaml`` is
     written while clips are missing, so an incomplete folder is never mistaken for a result.
+    ``progress(done, total, clip_id)`` is called before each clip.
     """
     out = Path(out)
     logs = logs_dir_for(out)
@@ -55,7 +56,7 @@ def run_benchmark(method: ExternalMethod, tasks: list[Task], out: str | Path,
     side = None
     for i, task in enumerate(tasks):
         if progress:
-            progress(task.clip_id, i, len(tasks))
+            progress(i, len(tasks), task.clip_id)
         try:
             path = method.generate(task, videos / f"{task.clip_id}.mp4")
         except ExternalMethodError as exc:

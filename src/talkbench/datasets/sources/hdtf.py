@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from talkbench.datasets.sources import ClipSpec, ManifestError, read_lines
+from talkbench.datasets.sources.spec import ClipSpec, ManifestError, Source, read_lines
 
 RANGE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
@@ -41,9 +41,6 @@ class HdtfSubset:
     @property
     def clip_count(self) -> int:
         return sum(len(r) for r in self.ranges.values())
-
-    def clip_names(self) -> list[str]:
-        return [f"{v}_{i}" for v, rs in self.ranges.items() for i in range(len(rs))]
 
 
 def _seconds(m: str, s: str) -> float:
@@ -121,6 +118,7 @@ def parse_hdtf(folder: Path) -> dict[str, HdtfSubset]:
 
 
 def load_hdtf(folder: Path, subsets: list[str] | None = None) -> list[ClipSpec]:
+    folder = Path(folder)
     specs = []
     for prefix, sub in parse_hdtf(folder).items():
         if subsets and prefix not in subsets:
@@ -152,3 +150,6 @@ def load_hdtf(folder: Path, subsets: list[str] | None = None) -> list[ClipSpec]:
                     )
                 )
     return specs
+
+
+SOURCE = Source("hdtf", load_hdtf)

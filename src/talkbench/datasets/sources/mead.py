@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talkbench.datasets.archives import ArchiveError, TarMember, list_files
-from talkbench.datasets.sources import ClipSpec, ManifestError
+from talkbench.datasets.sources.spec import ClipSpec, ManifestError, Source
 from talkbench.errors import TalkbenchError
 
 VIEWS = ("front", "down", "top", "left_30", "left_60", "right_30", "right_60")
@@ -236,3 +236,6 @@ def audio_files(folder: Path) -> AudioFiles:
                          TarMember(str(archive), name, top, into))
             add_once(files, f, archive)
     return AudioFiles(files, str(archive))
+
+
+SOURCE = Source("mead", load_mead)

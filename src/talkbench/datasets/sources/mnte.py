@@ -8,7 +8,9 @@ file), ``note`` free text for provenance and licence.
 
 Rules (paper): languages Arabic, Swahili, Mandarin, Korean, Japanese, Turkish; 5 clips each;
 each at least 3 s; Whisper confirms the language; face at least 512 px. The pipeline applies
-the per-clip rules (``language_mismatch``, ``too_short``, ``face_too_small``);
+the per-clip rules (``language_mismatch``, ``too_short``, ``face_too_small``), and refuses a
+build whose ``min_seconds`` / ``min_face_px`` are below ``MIN_SECONDS`` / ``MIN_FACE_PX``
+(``BuildRuleError``: the catalog would otherwise hold clips the paper's MNTE excludes);
 ``mnte_report`` checks the per-language quota on a built catalog and lists what is missing.
 """
 
@@ -17,7 +19,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from talkbench.datasets.sources import ClipSpec, ManifestError
+import yaml
+
+from talkbench.datasets.sources.spec import ClipSpec, ManifestError, Source
 
 MNTE_LANGUAGES = ("ar", "sw", "zh", "ko", "ja", "tr")
 CLIPS_PER_LANGUAGE = 5
@@ -43,8 +47,6 @@ def _records(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise ManifestError(path, "file not found")
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         if isinstance(data, dict):
             data = data.get("clips")
@@ -103,3 +105,8 @@ def mnte_report(rows: list[dict], per_language: int = CLIPS_PER_LANGUAGE) -> dic
             "rejected": {r["clip_id"]: r["reason"] for r in mine if r["status"] != "accepted"},
         }
     return report
+
+
+SOURCE = Source("mnte", load_mnte, min_seconds=MIN_SECONDS, min_face_px=MIN_FACE_PX, confirms_language=True,
+                rule=f"the paper's MNTE: clips of at least {MIN_SECONDS:g} s with a face of at least {MIN_FACE_PX} px, "
+                     "in the language Whisper hears")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from talkbench.datasets.sources import ClipSpec, ManifestError, read_lines
+from talkbench.datasets.sources.spec import ClipSpec, ManifestError, Source, read_lines
 
 NAME = re.compile(r"^Clip\+(?P<yt>.+)\+P(?P<pid>\d+)\+C(?P<idx>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
 KEY = re.compile(r"^(?P<key>[A-Za-z ]+?)\s*:\s*(?P<value>.*)$")
@@ -62,3 +62,6 @@ def load_vfhq(path: Path) -> list[ClipSpec]:
     if not files:
         raise ManifestError(path, "no Clip+*.txt meta files under this folder")
     return [parse_vfhq_meta(f) for f in files]
+
+
+SOURCE = Source("vfhq", load_vfhq)

@@ -18,7 +18,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from talkbench.datasets.sources import ClipSpec, ManifestError, read_lines
+from talkbench.datasets.sources.spec import ClipSpec, ManifestError, Source, read_lines
 
 YOUTUBE = "https://www.youtube.com/watch?v={}"
 VOX_COLUMNS = ["video_id", "start", "end", "bbox", "fps", "width", "height", "partition", "person_id"]
@@ -156,3 +156,6 @@ def load_voxceleb(path: Path) -> list[ClipSpec]:
     if path.suffix.lower() == ".txt":
         return [parse_segment_txt(path)]
     return specs_from_metadata(parse_vox_metadata(path))
+
+
+SOURCE = Source("voxceleb", load_voxceleb)

@@ -25,7 +25,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from talkbench.clip import Clip
+from talkbench.datasets.catalog import Catalog
 from talkbench.errors import TalkbenchError
+from talkbench.samples import load_sample_corpus
+from talkbench.util import sha256_file
+
+__all__ = [  # sha256_file: util's, still importable from here
+    "INDO_EUROPEAN", "BenchmarkClip", "BenchmarkError", "BenchmarkSpec", "all_specs", "benchmark_names",
+    "clip_list_sha256", "get_benchmark", "parse_spec", "resolve_clips", "sha256_file", "split_version",
+]
 
 INDO_EUROPEAN = "Indo-European"
 
@@ -49,6 +57,22 @@ class BenchmarkClip(BaseModel):
     @property
     def indo_european(self) -> bool:
         return self.family == INDO_EUROPEAN
+
+    def to_clip(self, video: Path, dataset: str, duration: float | None = None,
+                provenance: dict | None = None) -> Clip:
+        """This clip as the shared ``Clip`` record, its reference at ``video`` (absolute) in
+        ``dataset``; ``duration`` (seconds) defaults to the spec's, else 0."""
+        seconds = duration if duration is not None else (self.duration or 0.0)
+        return Clip(id=self.id, dataset=dataset, language=self.language, duration=float(seconds), video=Path(video),
+                    family=self.family, emotion=self.emotion, provenance=dict(provenance or {}))
+
+    @classmethod
+    def from_clip(cls, clip: Clip, frames: int | None = None, reference_sha256: str | None = None,
+                  intensity: int | None = None) -> BenchmarkClip:
+        """A spec entry for ``clip`` (what ``make_specs`` writes); ``frames`` and
+        ``reference_sha256`` are pinned where the reference ships with talkbench."""
+        return cls(id=clip.id, language=clip.language, family=clip.family, duration=clip.duration, frames=frames,
+                   reference_sha256=reference_sha256, emotion=clip.emotion, intensity=intensity)
 
 
 class BenchmarkSpec(BaseModel):
@@ -166,20 +190,10 @@ def benchmark_names() -> list[str]:
     return sorted({s.name for s in all_specs()})
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verify: bool = True) -> list[Clip]:
     """The benchmark's clips as ``Clip`` records with absolute reference paths, in spec order.
     Package clips are checked against their pinned sha256 (``verify``)."""
     if spec.source == "package:sample":
-        from talkbench.samples import load_sample_corpus
-
         by_id = {c.id: c for c in load_sample_corpus()}
         out = []
         for bc in spec.clips:
@@ -191,9 +205,7 @@ def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verif
                     f"{clip.video}: sha256 differs from benchmark {spec.key}; the sample corpus "
                     "changed, so the benchmark needs a new version"
                 )
-            out.append(Clip(id=clip.id, dataset=clip.dataset, language=bc.language,
-                            duration=clip.duration, video=clip.video, family=bc.family, emotion=bc.emotion,
-                            provenance=clip.provenance))
+            out.append(bc.to_clip(clip.video, clip.dataset, clip.duration, clip.provenance))
         return out
 
     if data_dir is None:
@@ -201,8 +213,6 @@ def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verif
             f"benchmark {spec.key} needs the clips built by 'talkbench data build {spec.dataset} "
             "--out DIR'; pass that DIR (--data)"
         )
-    from talkbench.datasets.catalog import Catalog
-
     with Catalog(data_dir, read_only=True) as catalog:
         rows = {r["clip_id"]: r for r in catalog.rows() if r.get("status") == "accepted"}
     missing = [c.id for c in spec.clips if c.id not in rows]
@@ -215,8 +225,6 @@ def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verif
     out = []
     for bc in spec.clips:
         r = rows[bc.id]
-        out.append(Clip(id=bc.id, dataset=spec.dataset, language=bc.language,
-                        duration=float(r.get("duration") or 0.0),
-                        video=(Path(data_dir) / r["path"]).resolve(), family=bc.family, emotion=bc.emotion,
-                        provenance={"catalog": str(Path(data_dir) / "catalog.duckdb")}))
+        out.append(bc.to_clip((Path(data_dir) / r["path"]).resolve(), spec.dataset, float(r.get("duration") or 0.0),
+                              {"catalog": str(Path(data_dir) / "catalog.duckdb")}))
     return out

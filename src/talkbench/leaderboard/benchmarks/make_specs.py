@@ -25,11 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
-from talkbench.leaderboard.benchmarks import INDO_EUROPEAN, BenchmarkClip, clip_list_sha256, sha256_file
+from talkbench.datasets.sources.hdtf import load_hdtf
+from talkbench.leaderboard.benchmarks import INDO_EUROPEAN, BenchmarkClip, clip_list_sha256
+from talkbench.samples import load_sample_corpus, sample_dir
+from talkbench.util import atomic_write_text, sha256_file
 
 FAMILIES = {
     "ar": "Afro-Asiatic", "sw": "Niger-Congo", "zh": "Sino-Tibetan", "ko": "Koreanic",
@@ -48,17 +52,15 @@ def _dump(spec: dict, out: Path) -> Path:
     spec["clip_list_sha256"] = clip_list_sha256(clips)
     order = [k for k in spec if k != "clips"] + ["clips"]
     path = out / f"{spec['name']}-v{spec['version']}.yaml"
-    path.write_text(yaml.safe_dump({k: spec[k] for k in order}, sort_keys=False, allow_unicode=True, width=100))
+    atomic_write_text(path, yaml.safe_dump({k: spec[k] for k in order}, sort_keys=False, allow_unicode=True, width=100))
     return path
 
 
 def sample_spec() -> dict:
-    from talkbench.samples import load_sample_corpus, sample_dir
-
     meta = {e["id"]: e for e in json.loads((sample_dir() / "samples.json").read_text())["clips"]}
     clips = [
-        {"id": c.id, "language": c.language, "family": FAMILIES[c.language], "duration": c.duration,
-         "frames": meta[c.id]["frames"], "reference_sha256": sha256_file(c.video)}
+        BenchmarkClip.from_clip(replace(c, family=FAMILIES[c.language]), frames=meta[c.id]["frames"],
+                                reference_sha256=sha256_file(c.video)).model_dump(exclude_none=True)
         for c in load_sample_corpus()
     ]
     return {
@@ -91,8 +93,6 @@ def mnte_spec() -> dict:
 
 
 def hdtf_spec(manifests: Path) -> dict:
-    from talkbench.datasets.sources.hdtf import load_hdtf
-
     specs = sorted(load_hdtf(manifests), key=lambda s: hashlib.sha256((HDTF_SALT + s.clip_id).encode()).hexdigest())
     chosen, people = [], set()
     for s in specs:

@@ -1,6 +1,6 @@
 """The papers' published numbers (CSV, transcribed from the PDFs; see README.md here) and the
 layout of each table: which columns identify a row, which are attributes (resolution,
-bitrate, groups, ...), which are metrics and in which direction a metric is better.
+bitrate, groups, ...) and which are metrics (their directions: ``leaderboard.directions``).
 
 These are shipped as package data and loaded into the store as ``reported`` runs
 (``talkbench.leaderboard.reported``); ``talkbench.leaderboard.tables`` renders them back in the
@@ -23,7 +23,9 @@ class Column:
     key: str  # CSV column
     header: str  # as printed in the paper
     kind: str  # 'attribute' | 'metric'
-    higher_is_better: bool | None = None  # metrics only
+    # Declared only for a metric column nothing in talkbench measures (the user study's scores);
+    # a measured column's direction is its metric's (``leaderboard.directions``).
+    higher_is_better: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,13 @@ class PaperTable:
         return list(csv.DictReader(text.splitlines()))
 
 
-def _m(key: str, header: str, up: bool) -> Column:
+def _m(key: str, header: str) -> Column:
+    """A metric column talkbench measures: its direction is the metric's."""
+    return Column(key, header, "metric")
+
+
+def _score(key: str, header: str, up: bool) -> Column:
+    """A metric column nothing in talkbench measures, with the direction the paper gives it."""
     return Column(key, header, "metric", up)
 
 
@@ -76,16 +84,16 @@ TABLES: tuple[PaperTable, ...] = (
     PaperTable(
         VQTALKER, "1", "vqtalker_table1_reconstruction_hdtf.csv",
         "Video reconstruction on HDTF (256² evaluation)", "reconstruction", "hdtf-test",
-        (_a("resolution", "Reso."), _a("bitrate_kbps", "Bitrate"), _m("ssim", "SSIM", True),
-         _m("lpips", "LPIPS", False), _m("csim", "CSIM", True), _m("cpbd", "CPBD", True)),
+        (_a("resolution", "Reso."), _a("bitrate_kbps", "Bitrate"), _m("ssim", "SSIM"),
+         _m("lpips", "LPIPS"), _m("csim", "CSIM"), _m("cpbd", "CPBD")),
         note="Bitrate in kbps; the paper prints ≈ before 347, 50, 102 and 11.",
     ),
     PaperTable(
         VQTALKER, "2", "vqtalker_table2_speech_driven.csv",
         "Speech-driven comparison on HDTF (Indo-European) and MNTE (non-Indo-European)",
         "speech-driven", None,
-        (_m("ssim", "SSIM", True), _m("csim", "CSIM", True), _m("lmd", "LMD", False),
-         _m("cpbd", "CPBD", True), _m("fid", "FID", False), _m("fvd", "FVD", False)),
+        (_m("ssim", "SSIM"), _m("csim", "CSIM"), _m("lmd", "LMD"),
+         _m("cpbd", "CPBD"), _m("fid", "FID"), _m("fvd", "FVD")),
         dataset_column="dataset",
         groups=(("HDTF", "HDTF (Indo-European)", "hdtf-test"), ("MNTE", "MNTE (Non-Indo-European)", "mnte")),
     ),
@@ -93,8 +101,8 @@ TABLES: tuple[PaperTable, ...] = (
         VQTALKER, "3", "vqtalker_table3_quantizer_ablation.csv",
         "Vector quantisation ablation, HDTF cross-identity driven", "cross-identity", "hdtf-test",
         (_a("groups", "# G"), _a("residuals", "# R"), _a("fsq", "FSQ"), _a("codes", "# Codes"),
-         _a("bitrate_kbps", "Bitrate"), _m("csim", "CSIM", True), _m("msi", "MSI", True),
-         _m("utilization_pct", "Util.(%)", True)),
+         _a("bitrate_kbps", "Bitrate"), _m("csim", "CSIM"), _m("msi", "MSI"),
+         _m("utilization_pct", "Util.(%)")),
         note="Util.: codebook utilisation, codes used at least once.",
     ),
     PaperTable(
@@ -102,8 +110,8 @@ TABLES: tuple[PaperTable, ...] = (
         "Discrete (D) vs continuous (C) representations, X-Y = audio input - motion output",
         "speech-driven", "hdtf-test",
         (_a("audio_feature", "Audio Feature"), _a("motion_feature", "Motion Feature"),
-         _m("ssim", "SSIM", True), _m("csim", "CSIM", True), _m("lpips", "LPIPS", False),
-         _m("cpbd", "CPBD", True)),
+         _m("ssim", "SSIM"), _m("csim", "CSIM"), _m("lpips", "LPIPS"),
+         _m("cpbd", "CPBD")),
     ),
     PaperTable(
         VQTALKER, "7", "vqtalker_table7_bitrate.csv",
@@ -113,15 +121,15 @@ TABLES: tuple[PaperTable, ...] = (
     PaperTable(
         VQTALKER, "8", "vqtalker_table8_user_study.csv",
         "User study (20 participants, 1-5)", "speech-driven", "user-study",
-        (_m("lip_sync", "LS", True), _m("visual_appeal", "VA", True),
-         _m("prompt_following", "PF", True), _m("naturalness", "N", True)),
+        (_score("lip_sync", "LS", True), _score("visual_appeal", "VA", True),
+         _score("prompt_following", "PF", True), _score("naturalness", "N", True)),
     ),
     PaperTable(
         FLOWVQTALKER, "1", "flowvqtalker_table1.csv",
         "Emotional talking faces on MEAD and HDTF", "speech-driven", None,
-        (_m("ssim", "SSIM", True), _m("fid", "FID", False), _m("m_lmd", "M-LMD", False),
-         _m("f_lmd", "F-LMD", False), _m("sync_conf", "Sync_conf", True), _m("cpbd", "CPBD", True),
-         _m("acc_emo_pct", "Acc_emo(%)", True)),
+        (_m("ssim", "SSIM"), _m("fid", "FID"), _m("m_lmd", "M-LMD"),
+         _m("f_lmd", "F-LMD"), _m("sync_conf", "Sync_conf"), _m("cpbd", "CPBD"),
+         _m("acc_emo_pct", "Acc_emo(%)")),
         dataset_column="dataset",
         groups=(("MEAD", "MEAD", "mead-emotion"), ("HDTF", "HDTF", "hdtf-test")),
         reference_rows=("GT",),

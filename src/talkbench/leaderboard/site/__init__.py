@@ -3,7 +3,7 @@ SVG charts, so it works offline from ``file://`` with no CDN and nothing fetched
 
 - ``index.html``: every board (sortable: click a column header), a per-language chart of
   each measured board's main metric, links to the method pages and to how to submit.
-- ``methods/<slug>.html``: a method's metadata, its runs with the full protocol record, and
+- ``methods/<slug>.html`` (``names.name_slug``): a method's metadata, its runs with the full protocol record, and
   per-clip values.
 - ``submit.html``: how to submit.
 """
@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from pathlib import Path
 
 from talkbench import __version__
-from talkbench.leaderboard.ranking import Board, higher_is_better, label, leaderboard
+from talkbench.leaderboard.directions import higher_is_better
+from talkbench.leaderboard.names import name_slug
+from talkbench.leaderboard.ranking import Board, label, leaderboard
 from talkbench.leaderboard.store import Store
 from talkbench.leaderboard.tables import SIDE_LABEL, board_cell, breakdown_matrix, breakdown_title, unmeasured_text
+from talkbench.util import atomic_write_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -62,10 +64,6 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "method"
-
-
 def _page(title: str, body: str, root: str = "") -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -89,7 +87,7 @@ def _board_table(board: Board, index: int) -> str:
         head.append(f"<th>{_e(label(metric))} {_e(SIDE_LABEL[side])}{arrow}</th>")
     rows = []
     for i, (rank, r) in enumerate(zip(board.ranks(), board.rows)):
-        link = f'<a href="methods/{slug(r.method)}.html">{_e(r.method)}</a>'
+        link = f'<a href="methods/{name_slug(r.method)}.html">{_e(r.method)}</a>'
         cells = [f'<td class="l" data-v="{"" if rank.position is None else rank.position}">{_e(rank)}</td>',
                  f'<td class="l" data-v="{_e(r.method)}">{link}</td>',
                  f'<td class="l prov-{r.provenance}" data-v="{r.provenance}">{r.provenance}</td>']
@@ -241,13 +239,13 @@ def build_site(store: Store, out_dir: str | Path, benchmark: str | None = None) 
             chart = language_chart(store, b)
             if chart:
                 parts.append(f"<h3>Per language</h3>{chart}")
-    (out / "index.html").write_text(_page("talkbench leaderboard", "\n".join(parts)), encoding="utf-8")
-    (out / "submit.html").write_text(_page("How to submit · talkbench", SUBMIT_BODY), encoding="utf-8")
+    atomic_write_text(out / "index.html", _page("talkbench leaderboard", "\n".join(parts)))
+    atomic_write_text(out / "submit.html", _page("How to submit · talkbench", SUBMIT_BODY))
     infos = store.methods()
     runs = store.runs()
     shown = {r.method for b in boards for r in b.rows}
     for name in sorted(shown):
         mine = [r for r in runs if r["method"] == name]
-        (out / "methods" / f"{slug(name)}.html").write_text(
-            _method_page(store, name, infos.get(name, {"name": name}), mine), encoding="utf-8")
+        atomic_write_text(out / "methods" / f"{name_slug(name)}.html",
+                          _method_page(store, name, infos.get(name, {"name": name}), mine))
     return out / "index.html"

@@ -24,6 +24,11 @@ from pathlib import Path
 
 import torch
 
+from talkbench import media
+from talkbench.samples import load_sample_corpus
+from talkbench.vqtalker.generator import load_generator_config
+from talkbench.vqtalker.inference import generate_video
+from talkbench.vqtalker.lipsync import mouth_envelope_correlation
 from talkbench.vqtalker.pretrained import HERE, TINY_GENERATOR, TINY_TOKENIZER
 
 TOKENIZER_STEPS = 2000
@@ -62,12 +67,6 @@ def held_out_scores(gen_dir: Path) -> dict[str, float]:
 
 def held_out_lip_sync(work: Path) -> list[dict]:
     """Generate each held-out sample clip from its first frame and audio; correlate the mouth."""
-    from talkbench import media
-    from talkbench.vqtalker.generator import load_generator_config
-    from talkbench.vqtalker.inference import generate_video
-    from talkbench.vqtalker.lipsync import mouth_envelope_correlation
-    from talkbench.samples import load_sample_corpus
-
     holdout = load_generator_config("tiny")["data"]["holdout"]
     rows = []
     for clip in load_sample_corpus():
@@ -107,13 +106,11 @@ def train_tokenizer(tok_dir: Path) -> None:
     talkbench("vqtalker", "train-tokenizer", "--config", "tiny", "--out", str(tok_dir),
               "--steps", str(TOKENIZER_STEPS + TOKENIZER_REGION_STEPS), *resume_args(tok_dir),
               *[a for kv in REGION_WEIGHTS for a in ("--set", kv)])
-    strip(tok_dir / "checkpoints" / "latest.pt", TINY_TOKENIZER, ("format", "step", "config", "generator"))
+    strip(tok_dir / "checkpoints" / "latest.pt", TINY_TOKENIZER, ("format", "step", "config", "tokenizer"))
     shutil.copyfile(tok_dir / "log.csv", HERE / "tiny-tokenizer-log.csv")
 
 
 def train_generator(gen_dir: Path) -> None:
-    from talkbench.vqtalker.generator import load_generator_config
-
     holdout = load_generator_config("tiny")["data"]["holdout"]
     talkbench("vqtalker", "fit-units", *[a for h in holdout for a in ("--exclude", h)])
     talkbench("vqtalker", "train-generator", "--config", "tiny", "--tokenizer", str(TINY_TOKENIZER),

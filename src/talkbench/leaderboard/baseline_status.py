@@ -1,21 +1,17 @@
-"""Which competitor methods can be run, imported, or only quoted, and where the papers
-report them: the rows the demo and ``talkbench baselines list`` show."""
+"""Which competitor methods can be run, imported, or only quoted, and where the papers report
+them: the rows the demo and ``talkbench baselines list`` show. The presets say what a method's
+code can do (``baselines.external``); the papers' tables (``leaderboard.paper``) say which task
+each table a method appears in is about."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from talkbench.baselines.external.preset import STATUS_LABEL, all_presets
+from talkbench.leaderboard.paper import TABLES
 
-# The task behind each paper table a competitor appears in (mirrors talkbench.leaderboard.paper,
-# which this layer may not import; a test keeps the two in step).
-TABLE_TASKS = {
-    "vqtalker:1": "reconstruction",
-    "vqtalker:2": "speech-driven",
-    "vqtalker:7": "reconstruction",
-    "vqtalker:8": "speech-driven",
-    "flowvqtalker:1": "speech-driven",
-}
+# the comparison tables first, in the papers' order; then the rest
+TABLE_ORDER = {"vqtalker:1": 0, "vqtalker:2": 1, "flowvqtalker:1": 2}
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,7 @@ class StatusRow:
 def baseline_status_rows() -> list[StatusRow]:
     """One row per competitor method of the two papers, in table order; ``by_table`` says, per
     table, whether the method can be run for that table's task, imported, or only quoted."""
+    table_task = {t.key: t.task for t in TABLES}
     rows = []
     for p in all_presets():
         note = ""
@@ -49,7 +46,7 @@ def baseline_status_rows() -> list[StatusRow]:
             note = "; ".join(x for x in (note, "needs CUDA") if x)
         by_table = []
         for key in p.tables:
-            task = TABLE_TASKS.get(key)
+            task = table_task.get(key)
             if p.status == "runnable" and task is not None and task not in p.tasks:
                 # the code runs, but not for this table's task (AniTalker has no video-driven entry point)
                 by_table.append((key, STATUS_LABEL["import-only" if p.released_outputs else "reported-only"]))
@@ -60,6 +57,5 @@ def baseline_status_rows() -> list[StatusRow]:
             code=p.code.url or "", commit=p.code.commit or "", licence=p.code.licence if p.code.public else "",
             official=p.code.official, note=note, by_table=tuple(by_table),
         ))
-    order = {"vqtalker:1": 0, "vqtalker:2": 1, "flowvqtalker:1": 2}
-    rows.sort(key=lambda r: (min((order.get(t, 9) for t in r.tables), default=9), r.method.lower()))
+    rows.sort(key=lambda r: (min((TABLE_ORDER.get(t, 9) for t in r.tables), default=9), r.method.lower()))
     return rows
