@@ -53,12 +53,14 @@ def test_registry_rejects_duplicates_and_names_the_known_ones():
         reg.unregister("a")
 
 
-def test_cache_dirs_follow_their_environment_variables(tmp_path, monkeypatch):
+def test_caches_follow_the_cache_root_and_model_files_their_own_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(util.CACHE_ENV, str(tmp_path / "c"))
     monkeypatch.delenv(util.WEIGHTS_ENV, raising=False)
-    assert util.cache_dir("weights", util.WEIGHTS_ENV) == tmp_path / "c" / "weights"
+    assert util.cache_dir("analysis") == tmp_path / "c" / "analysis"
+    default = util.model_dir("weights", util.WEIGHTS_ENV)
+    assert default.name == "weights" and tmp_path not in default.parents  # not moved by the cache root
     monkeypatch.setenv(util.WEIGHTS_ENV, str(tmp_path / "w"))
-    assert util.cache_dir("weights", util.WEIGHTS_ENV) == tmp_path / "w"
+    assert util.model_dir("weights", util.WEIGHTS_ENV) == tmp_path / "w"
 
 
 def test_markdown_table_escapes_pipes():

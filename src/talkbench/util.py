@@ -6,9 +6,9 @@ talkbench.
 Environment variables (also in the README):
 
 ========================== =====================================================================
-``TALKBENCH_CACHE_DIR``     root of every cache below (default: the user cache dir, ``talkbench``)
-``TALKBENCH_WEIGHTS_DIR``   model weights (default: ``<cache root>/weights``)
-``TALKBENCH_WHISPER_DIR``   Whisper model files (default: ``<cache root>/whisper``)
+``TALKBENCH_CACHE_DIR``     root of the computed caches (default: the user cache dir, ``talkbench``)
+``TALKBENCH_WEIGHTS_DIR``   model weights (default: ``<user cache dir>/talkbench/weights``)
+``TALKBENCH_WHISPER_DIR``   Whisper model files (default: ``<user cache dir>/talkbench/whisper``)
 ``TALKBENCH_LEADERBOARD``   the leaderboard store (default: ``<user data dir>/talkbench/leaderboard.duckdb``)
 ``TALKBENCH_SHARED_DATA``   the shared real-media folder the tests and the sample corpus read
 ========================== =====================================================================
@@ -33,7 +33,7 @@ WHISPER_ENV = "TALKBENCH_WHISPER_DIR"
 LEADERBOARD_ENV = "TALKBENCH_LEADERBOARD"
 SHARED_DATA_ENV = "TALKBENCH_SHARED_DATA"
 
-# (done, total, label): total is None when unknown; label names the item just finished
+# (done, total, label): total is None when unknown; label names the item the count is at
 ProgressCallback = Callable[[int, "int | None", str], None]
 
 T = TypeVar("T")
@@ -48,10 +48,17 @@ def cache_root() -> Path:
     return Path(override) if override else Path(platformdirs.user_cache_dir("talkbench"))
 
 
-def cache_dir(kind: str, env: str | None = None) -> Path:
-    """``<cache root>/<kind>``, or ``$env`` when that variable is set (e.g. ``WEIGHTS_ENV``)."""
-    override = os.environ.get(env) if env else None
-    return Path(override) if override else cache_root() / kind
+def cache_dir(kind: str) -> Path:
+    """``<cache root>/<kind>``: a cache computed from inputs, safe to delete."""
+    return cache_root() / kind
+
+
+def model_dir(kind: str, env: str) -> Path:
+    """``$env``, else ``<user cache dir>/talkbench/<kind>``: installed model files (weights,
+    Whisper). They stay put when ``$TALKBENCH_CACHE_DIR`` moves the computed caches, so a
+    fresh cache root (a test session's) never loses or re-installs them."""
+    override = os.environ.get(env)
+    return Path(override) if override else Path(platformdirs.user_cache_dir("talkbench")) / kind
 
 
 def data_root() -> Path:

@@ -121,8 +121,8 @@ def registered() -> list[WeightSpec]:
 
 
 def cache_dir() -> Path:
-    """``$TALKBENCH_WEIGHTS_DIR`` if set, else ``<cache root>/weights`` (``talkbench.util``)."""
-    return util.cache_dir("weights", util.WEIGHTS_ENV)
+    """``$TALKBENCH_WEIGHTS_DIR`` if set, else ``<user cache dir>/talkbench/weights`` (``util.model_dir``)."""
+    return util.model_dir("weights", util.WEIGHTS_ENV)
 
 
 def cached_path(name: str) -> Path:

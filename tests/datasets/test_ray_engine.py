@@ -24,9 +24,9 @@ def test_ray_engine_matches_local(shared_data, tmp_path):
 
     local = build_dataset("files", videos, tmp_path / "local", engine="local", workers=1, progress=False)
     ray_summary = build_dataset("files", videos, tmp_path / "ray", engine="ray", workers=2, progress=False)
-    assert ray_summary["engine"] == "ray"
-    assert {k: ray_summary[k] for k in ("accepted", "rejected", "failed", "reasons")} == {
-        k: local[k] for k in ("accepted", "rejected", "failed", "reasons")}
+    assert ray_summary.engine == "ray"
+    assert {k: getattr(ray_summary, k) for k in ("accepted", "rejected", "failed", "reasons")} == {
+        k: getattr(local, k) for k in ("accepted", "rejected", "failed", "reasons")}
     with Catalog(tmp_path / "local") as a, Catalog(tmp_path / "ray") as b:
         rows_a, rows_b = a.rows(volatile=False), b.rows(volatile=False)
     for ra, rb in zip(rows_a, rows_b):

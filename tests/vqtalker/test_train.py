@@ -13,7 +13,10 @@ import pytest
 import torch
 
 from talkbench.vqtalker.data import clip_boxes, default_regions_root, file_clip, pair_loader, regions_path
-from talkbench.vqtalker.inference import LEGACY_TOKENIZER_KEY, TOKENIZER_KEY, load_checkpoint, load_tokenizer
+from talkbench.vqtalker.inference import (
+    LEGACY_TOKENIZER_FORMAT, LEGACY_TOKENIZER_KEY, TOKENIZER_FORMAT, TOKENIZER_KEY, InferenceError, load_checkpoint,
+    load_tokenizer,
+)
 from talkbench.vqtalker.prepare import prepare_regions
 from talkbench.vqtalker.pretrained import TINY_TOKENIZER
 from talkbench.vqtalker.tokenizer import load_config
@@ -88,7 +91,9 @@ def test_checkpoint_loads_weights_only_and_restores_the_tokenizer(one_clip, cach
     path = trainer.save()
     raw = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code
     assert raw["step"] == 1 and raw["config"]["model"]["size"] == 32
-    assert TOKENIZER_KEY in raw and LEGACY_TOKENIZER_KEY not in raw
+    assert TOKENIZER_KEY in raw and LEGACY_TOKENIZER_KEY not in raw and raw["format"] == TOKENIZER_FORMAT
+    with pytest.raises(InferenceError, match="its format is 'talkbench-vqtalker-tokenizer/2'"):
+        load_checkpoint(path, LEGACY_TOKENIZER_FORMAT)  # what a format-1 reader sees: its format, not a KeyError
     assert (path.parent / "latest.pt").is_file()
     model = load_tokenizer(path)
     for k, v in trainer.model.state_dict().items():
@@ -101,8 +106,9 @@ def test_checkpoints_with_the_legacy_key_load():
     their weights under "generator"; they load as the new ones do."""
     raw = torch.load(TINY_TOKENIZER, map_location="cpu", weights_only=True)
     assert LEGACY_TOKENIZER_KEY in raw and TOKENIZER_KEY not in raw  # the shipped file is not rewritten
+    assert raw["format"] == LEGACY_TOKENIZER_FORMAT
     ckpt = load_checkpoint(TINY_TOKENIZER)
-    assert LEGACY_TOKENIZER_KEY not in ckpt
+    assert LEGACY_TOKENIZER_KEY not in ckpt and ckpt["format"] == TOKENIZER_FORMAT
     model = load_tokenizer(TINY_TOKENIZER)
     for name, value in raw[LEGACY_TOKENIZER_KEY].items():
         assert torch.equal(model.state_dict()[name], value), name

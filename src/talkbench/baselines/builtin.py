@@ -75,4 +75,6 @@ class H264:
         return path
 
 
-BUILTIN = ("ground-truth", "static-source", "h264")
+BOUNDS: tuple[tuple[str, type], ...] = (
+    ("ground-truth", GroundTruth), ("static-source", StaticSource), ("h264", H264))
+BUILTIN = tuple(name for name, _ in BOUNDS)

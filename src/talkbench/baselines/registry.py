@@ -22,15 +22,12 @@ MethodFactory = Callable[..., Method]
 # The bounds every table needs, then VQTalker's two stages (the ``-tiny`` ones run the checkpoints
 # talkbench ships); a factory's keyword options are what ``method_options`` reports.
 BUILTIN_METHODS: tuple[tuple[str, MethodFactory], ...] = (
-    ("ground-truth", builtin.GroundTruth),
-    ("static-source", builtin.StaticSource),
-    ("h264", builtin.H264),
+    *builtin.BOUNDS,
     ("vqtalker-tokenizer", vqtalker.VQTalkerTokenizer),
     ("vqtalker-tokenizer-tiny", vqtalker.tiny_tokenizer),
     ("vqtalker", vqtalker.VQTalker),
     ("vqtalker-tiny", vqtalker.tiny_vqtalker),
 )
-
 
 
 def _builtin_registry() -> Registry[MethodFactory]:

@@ -101,7 +101,6 @@ class VQTalker:
         return Path(summary["out"])
 
 
-
 def tiny_tokenizer(device: str | None = "cpu") -> VQTalkerTokenizer:
     """``vqtalker-tokenizer-tiny``: the stage-1 tokenizer trained on the sample corpus."""
     return VQTalkerTokenizer(tiny=True, device=device)

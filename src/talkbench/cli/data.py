@@ -3,7 +3,6 @@ a built dataset's summary."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -12,7 +11,7 @@ from talkbench.cli.common import console, err_console, output_folder, print_json
 from talkbench.datasets.catalog import open_summary
 from talkbench.datasets.engines import ENGINES
 from talkbench.datasets.language import ENGINES as LID_ENGINES
-from talkbench.datasets.pipeline import build_dataset, stage_bars, summary_tables
+from talkbench.datasets.pipeline import build_dataset, summary_tables
 from talkbench.datasets.sources import check_build_options
 from talkbench.errors import TalkbenchError
 
@@ -67,15 +66,13 @@ def build(
     check_build_options(source, min_seconds=min_seconds, min_face_px=min_face_px,
                         check_language=check_language)  # e.g. MNTE's 3 s, 512 px and Whisper check
     output_folder(out, "--out")  # after every check above: a refused build leaves no folder behind
-    # --json keeps stderr quiet too: no bars
-    with (nullcontext(False) if as_json else stage_bars(err_console)) as progress:
-        summary = build_dataset(
-            source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split,
-            view=view, languages=languages.split(",") if languages else None, seed=seed, min_face_px=min_face_px,
-            min_seconds=min_seconds, check_language=check_language, lid_engine=lid_engine, lid_model=lid_model,
-            cookies=str(cookies) if cookies else None, retries=retries, rate_limit=rate_limit, force=force,
-            progress=progress,
-        )
+    summary = build_dataset(  # bars on stderr around the engine run only; --json keeps stderr quiet too
+        source, src, out, engine=engine, workers=workers, ray_address=ray_address, limit=limit, split=split,
+        view=view, languages=languages.split(",") if languages else None, seed=seed, min_face_px=min_face_px,
+        min_seconds=min_seconds, check_language=check_language, lid_engine=lid_engine, lid_model=lid_model,
+        cookies=str(cookies) if cookies else None, retries=retries, rate_limit=rate_limit, force=force,
+        progress=not as_json, console=err_console,
+    )
     if as_json:
         print_json(summary.to_dict())
         return

@@ -208,10 +208,11 @@ class Catalog:
         return {r[0] for r in rows}
 
     def records(self) -> list[CatalogRow]:
-        """Every row, in clip-id order."""
+        """Every row, in clip-id order. Columns a later talkbench added are left out, so this
+        one still reads that catalog (a write would refuse them)."""
         cur = self.con.execute("SELECT * FROM clips ORDER BY clip_id")
         names = [d[0] for d in cur.description]
-        return [CatalogRow.from_dict(dict(zip(names, r))) for r in cur.fetchall()]
+        return [CatalogRow.from_dict({k: v for k, v in zip(names, r) if k in COLUMNS}) for r in cur.fetchall()]
 
     def rows(self, volatile: bool = True) -> list[dict]:
         """``records()`` as column -> value dicts; ``volatile=False`` leaves out the columns that

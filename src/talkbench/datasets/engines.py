@@ -269,8 +269,7 @@ class RayEngine:
             yield from _counted(self._run(specs, cfg), counter)
 
     def _run(self, specs: list[ClipSpec], cfg: BuildConfig) -> Iterator[dict]:
-        import ray
-
+        ray = import_ray()
         started = False
         if not ray.is_initialized():
             if self.address:
@@ -340,9 +339,18 @@ def _require_ray() -> None:
         raise TalkbenchError("the ray engine needs Ray: pip install 'talkbench[ray]'")
 
 
+def import_ray():
+    """The ray module; an installed Ray that fails to import is a ``TalkbenchError`` too."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise TalkbenchError(f"the ray engine cannot import Ray ({exc}): pip install 'talkbench[ray]'") from None
+    return ray
+
+
 def _ray_map(fn, items: list, address: str | None, num_cpus: int) -> Iterator:
     _require_ray()
-    import ray
+    ray = import_ray()
     started = False
     if not ray.is_initialized():
         if address:

@@ -76,8 +76,8 @@ class LidResult:
 
 
 def cache_dir() -> Path:
-    """``$TALKBENCH_WHISPER_DIR``, else ``<cache root>/whisper`` (``talkbench.util.cache_dir``)."""
-    return util.cache_dir("whisper", util.WHISPER_ENV)
+    """``$TALKBENCH_WHISPER_DIR``, else ``<user cache dir>/talkbench/whisper`` (``util.model_dir``)."""
+    return util.model_dir("whisper", util.WHISPER_ENV)
 
 
 def packaged_base() -> Path | None:

@@ -40,8 +40,9 @@ def measured_as(t: PaperTable, key: str) -> str | None:
 def column_direction(t: PaperTable, column: Column) -> bool:
     """Whether higher is better in a metric column of a paper table."""
     value = measured_as(t, column.key)
-    if value is not None:
-        return bool(metric_direction(value))
+    direction = metric_direction(value) if value is not None else None
+    if direction is not None:
+        return direction
     if column.higher_is_better is None:
         raise ValueError(f"{t.key} column {column.key!r}: no metric measures it and the table declares no direction")
     return column.higher_is_better

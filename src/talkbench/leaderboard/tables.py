@@ -21,8 +21,9 @@ from rich.table import Table
 
 from talkbench.leaderboard.breakdown import Breakdown
 from talkbench.leaderboard.directions import column_direction
+from talkbench.leaderboard.names import REFERENCE_METHODS
 from talkbench.leaderboard.paper import PaperTable, table, tables_of
-from talkbench.leaderboard.ranking import IE, NON_IE, REFERENCE_METHODS, Board, Interval, label, marks
+from talkbench.leaderboard.ranking import IE, NON_IE, Board, Interval, label, marks
 from talkbench.leaderboard.store import Store
 from talkbench.metrics.paper_protocols import protocol_differences, protocol_for_table
 from talkbench.util import markdown_table

@@ -25,11 +25,13 @@ from talkbench.vqtalker.generator import GeneratorConfig, MotionGenerator
 from talkbench.vqtalker.speech import SpeechFeatures, WhisperUnits, default_units_path, frame_count, get_speech_backend
 from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, from_model, to_model
 
-TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/1"
+TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/2"
 TOKENIZER_KEY = "tokenizer"  # a stage-1 checkpoint's MotionTokenizer weights
-# Stage-1 checkpoints written before TOKENIZER_KEY (the shipped tiny-tokenizer.pt, users' runs)
-# hold those weights under LIA's name for a GAN's G, "generator", which stage 2's network also
-# bears; load_checkpoint reads them under the new key.
+# Format 1 stage-1 checkpoints (the shipped tiny-tokenizer.pt, users' runs) hold those weights
+# under LIA's name for a GAN's G, "generator", which stage 2's network also bears;
+# load_checkpoint reads them as format 2. A talkbench that knows only format 1 refuses a
+# format-2 file by its format, instead of failing on the missing key.
+LEGACY_TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/1"
 LEGACY_TOKENIZER_KEY = "generator"
 GENERATOR_FORMAT = "talkbench-vqtalker-generator/1"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -83,11 +85,13 @@ def load_checkpoint(path: str | Path, fmt: str = TOKENIZER_FORMAT) -> dict:
     if not path.is_file():
         raise InferenceError(f"{path}: checkpoint not found")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if fmt == TOKENIZER_FORMAT and isinstance(ckpt, dict) and ckpt.get("format") == LEGACY_TOKENIZER_FORMAT:
+        ckpt["format"] = TOKENIZER_FORMAT
+        if LEGACY_TOKENIZER_KEY in ckpt:
+            ckpt[TOKENIZER_KEY] = ckpt.pop(LEGACY_TOKENIZER_KEY)
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise InferenceError(f"{path}: not a {fmt} checkpoint (its format is {found!r})")
-    if fmt == TOKENIZER_FORMAT and TOKENIZER_KEY not in ckpt and LEGACY_TOKENIZER_KEY in ckpt:
-        ckpt[TOKENIZER_KEY] = ckpt.pop(LEGACY_TOKENIZER_KEY)
     return ckpt
 
 

@@ -39,6 +39,7 @@ from talkbench.vqtalker.tokenizer import to_model
 log = logging.getLogger(__name__)
 
 WAIT_POLL_S = 2.0
+STALE_TEMP_SECONDS = 3600  # a temp file older than this is a killed run's, not a live writer's
 
 
 # ----------------------------------------------------------------------------- regions
@@ -127,9 +128,16 @@ def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engi
     if not todo:
         return []
     out_root.mkdir(parents=True, exist_ok=True)
-    for pattern in (".*.npz.*.npz", ".*.tmp.npz"):  # a killed run's partial files (util.atomic_path's; older)
+    # a killed run's partial files (util.atomic_path's; older); only old ones, as the folder may
+    # be shared with another run writing its own right now
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for pattern in (".*.npz.*.npz", ".*.tmp.npz"):
         for stale in out_root.glob(pattern):
-            stale.unlink(missing_ok=True)
+            try:
+                if stale.stat().st_mtime < cutoff:
+                    stale.unlink()
+            except FileNotFoundError:
+                pass
     log.info("eye/mouth regions: %d of %d clips to prepare in %s", len(todo), len(clips), out_root)
     done, failed = [], []
     with (regions_bar() if progress is True else nullcontext(progress or None)) as report:

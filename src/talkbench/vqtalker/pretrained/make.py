@@ -27,7 +27,7 @@ import torch
 from talkbench import media
 from talkbench.samples import load_sample_corpus
 from talkbench.vqtalker.generator import load_generator_config
-from talkbench.vqtalker.inference import generate_video
+from talkbench.vqtalker.inference import GENERATOR_FORMAT, TOKENIZER_FORMAT, generate_video, load_checkpoint
 from talkbench.vqtalker.lipsync import mouth_envelope_correlation
 from talkbench.vqtalker.pretrained import HERE, TINY_GENERATOR, TINY_TOKENIZER
 
@@ -47,10 +47,14 @@ def resume_args(run_dir: Path) -> list[str]:
     return ["--resume", str(latest)] if latest.is_file() else []
 
 
-def strip(checkpoint: Path, out: Path, keep: tuple[str, ...], meta: dict | None = None) -> Path:
-    """Only what inference needs, loadable with ``weights_only=True``."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    small = {k: ckpt[k] for k in keep if k in ckpt}
+def strip(checkpoint: Path, out: Path, fmt: str, keep: tuple[str, ...], meta: dict | None = None) -> Path:
+    """Only what inference needs, loadable with ``weights_only=True``; read through
+    ``load_checkpoint``, so an older run's checkpoint gives today's keys."""
+    ckpt = load_checkpoint(checkpoint, fmt)
+    missing = [k for k in keep if k not in ckpt]
+    if missing:
+        raise SystemExit(f"{checkpoint}: no {', '.join(missing)} in this checkpoint; nothing written to {out}")
+    small = {k: ckpt[k] for k in keep}
     if meta is not None:
         small["meta"] = {**ckpt.get("meta", {}), **meta}
     torch.save(small, out)
@@ -106,7 +110,7 @@ def train_tokenizer(tok_dir: Path) -> None:
     talkbench("vqtalker", "train-tokenizer", "--config", "tiny", "--out", str(tok_dir),
               "--steps", str(TOKENIZER_STEPS + TOKENIZER_REGION_STEPS), *resume_args(tok_dir),
               *[a for kv in REGION_WEIGHTS for a in ("--set", kv)])
-    strip(tok_dir / "checkpoints" / "latest.pt", TINY_TOKENIZER, ("format", "step", "config", "tokenizer"))
+    strip(tok_dir / "checkpoints" / "latest.pt", TINY_TOKENIZER, TOKENIZER_FORMAT, ("format", "step", "config", "tokenizer"))
     shutil.copyfile(tok_dir / "log.csv", HERE / "tiny-tokenizer-log.csv")
 
 
@@ -116,7 +120,7 @@ def train_generator(gen_dir: Path) -> None:
     talkbench("vqtalker", "train-generator", "--config", "tiny", "--tokenizer", str(TINY_TOKENIZER),
               "--out", str(gen_dir), "--steps", str(GENERATOR_STEPS), *resume_args(gen_dir),
               "--set", f"train.validate_every={GENERATOR_STEPS}")  # held-out metrics once, at the end
-    strip(gen_dir / "checkpoints" / "latest.pt", TINY_GENERATOR, ("format", "step", "config", "model"),
+    strip(gen_dir / "checkpoints" / "latest.pt", TINY_GENERATOR, GENERATOR_FORMAT, ("format", "step", "config", "model"),
           meta={"tokenizer_checkpoint": TINY_TOKENIZER.name})
     shutil.copyfile(gen_dir / "log.csv", HERE / "tiny-generator-log.csv")
 
