@@ -120,7 +120,7 @@ def build_dataset(
         rows = [r for r in cat.records() if r.clip_id in wanted_ids]
     summary = summarise(rows)
     if source == "mnte":
-        summary.mnte = mnte_report([r.to_dict() for r in rows])
+        summary.mnte = mnte_report(rows)
     summary.catalog = str(out_dir / CATALOG_NAME)
     summary.skipped = len(specs) - len(todo)
     summary.engine = engine

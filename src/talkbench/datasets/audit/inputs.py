@@ -10,10 +10,9 @@ from typing import Iterable
 from talkbench import media
 from talkbench.datasets import families as fam
 from talkbench.datasets.audit.model import AuditError, AuditItem, CatalogBuild
-from talkbench.datasets.catalog import Catalog
+from talkbench.datasets.catalog import CATALOG_NAME, Catalog
 
 MEDIA_SUFFIXES = media.AUDIO_SUFFIXES + media.VIDEO_SUFFIXES
-CATALOG_NAME = "catalog.duckdb"
 
 
 def is_catalog(source: str | Path) -> bool:
@@ -29,39 +28,39 @@ def items_from_catalog(source: str | Path) -> tuple[list[AuditItem], CatalogBuil
     if p.is_file() and p.name != CATALOG_NAME:
         raise AuditError(f"{p}: a catalog must be named {CATALOG_NAME} (as 'talkbench data build' writes it)")
     with Catalog(root, read_only=True) as cat:
-        rows = cat.rows()
+        rows = cat.records()
     items: list[AuditItem] = []
     excluded: dict[str, int] = {}
     tagged_by: dict[str, int] = {}
     for r in rows:
-        if r.get("status") != "accepted":
-            if r.get("stage") == "language" and r.get("reason"):
-                excluded[r["reason"]] = excluded.get(r["reason"], 0) + 1
+        if not r.accepted:
+            if r.stage == "language" and r.reason:
+                excluded[r.reason] = excluded.get(r.reason, 0) + 1
             continue
-        duration = r.get("duration")
-        if duration is None and r.get("clip_end") is not None and r.get("clip_start") is not None:
-            duration = float(r["clip_end"]) - float(r["clip_start"])
-        top3 = r.get("language_top3")
+        duration = r.duration
+        if duration is None and r.clip_end is not None and r.clip_start is not None:
+            duration = float(r.clip_end) - float(r.clip_start)
+        top3 = r.language_top3
         try:
             top3 = json.loads(top3) if isinstance(top3, str) else (top3 or [])
         except json.JSONDecodeError:
             top3 = []
         item = AuditItem(
-            id=str(r["clip_id"]),
-            path=str(root / r["path"]) if r.get("path") else None,
+            id=str(r.clip_id),
+            path=str(root / r.path) if r.path else None,
             duration=float(duration) if duration is not None else None,
-            label=r.get("expected_language") or None,
-            dataset=r.get("dataset"),
-            emotion=r.get("emotion"),
-            intensity=r.get("intensity"),
+            label=r.expected_language or None,
+            dataset=r.dataset,
+            emotion=r.emotion,
+            intensity=r.intensity,
         )
-        if r.get("language"):
-            item.language = fam.normalise(r["language"])
-            item.probability = r.get("language_prob")
+        if r.language:
+            item.language = fam.normalise(r.language)
+            item.probability = r.language_prob
             item.top3 = top3
-            item.speech_seconds = r.get("speech_seconds")
+            item.speech_seconds = r.speech_seconds
             item.origin = "catalog"
-            by = f"{r.get('lid_engine') or '?'} / {r.get('lid_model') or '?'}"
+            by = f"{r.lid_engine or '?'} / {r.lid_model or '?'}"
             tagged_by[by] = tagged_by.get(by, 0) + 1
         items.append(item)
     return items, CatalogBuild(rejected_at_language_stage=excluded, catalog_rows=len(rows), tags_from=tagged_by)

@@ -14,12 +14,13 @@ from talkbench import __version__, util
 from talkbench.datasets import families as fam
 from talkbench.datasets.audit.compute import (DEFAULT_BOOTSTRAP, DEFAULT_SEED, DEFAULT_THRESHOLD, INTERVAL,
                                               by_dataset_rows, compare_row, match_paper, squash, summarise)
-from talkbench.datasets.audit.inputs import (CATALOG_NAME, MEDIA_SUFFIXES, is_catalog, items_from_catalog,
-                                             items_from_clips, items_from_folder)
+from talkbench.datasets.audit.inputs import (MEDIA_SUFFIXES, is_catalog, items_from_catalog, items_from_clips,
+                                             items_from_folder)
 from talkbench.datasets.audit.lid import lid_model, resolve_languages
 from talkbench.datasets.audit.model import (AuditError, AuditItem, AuditReport, AuditResult, CatalogBuild,
                                             CompareResult, Settings, Source)
 from talkbench.datasets.audit.render import render_json, write_compare, write_reports
+from talkbench.datasets.catalog import CATALOG_NAME
 from talkbench.samples import DATASET as SAMPLE_DATASET
 from talkbench.samples import load_sample_corpus
 

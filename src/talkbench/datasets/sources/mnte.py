@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import yaml
 
 from talkbench.datasets.sources.spec import ClipSpec, ManifestError, Source
+
+if TYPE_CHECKING:  # the catalog imports the stages, which import the sources
+    from talkbench.datasets.catalog import CatalogRow
 
 MNTE_LANGUAGES = ("ar", "sw", "zh", "ko", "ja", "tr")
 CLIPS_PER_LANGUAGE = 5
@@ -92,17 +96,17 @@ def load_mnte(path: Path, languages: tuple[str, ...] | None = MNTE_LANGUAGES) ->
     return specs
 
 
-def mnte_report(rows: list[dict], per_language: int = CLIPS_PER_LANGUAGE) -> dict:
+def mnte_report(rows: Sequence[CatalogRow], per_language: int = CLIPS_PER_LANGUAGE) -> dict:
     """From catalog rows: accepted clips per MNTE language, how many are missing, and every
     rejected candidate with its reason, so a curator knows what to fill."""
     report = {}
     for lang in MNTE_LANGUAGES:
-        mine = [r for r in rows if r.get("expected_language") == lang]
-        ok = [r["clip_id"] for r in mine if r["status"] == "accepted"]
+        mine = [r for r in rows if r.expected_language == lang]
+        ok = [r.clip_id for r in mine if r.accepted]
         report[lang] = {
             "accepted": ok,
             "missing": max(0, per_language - len(ok)),
-            "rejected": {r["clip_id"]: r["reason"] for r in mine if r["status"] != "accepted"},
+            "rejected": {r.clip_id: r.reason for r in mine if not r.accepted},
         }
     return report
 

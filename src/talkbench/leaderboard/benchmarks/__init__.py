@@ -214,7 +214,7 @@ def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verif
             "--out DIR'; pass that DIR (--data)"
         )
     with Catalog(data_dir, read_only=True) as catalog:
-        rows = {r["clip_id"]: r for r in catalog.rows() if r.get("status") == "accepted"}
+        rows = {r.clip_id: r for r in catalog.records() if r.accepted}
     missing = [c.id for c in spec.clips if c.id not in rows]
     if missing:
         raise BenchmarkError(
@@ -225,6 +225,6 @@ def resolve_clips(spec: BenchmarkSpec, data_dir: str | Path | None = None, verif
     out = []
     for bc in spec.clips:
         r = rows[bc.id]
-        out.append(bc.to_clip((Path(data_dir) / r["path"]).resolve(), spec.dataset, float(r.get("duration") or 0.0),
+        out.append(bc.to_clip((Path(data_dir) / r.path).resolve(), spec.dataset, float(r.duration or 0.0),
                               {"catalog": str(Path(data_dir) / "catalog.duckdb")}))
     return out
