@@ -199,15 +199,11 @@ def generator_step_flops(config: dict, batch: int = 1, window: int | None = None
     return loss_flops(step.loss), count_parameters(step.model), step.tokens_per_sample
 
 
-def global_batch(config: dict) -> int:
-    tc = config["train"]
-    return int(tc["global_batch"]) if "global_batch" in tc else int(tc["batch_size"])
-
-
 def measure(batch: int = 1, device: str = "cpu", stages: tuple[str, ...] = ("paper-256", "paper-512", "generator-paper")
             ) -> list[StageRow]:
     from talkbench.vqtalker.generator import load_generator_config
     from talkbench.vqtalker.tokenizer import load_config
+    from talkbench.vqtalker.training import per_process_batch
 
     rows = []
     for name in stages:
@@ -222,7 +218,7 @@ def measure(batch: int = 1, device: str = "cpu", stages: tuple[str, ...] = ("pap
             tokens, stage = None, "1 tokenizer"
         seconds = time.perf_counter() - start
         per_sample = flops.scaled(1 / batch)
-        gb = global_batch(config)
+        gb = per_process_batch(config["train"], world_size=1)  # one process: the whole job's batch
         rows.append(StageRow(stage, name, params, batch, gb, per_sample, per_sample.scaled(gb), tokens, seconds))
     return rows
 

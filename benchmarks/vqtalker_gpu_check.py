@@ -10,6 +10,10 @@ Runs, in bf16 autocast, and prints one table:
 - stage 2 (generator-paper): steps on ``train.window``-frame windows;
 - DDP: stage 1 (paper-256) and stage 2 again, one process per visible GPU
   (torch.multiprocessing, NCCL), reporting the global throughput;
+- the stage-1 DataLoader (``vqtalker.data.pair_loader``) alone at paper-512's size and per-GPU
+  batch, one decoding worker per visible CPU, on a 20-second real clip encoded as
+  ``data build --keyint 25`` encodes (benchmarks/vqtalker_loader.py): pairs/s it can feed,
+  against the single-GPU stage-1 paper-512 row;
 - generation of one 10-second clip (250 frames at 25 fps) through ``talkbench.vqtalker.inference``
   loaders: generator tokens then paper-512 rendering. The speech encoder is not timed (its weights
   are a separate download);
@@ -349,6 +353,31 @@ def generation_row(configs: dict, device: str = "cuda", tokenizer: str = "paper-
 # ----------------------------------------------------------------------------- report
 
 
+def loader_row(config: dict, batches: int = 20, train_rate: float | None = None) -> Row:
+    """pairs/s of the stage-1 DataLoader at the config's size and per-GPU batch, with one worker
+    per visible CPU, timed after its first batch (worker start-up aside)."""
+    import vqtalker_loader as vl
+
+    from talkbench.vqtalker.data import file_clip, pair_loader
+
+    workers = len(os.sched_getaffinity(0))
+    size, batch = config["model"]["size"], _micro_batch(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = file_clip(vl.make_clip(Path(tmp) / "swing.mp4", 20.0, keyint=25))
+        batches_iter = iter(pair_loader([clip], size, batch, seed=0, workers=workers, steps=batches + 1))
+        next(batches_iter)
+        start = time.perf_counter()
+        for _ in batches_iter:
+            pass
+        seconds = time.perf_counter() - start
+    row = Row("loader stage 1", "paper-512", 0, batch, batches, steps_per_s=batches / seconds,
+              samples_per_s=batches * batch / seconds)
+    row.note = f"{workers} CPU workers, keyint 25"
+    if train_rate:
+        row.note += f"; {row.samples_per_s / train_rate:.1f}x the stage-1 paper-512 samples/s of one GPU"
+    return row
+
+
 def format_table(rows: list[Row], gpu: str) -> str:
     head = (f"{'check':<15} {'config':<28} {'GPUs':>4} {'batch/GPU':>9} {'steps':>6} {'it/s':>7} "
             f"{'samples/s':>9} {'TFLOP/s':>8} {'peak GiB':>8}  note")
@@ -402,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                               flops["generator-paper"], args.peak_tflops))
     for name in ("paper-256", "generator-paper"):
         attempt("DDP train", name, lambda: ddp_row(name, configs[name], args.ddp_steps, flops[name], args.peak_tflops))
+    stage1_512 = next((r.samples_per_s for r in rows if r.config == "paper-512" and r.samples_per_s), None)
+    attempt("loader stage 1", "paper-512", lambda: loader_row(configs["paper-512"], train_rate=stage1_512))
     attempt("generate 10 s", "generator-paper + paper-512", lambda: generation_row(configs))
     if args.entry_point:
         attempt("torchrun entry", "paper-256", lambda: entry_point_row(20))

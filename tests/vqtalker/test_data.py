@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from talkbench.datasets.pipeline import build_dataset
 from talkbench.datasets.sources import ClipSpec
 from talkbench.samples import sample_dir
 from talkbench.vqtalker.data import (
+    FramePairs,
     PairBatches,
     TrainingDataError,
     batch_to_model,
@@ -40,7 +40,7 @@ from talkbench.vqtalker.data import (
     regions_path,
 )
 from talkbench.vqtalker.losses import region_boxes
-from talkbench.vqtalker.prepare import fill_nearest, prepare_regions, wait_for_regions
+from talkbench.vqtalker.prepare import check_regions, fill_nearest, prepare_regions
 from talkbench.vqtalker.tokenizer import to_model
 
 
@@ -166,14 +166,40 @@ def test_prepare_regions_in_parallel_equal_landmark_boxes_and_resume(built, tmp_
     assert {p.name: p.stat().st_mtime_ns for p in root.iterdir()} == stamps
     first = clip_boxes(root, clips[0], 256, 0.25)
     os.unlink(regions_path(root, clips[0]))  # as if killed before this clip finished
-    waiting = threading.Thread(target=wait_for_regions, args=(clips, root, 0.05))  # another rank
-    waiting.start()
-    waiting.join(0.3)
-    assert waiting.is_alive()
+    with pytest.raises(TrainingDataError, match=rf"1 of 2 .*{regions_path(root, clips[0])}; every node must see"):
+        check_regions(clips, root)  # another rank's check
     assert [d.clip_id for d in prepare_regions(clips, root, workers=0, progress=False)] == [clips[0].clip_id]
-    waiting.join(5)
-    assert not waiting.is_alive()
+    check_regions(clips, root)
     assert np.array_equal(clip_boxes(root, clips[0], 256, 0.25), first)  # in-process == worker process
+
+
+def test_a_clip_shorter_than_its_row_reads_its_last_frame_with_one_warning(tmp_path, caplog):
+    """A file that decodes 20 frames under a row that says 50 (truncated): picks past frame 19
+    read frame 19, one warning names the file and both counts, and training goes on. A file
+    that decodes nothing (cut in half: the mp4 index is gone) raises naming the file."""
+    rng = np.random.default_rng(2)
+    video = media.write_video(tmp_path / "short.mp4", (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+                                                       for _ in range(20)))
+    reference = media.read_frames(video, size=32)
+    assert len(reference) == 20
+    clip = dataclasses.replace(file_clip(video), frames=50)
+    pairs = FramePairs([clip], 32)
+    with caplog.at_level(logging.WARNING, logger="talkbench.vqtalker.data"):
+        src, tgt, _ = pairs[0, 5, 45]
+        assert np.array_equal(src.numpy(), reference[5]) and np.array_equal(tgt.numpy(), reference[19])
+        src, tgt, _ = pairs[0, 49, 19]
+        assert np.array_equal(src.numpy(), reference[19]) and np.array_equal(tgt.numpy(), reference[19])
+        src, tgt, _ = pairs[0, 2, 7]  # inside the decodable part: as asked
+        assert np.array_equal(src.numpy(), reference[2]) and np.array_equal(tgt.numpy(), reference[7])
+    warnings = [r.getMessage() for r in caplog.records if "catalog row says" in r.getMessage()]
+    assert warnings == [f"{video}: decodes 20 frames but its catalog row says 50; picks past frame 19 read frame 19"]
+    (src, tgt, _), = pair_loader([clip], 32, batch_size=1, seed=0, workers=0, steps=1)  # the loader goes on too
+    assert src.shape == (1, 32, 32, 3)
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with pytest.raises(TrainingDataError, match=rf"{broken}: clip .* decodes no frame"):
+        FramePairs([dataclasses.replace(clip, path=broken)], 32)[0, 1, 3]
 
 
 def test_clip_without_face_gets_nan_boxes_and_a_warning(tmp_path, caplog):
@@ -225,15 +251,18 @@ def test_fill_nearest_takes_the_nearest_face_earlier_on_ties():
     assert np.isnan(fill_nearest([None, None])).all()
 
 
-def test_generator_samples_are_sharded_by_rank_and_equal_on_every_rank(built, tmp_path):
-    """Two ranks (threads, no process group: the shard markers alone order them). Rank 1
-    encodes only its clip, then waits for rank 0's; both then read the same samples. The
-    stage-1 targets, streamed from the file, are codec.encode_frames of the decoded frames."""
+def test_generator_samples_are_sharded_by_rank_and_equal_on_every_rank(built, tmp_path, caplog):
+    """Two ranks in turn, no process group (nothing to wait on): rank 1 encodes its shard, finds
+    rank 0's clip missing from the cache (a warning names it) and encodes it too; rank 0 then
+    reads both from the cache; the samples are equal. The stage-1 targets, streamed from the
+    file, are codec.encode_frames of the decoded frames. (The wait on a real process group:
+    tests/vqtalker/test_waits.py.)"""
     from talkbench.vqtalker.codec import encode_frames
     from talkbench.vqtalker.cache import clip_key
     from talkbench.vqtalker.inference import load_tokenizer
     from talkbench.vqtalker.prepare import prepare_generator_samples
     from talkbench.vqtalker.speech import get_speech_backend
+    from talkbench.vqtalker.training import DistInfo
     from talkbench.weights import file_sha256
 
     pytest.importorskip("faster_whisper")
@@ -243,18 +272,15 @@ def test_generator_samples_are_sharded_by_rank_and_equal_on_every_rank(built, tm
     clips = catalog_clips(built)
     cache = tmp_path / "cache"
     kwargs = dict(tokenizer=tokenizer, tokenizer_sha=sha, speech_backend=get_speech_backend("whisper"),
-                  cache_dir=cache, device="cpu", world_size=2)
+                  cache_dir=cache, device="cpu")
     results = {}
-    rank1 = threading.Thread(target=lambda: results.setdefault(1, prepare_generator_samples(clips, rank=1, **kwargs)))
-    rank1.start()
-    marker = cache / "stage2_shards"
-    while not (marker.is_dir() and any(marker.iterdir())):
-        assert rank1.is_alive()
-        rank1.join(0.2)
-    assert [p.parent.name for p in cache.glob("*/stage1_*.npz")] == [clip_key(clips[1].path)]  # its shard only
-    results[0] = prepare_generator_samples(clips, rank=0, **kwargs)
-    rank1.join(60)
-    assert not rank1.is_alive()
+    with caplog.at_level(logging.WARNING, logger="talkbench.vqtalker.prepare"):
+        results[1] = prepare_generator_samples(clips, dist_info=DistInfo(1, 2), **kwargs)
+    assert "1 clip(s) other ranks encoded are not in" in caplog.text and f"({clips[0].clip_id})" in caplog.text
+    stamps = {p: p.stat().st_mtime_ns for p in cache.glob("*/stage1_*.npz")}
+    assert sorted(p.parent.name for p in stamps) == sorted(clip_key(c.path) for c in clips)
+    results[0] = prepare_generator_samples(clips, dist_info=DistInfo(0, 2), **kwargs)
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*/stage1_*.npz")} == stamps  # read, not encoded again
     for a, b in zip(results[0], results[1], strict=True):
         assert a.clip == b.clip and np.array_equal(a.targets, b.targets) and np.array_equal(a.speech, b.speech)
     assert [s.clip for s in results[0]] == ["de_001", "en_001"]

@@ -179,3 +179,75 @@ def test_unit_metrics_cosine_ignores_loudness_euclidean_keeps_it():
                             meta={**meta, "metric": "cosine"})
     assert euclid.units(frames).tolist() == [0, 1, 2]
     assert cosine.units(frames).tolist() in ([0, 0, 2], [1, 1, 2])  # 0 and 1 point the same way
+
+
+# --------------------------------------------------------------------- Whisper devices
+
+no_ct2_gpu = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("ctranslate2") is not None
+    and __import__("ctranslate2").get_cuda_device_count() > 0,
+    reason="checks the error on a machine where CTranslate2 sees no GPU")
+
+
+def test_whisper_on_cpu_is_the_int8_cpu_encoder_and_records_it(whisper_ready, sample_clips, tmp_path):
+    from faster_whisper import WhisperModel
+
+    from talkbench.datasets.language import resolve_model
+
+    clip = next(c for c in sample_clips if c.id == "tr_001")
+    audio = media.read_audio(clip.video)
+    default, cpu, auto = S.WhisperFeatures(), S.WhisperFeatures(device="cpu"), S.WhisperFeatures(device="auto")
+    assert default.device == cpu.device == S.WhisperDevice("cpu") and cpu.compute_type == "int8"
+    if auto.device.kind == "cpu":  # no GPU for CTranslate2: auto is the CPU
+        assert auto.compute_type == "int8"
+    feats = cpu(audio)
+    np.testing.assert_array_equal(feats.values, default(audio).values)
+    # The reference: faster-whisper's own CPU int8 model on the same 30 s log-mel window.
+    model = WhisperModel(resolve_model("base", "faster-whisper"), device="cpu", compute_type="int8", cpu_threads=2)
+    padded = np.zeros(S.WINDOW_SAMPLES, np.float32)
+    padded[: len(audio)] = audio
+    enc = np.array(model.encode(S.log_mel(padded, 80)[None, :, : S.WINDOW_SAMPLES // S.HOP]))[0]
+    frames = S.frame_count(len(audio))
+    np.testing.assert_array_equal(feats.values, S.fit_length(enc, 2 * frames).reshape(frames, 2, -1).mean(axis=1))
+    assert feats.meta["engine"] == "ctranslate2 int8"  # unchanged on the CPU: earlier caches stay valid
+    # Another compute type is cached apart, never read back for int8.
+    other = S.WhisperFeatures(compute_type="float32")
+    assert other.describe()["engine"] == "ctranslate2 float32"
+    first = S.clip_speech(cpu, clip.video, tmp_path)
+    second = S.clip_speech(other, clip.video, tmp_path)
+    assert len(list(tmp_path.rglob("speech_*.npz"))) == 2
+    assert first.meta["engine"] == "ctranslate2 int8" and second.meta["engine"] == "ctranslate2 float32"
+    assert not np.array_equal(first.values, second.values)
+
+
+def test_whisper_units_record_their_engine():
+    centroids = np.eye(4, dtype=np.float32)
+    meta = {"format": S.UNITS_FORMAT, "model": "base", "compute_type": "int8", "metric": "euclidean"}
+    units = S.WhisperUnits(centroids=centroids, meta=meta)
+    assert units.compute_type == "int8" and units.describe()["engine"] == "ctranslate2 int8"
+    assert S.WhisperUnits(centroids=centroids, meta=meta, compute_type="float32").describe()["engine"] == \
+        "ctranslate2 float32"
+    # On a GPU the default is float16, recorded with the device type.
+    assert S.DEFAULT_COMPUTE_TYPES == {"cpu": "int8", "cuda": "float16"}
+    assert S.whisper_engine("float16", S.WhisperDevice("cuda", 1)) == "ctranslate2 float16 on cuda"
+    assert [S.speech_device_for(d) for d in ("cuda:1", "cuda", "cpu", "mps", None)] == \
+        ["cuda:1", "cuda", "cpu", "cpu", "cpu"]
+
+
+@no_ct2_gpu
+def test_whisper_on_a_missing_gpu_is_an_error_naming_the_option(tmp_path):
+    pytest.importorskip("ctranslate2")
+    from talkbench.vqtalker.inference import speech_backend_from
+
+    with pytest.raises(S.SpeechError, match=r"^whisper speech backend option device 'cuda': CTranslate2 "
+                                            r"\(faster-whisper\) sees no CUDA device on this machine; use cpu or auto"):
+        S.get_speech_backend("whisper", device="cuda")
+    meta = {"format": S.UNITS_FORMAT, "model": "base", "compute_type": "int8"}
+    with pytest.raises(S.SpeechError, match=r"^whisper-units speech backend option device 'cuda:1': .* no CUDA device"):
+        S.WhisperUnits(centroids=np.eye(4, dtype=np.float32), meta=meta, device="cuda:1")
+    with pytest.raises(S.SpeechError, match=r"option device 'tpu': not a Whisper device; use auto, cpu, cuda, cuda:N"):
+        S.WhisperFeatures(device="tpu")
+    # A trainer's or generate's torch device reaches the Whisper backend (stage-2 preparation).
+    with pytest.raises(S.SpeechError, match=r"option device 'cuda:0': .* no CUDA device"):
+        speech_backend_from({"speech": {"backend": "whisper"}}, device="cuda:0")
+    assert speech_backend_from({"speech": {"backend": "whisper"}}, device="mps").device == S.WhisperDevice("cpu")

@@ -68,6 +68,34 @@ def test_tokenizer_validation_scores_the_written_renders_like_the_engine(tokeniz
     assert again == result
 
 
+def test_a_run_writes_references_once_and_keeps_only_the_latest_renders(tokenizer, clips, tmp_path):
+    run = tmp_path / "validation"
+    first = validate_tokenizer(tokenizer, clips, run / "step_0000010", "cpu", metrics=("ssim",), max_frames=FRAMES,
+                               run_dir=run)  # fmt: skip
+    references = sorted(run.glob("references/tokenizer-*/*.mp4"))
+    assert [p.stem for p in references] == ["de_001", "en_001"] and not (run / "step_0000010" / "references").exists()
+    written = {p: p.stat().st_mtime_ns for p in references}
+    second = validate_tokenizer(tokenizer, clips, run / "step_0000020", "cpu", metrics=("ssim",), max_frames=FRAMES,
+                                run_dir=run)  # fmt: skip
+    assert {p: p.stat().st_mtime_ns for p in references} == written  # reused, not rewritten
+    assert sorted(run.glob("references/*/*.mp4")) == references
+    assert [c.reference for c in second.clips] == [c.reference for c in first.clips]
+    assert sorted(p.relative_to(run).as_posix() for p in run.glob("*/renders/*.mp4")) == \
+        ["step_0000020/renders/de_001.mp4", "step_0000020/renders/en_001.mp4"]  # one set of renders: the latest
+    assert (run / "step_0000010" / "validation.json").is_file()  # every step keeps its scores
+    assert second.values["ssim"] == pytest.approx(first.values["ssim"], abs=1e-12)
+    # Another cut is another reference folder; a rewritten clip file is cut again.
+    copy = tmp_path / "en_001.mp4"
+    copy.write_bytes(Path(clips[0]).read_bytes())
+    validate_tokenizer(tokenizer, [copy], run / "step_0000030", "cpu", metrics=("ssim",), max_frames=FRAMES, run_dir=run)
+    again = next(p for p in references if p.stem == "en_001")
+    assert again.stat().st_mtime_ns != written[again]  # a different file (the copy) under the same clip id
+    assert len(list(run.glob("references/*"))) == 1
+    validate_tokenizer(tokenizer, [copy], run / "step_0000040", "cpu", metrics=("ssim",), max_frames=FRAMES - 1,
+                       run_dir=run)  # fmt: skip
+    assert len(list(run.glob("references/*"))) == 2
+
+
 def test_missing_weights_and_bad_clips_are_recorded_not_raised(tokenizer, clips, tmp_path, monkeypatch):
     monkeypatch.setenv("TALKBENCH_WEIGHTS_DIR", str(tmp_path / "no-weights"))
     broken = tmp_path / "broken.mp4"

@@ -34,10 +34,11 @@ def _tokenizer_bitrate(model) -> float:
     return bitrate(model.config.quantizer) / 1000.0
 
 
-def _info(name: str, what: str, tiny: bool, model, checkpoints: list[Path], **fields) -> MethodInfo:
-    """Metadata that names the exact weights: a method's numbers are only as good as its checkpoint."""
+def _info(name: str, what: str, tiny: bool, model, checkpoints: dict[Path, str], **fields) -> MethodInfo:
+    """Metadata that names the exact weights (``checkpoints``: path -> sha256): a method's numbers
+    are only as good as its checkpoint."""
     made = " (tiny model trained by talkbench on its sample corpus)" if tiny else ""
-    hashes = ", ".join(f"{c.name} sha256 {sha256_file(c)[:12]}" for c in checkpoints)
+    hashes = ", ".join(f"{c.name} sha256 {sha[:12]}" for c, sha in checkpoints.items())
     return MethodInfo(name=name + ("-tiny" if tiny else ""), kind="builtin", description=f"{what}{made}; {hashes}",
                       paper=PAPER, year=2025, resolution=model.config.size, bitrate_kbps=_tokenizer_bitrate(model),
                       **fields)
@@ -67,7 +68,8 @@ class VQTalkerTokenizer:
         self.checkpoint = Path(TINY_TOKENIZER) if tiny else _required(tokenizer, "vqtalker-tokenizer", "tokenizer")
         self.model = load_tokenizer(self.checkpoint, self.device)
         self.info = _info("vqtalker-tokenizer", "VQTalker stage 1: GRFSQ motion tokens of the driving video "
-                          "rendered from the first frame", tiny, self.model, [self.checkpoint], tasks=["reconstruction"])
+                          "rendered from the first frame", tiny, self.model,
+                          {self.checkpoint: sha256_file(self.checkpoint)}, tasks=["reconstruction"])
 
     def generate(self, task: Task, out: Path) -> Path:
         from talkbench.vqtalker.codec import reconstruct_video
@@ -77,27 +79,31 @@ class VQTalkerTokenizer:
 
 
 class VQTalker:
+    """Both checkpoints are loaded once, on ``device``, into ``talker`` (an
+    ``inference.Talker``), which every ``generate`` reuses."""
+
     def __init__(self, generator: str | Path | None = None, tokenizer: str | Path | None = None, tiny: bool = False,
                  device: str | None = "cpu"):
-        from talkbench.vqtalker.inference import load_generator_checkpoint, load_tokenizer
+        from talkbench.vqtalker.inference import load_talker
 
         self.device = _device(device, "vqtalker" + ("-tiny" if tiny else ""))
         if tiny:
-            self.generator, self.tokenizer = Path(TINY_GENERATOR), Path(TINY_TOKENIZER)
+            generator, tokenizer = TINY_GENERATOR, TINY_TOKENIZER
         else:
-            self.generator = _required(generator, "vqtalker", "generator")
-            trained_with = load_generator_checkpoint(self.generator).get("meta", {}).get("tokenizer_checkpoint")
-            self.tokenizer = _required(tokenizer or trained_with, "vqtalker", "tokenizer")
-        model = load_tokenizer(self.tokenizer)
+            generator = _required(generator, "vqtalker", "generator")
+        self.talker = load_talker(generator, tokenizer, self.device,
+                                  tokenizer_option="the method option tokenizer=PATH")
+        self.generator, self.tokenizer = self.talker.generator_checkpoint, self.talker.tokenizer_checkpoint
         self.info = _info("vqtalker", "VQTalker: speech tokens -> coarse-to-fine GRFSQ motion tokens -> rendered "
-                          "portrait", tiny, model, [self.generator, self.tokenizer], tasks=["speech-driven"],
-                          uses_ground_truth_controls=True)
+                          "portrait", tiny, self.talker.tokenizer,
+                          {self.generator: self.talker.generator_sha256, self.tokenizer: self.talker.tokenizer_sha256},
+                          tasks=["speech-driven"], uses_ground_truth_controls=True)
 
     def generate(self, task: Task, out: Path) -> Path:
         from talkbench.vqtalker.inference import generate_video
 
-        summary = generate_video(self.generator, task.portrait(), task.audio(), out, controls_from=task.reference,
-                                 tokenizer_checkpoint=self.tokenizer, output_size=MIN_OUTPUT, device=self.device)
+        summary = generate_video(self.talker, task.portrait(), task.audio(), out, controls_from=task.reference,
+                                 output_size=MIN_OUTPUT)
         return Path(summary["out"])
 
 

@@ -109,6 +109,7 @@ class BuildConfig:
     backoff: float = 2.0  # seconds, doubled per retry
     rate_limit: int | None = None  # bytes/s for yt-dlp
     sleep_between: float = 0.0  # seconds between requests (yt-dlp sleep_interval_requests)
+    keyint: int | None = None  # keyframe interval of the encoded clips, frames; None: x264's default (250)
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -380,7 +381,7 @@ def resize(spec: ClipSpec, c: Cut, f: Face, cfg: BuildConfig) -> Path:
         for _, frame in iter_range(c, cfg.fps)
     )
     out = cfg.out_dir / clip_relpath(spec.clip_id)
-    media.write_video(out, frames, fps=cfg.fps, audio=c.audio)
+    media.write_video(out, frames, fps=cfg.fps, audio=c.audio, keyint=cfg.keyint)
     return out
 
 

@@ -6,7 +6,9 @@ files (``clips_from_source``). Stage 1 draws source/target frame pairs: ``PairBa
 the picks of step k from a generator seeded by (seed, step, rank, micro-batch), exactly as the
 earlier ``PairSampler`` did, so a resumed run sees the same pairs; ``FramePairs`` decodes only
 those two frames per pick through ``media.read_frames_at`` (a seek to the nearest keyframe),
-in DataLoader worker processes. There is no whole-dataset frame cache.
+in DataLoader worker processes. There is no whole-dataset frame cache. A seek decodes from the
+keyframe before the frame, so build training datasets with ``data build --keyint 25``
+(docs/vqtalker-training.md, "Loader throughput").
 
 Eye and mouth boxes come from ``prepare.prepare_regions`` (dlib landmarks once per clip):
 ``REGIONS_DIR/<clip>.npz`` holds the tight boxes as fractions of the frame (float16), so one
@@ -37,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from talkbench import media, util
 from talkbench.datasets.catalog import CATALOG_NAME, Catalog
-from talkbench.errors import TalkbenchError
+from talkbench.errors import MediaError, TalkbenchError
 from talkbench.samples import load_sample_corpus
 from talkbench.vqtalker.cache import default_cache_dir
 
@@ -279,7 +281,11 @@ class FramePairs(Dataset):
     """Map-style dataset indexed by (clip, source frame, target frame): the two frames as
     uint8 (size, size, 3) tensors, decoded by seeking (``media.read_frames_at``), and the
     target's (3, 4) float32 eye/eye/mouth boxes (NaN without ``regions_root``: runs whose eye
-    and mouth loss weights are zero need no landmarks)."""
+    and mouth loss weights are zero need no landmarks).
+
+    A clip whose file decodes fewer frames than its catalog row says (a truncated file) does
+    not stop training: indices past its decodable end read its last decodable frame, with a
+    warning once per clip (per worker process). A clip that decodes no frame raises."""
 
     def __init__(self, clips: Sequence[TrainingClip], size: int, regions_root: str | Path | None = None,
                  margin: float = 0.25):
@@ -291,6 +297,7 @@ class FramePairs(Dataset):
                 raise TrainingDataError(f"{self.regions_root}: no eye/mouth regions for {len(missing)} clip(s) "
                                         f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); "
                                         "run prepare_regions before training")
+        self._decodable: dict[int, int] = {}  # clip index -> frames its file decodes, for short files only
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -298,12 +305,38 @@ class FramePairs(Dataset):
     def __getitem__(self, pick: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c, s, t = pick
         clip = self.clips[c]
-        frames = media.read_frames_at(clip.path, [s, t], fps=clip.fps, size=self.size)
+        if c in self._decodable:
+            s, t = (min(i, self._decodable[c] - 1) for i in (s, t))
+        try:
+            frames = media.read_frames_at(clip.path, [s, t], fps=clip.fps, size=self.size)
+        except MediaError:
+            if c in self._decodable or max(s, t) < self._decodable_frames(c):
+                raise  # not (only) a short file: a corrupt stream inside the decodable part
+            return self[c, s, t]
         if self.regions_root is None:
             boxes = np.full((3, 4), np.nan, np.float32)
         else:
             boxes = clip_boxes(self.regions_root, clip, self.size, self.margin)[t]
         return torch.from_numpy(frames[0]), torch.from_numpy(frames[1]), torch.from_numpy(boxes)
+
+    def _decodable_frames(self, c: int) -> int:
+        """How many frames clip ``c``'s file decodes at its fps (one full decode, at a tiny size);
+        remembered, so later picks of the clip are clamped before reading."""
+        clip = self.clips[c]
+        count = 0
+        try:
+            for _ in media.iter_frames(clip.path, fps=clip.fps, size=16):
+                count += 1
+        except MediaError as exc:
+            if count == 0:
+                raise TrainingDataError(f"{clip.path}: clip {clip.clip_id} decodes no frame ({exc})") from exc
+        if count == 0:
+            raise TrainingDataError(f"{clip.path}: clip {clip.clip_id} decodes no frame")
+        self._decodable[c] = min(count, clip.frames)
+        if count < clip.frames:
+            log.warning("%s: decodes %d frames but its catalog row says %d; picks past frame %d read frame %d",
+                        clip.path, count, clip.frames, count - 1, count - 1)
+        return count
 
 
 def _worker_init(_worker_id: int) -> None:

@@ -51,6 +51,7 @@ from talkbench.vqtalker.training import (
     init_distributed,
     mean_over_ranks,
     per_process_batch,
+    prepare_timeout,
     unwrap,
     wrap_ddp,
 )
@@ -216,7 +217,8 @@ class GeneratorTrainer(Stage):
             return validate_generator(model, self.validation.tokenizer, self.validation.speech_backend,
                                       self.validation.clips, out_dir, self.device,
                                       metrics=tc.get("validate_metrics"), max_frames=int(tc.get("validate_frames", 50)),
-                                      controls_cache_dir=self.validation.cache_dir)
+                                      controls_cache_dir=self.validation.cache_dir,
+                                      run_dir=Path(out_dir).parent)  # references once, latest renders only
         finally:
             model.train(was)
 
@@ -266,12 +268,13 @@ def build_trainer(config: dict, out_dir: str | Path, tokenizer_checkpoint: str |
     device = default_device(info, device)
     tokenizer = load_tokenizer(tokenizer_checkpoint, device)
     sha = util.sha256_file(tokenizer_checkpoint)
-    backend = speech_backend_from(config, threads)
+    backend = speech_backend_from(config, threads, device=device)  # Whisper on this rank's GPU
     motion = config["model"].get("motion", "grfsq")
     fps = float(config.get("data", {}).get("fps", media.DEFAULT_FPS))
     train, held = split_videos(config)
     prepare = dict(tokenizer=tokenizer, tokenizer_sha=sha, speech_backend=backend, motion=motion, fps=fps,
-                   cache_dir=cache_dir, device=device, rank=info.rank, world_size=info.world_size)
+                   cache_dir=cache_dir, device=device, dist_info=info,
+                   timeout_s=prepare_timeout(config.get("train", {})))
     samples = prepare_generator_samples(train, **prepare)
     holdout = prepare_generator_samples(held, **prepare) if held else []
     if config["model"].get("speech_discrete", True) and backend.vocab_size != config["model"]["speech_vocab"]:

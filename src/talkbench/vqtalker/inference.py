@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -19,10 +20,19 @@ from PIL import Image
 
 from talkbench import media
 from talkbench.errors import TalkbenchError
+from talkbench.util import sha256_file
 from talkbench.vqtalker.codec import render_tokens, upscaled
 from talkbench.vqtalker.controls import Controls, clip_controls, image_controls
 from talkbench.vqtalker.generator import GeneratorConfig, MotionGenerator
-from talkbench.vqtalker.speech import SpeechFeatures, WhisperUnits, default_units_path, frame_count, get_speech_backend
+from talkbench.vqtalker.speech import (
+    SpeechBackend,
+    SpeechFeatures,
+    WhisperUnits,
+    default_units_path,
+    frame_count,
+    get_speech_backend,
+    speech_device_for,
+)
 from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, from_model, to_model
 
 TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/2"
@@ -35,6 +45,7 @@ LEGACY_TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/1"
 LEGACY_TOKENIZER_KEY = "generator"
 GENERATOR_FORMAT = "talkbench-vqtalker-generator/1"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+WHISPER_BACKENDS = ("whisper", "whisper-units")  # the speech backends that take a device
 
 
 class InferenceError(TalkbenchError):
@@ -128,56 +139,109 @@ def load_generator(path: str | Path, device="cpu") -> tuple[MotionGenerator, dic
     return model.to(device).eval(), ckpt
 
 
-def speech_backend_from(config: dict, threads: int = 2, meta: dict | None = None):
-    """The config's speech backend; Whisper units embedded in a checkpoint's ``meta`` win."""
+def speech_backend_from(config: dict, threads: int = 2, meta: dict | None = None,
+                        device: str | torch.device | None = None):
+    """The config's speech backend; Whisper units embedded in a checkpoint's ``meta`` win.
+    ``device`` (a torch device or its name) runs the Whisper backends on that GPU, or on the CPU
+    for anything else; None leaves the config's ``speech.device`` (default cpu). The CosyVoice
+    backends run on the CPU."""
     sc = dict(config.get("speech") or {})
     name = sc.pop("backend", "whisper-units")
+    whisper = {}
+    if name in WHISPER_BACKENDS:
+        for key in ("device", "compute_type"):
+            if sc.get(key) is not None:
+                whisper[key] = sc.pop(key)
+        if device is not None:
+            whisper["device"] = speech_device_for(device)
     if name == "whisper-units" and meta and meta.get("speech_units") is not None:
         return WhisperUnits(threads=threads, centroids=np.asarray(meta["speech_units"]),
-                            meta=json.loads(meta["speech_units_meta"]))
+                            meta=json.loads(meta["speech_units_meta"]), **whisper)
     if name == "whisper-units":
         k = int(sc.pop("k", 64))
         metric = sc.pop("metric", "euclidean")
         units = sc.pop("units", None) or default_units_path(k, metric=metric)
-        return get_speech_backend(name, units=units, threads=threads)
+        return get_speech_backend(name, units=units, threads=threads, **whisper)
     options = {k: v for k, v in sc.items() if v is not None}
-    return get_speech_backend(name, **options)
+    return get_speech_backend(name, **options, **whisper)
 
 
 # ----------------------------------------------------------------------------- generation
 
 
-@torch.no_grad()
-def generate_video(generator_checkpoint: str | Path, portrait: str | Path | np.ndarray, audio: str | Path | np.ndarray,
-                   out: str | Path,
-                   controls_from: str | Path | None = None, tokenizer_checkpoint: str | Path | None = None,
-                   window: int | None = None, output_size: int | None = None,
-                   device: str | torch.device | None = "cpu") -> dict:
-    """portrait image + speech -> talking-head mp4 at 25 fps with the audio muxed in, at the
-    tokenizer's resolution or upscaled to ``output_size``.
+@dataclass
+class Talker:
+    """A generator checkpoint and the stage-1 tokenizer it was trained with, loaded once on one
+    device with the speech backend its config names (``load_talker``), so that many clips are
+    generated without reloading anything."""
 
-    Frames = ``frame_count(len(audio))``. Controls come from ``controls_from`` (a video; cut or
-    held at its last frame to the audio length) or, without it, the portrait's own pose, gaze
-    and openness held still. ``window`` defaults to the generator's trained window (longer
-    audio is generated in overlapping windows). ``device``: see ``resolve_device``.
-    """
+    generator: MotionGenerator  # eval mode, on ``device``
+    tokenizer: MotionTokenizer  # eval mode, on ``device``
+    speech: SpeechBackend  # on ``device`` when it is a GPU and the backend is a Whisper one
+    device: torch.device
+    generator_checkpoint: Path
+    tokenizer_checkpoint: Path
+    generator_sha256: str
+    tokenizer_sha256: str
+    config: dict  # the generator checkpoint's training config
+    meta: dict  # the generator checkpoint's meta
+
+
+def load_talker(generator_checkpoint: str | Path, tokenizer_checkpoint: str | Path | None = None,
+                device: str | torch.device | None = "cpu", tokenizer_option: str = "--tokenizer") -> Talker:
+    """The generator of ``generator_checkpoint`` with its tokenizer (``tokenizer_checkpoint``, or
+    the one the generator recorded, found beside it when the path is relative) on ``device``
+    (see ``resolve_device``). ``tokenizer_option``: how the error for a generator that recorded
+    no tokenizer names the way to give one."""
     device = resolve_device(device)
+    generator_checkpoint = Path(generator_checkpoint)
     model, ckpt = load_generator(generator_checkpoint, device)
     meta = ckpt.get("meta", {})
     tok_path = tokenizer_checkpoint or meta.get("tokenizer_checkpoint")
     if not tok_path:
-        raise InferenceError(f"{generator_checkpoint}: no tokenizer checkpoint recorded: pass --tokenizer "
+        raise InferenceError(f"{generator_checkpoint}: no tokenizer checkpoint recorded: pass {tokenizer_option} "
                              "(the stage-1 checkpoint the generator was trained with)")
     tok_path = Path(tok_path)
     if not tok_path.is_absolute() and not tok_path.is_file():
-        tok_path = Path(generator_checkpoint).parent / tok_path  # stripped checkpoints name a sibling file
+        tok_path = generator_checkpoint.parent / tok_path  # stripped checkpoints name a sibling file
     tokenizer = load_tokenizer(tok_path, device)
+    speech = speech_backend_from(ckpt["config"], meta=meta, device=device)
+    return Talker(generator=model, tokenizer=tokenizer, speech=speech, device=device,
+                  generator_checkpoint=generator_checkpoint, tokenizer_checkpoint=tok_path,
+                  generator_sha256=sha256_file(generator_checkpoint), tokenizer_sha256=sha256_file(tok_path),
+                  config=ckpt["config"], meta=meta)
+
+
+@torch.no_grad()
+def generate_video(generator: Talker | str | Path, portrait: str | Path | np.ndarray, audio: str | Path | np.ndarray,
+                   out: str | Path,
+                   controls_from: str | Path | None = None, tokenizer_checkpoint: str | Path | None = None,
+                   window: int | None = None, output_size: int | None = None,
+                   device: str | torch.device | None = None) -> dict:
+    """portrait image + speech -> talking-head mp4 at 25 fps with the audio muxed in, at the
+    tokenizer's resolution or upscaled to ``output_size``.
+
+    ``generator``: a loaded ``Talker`` (reused as is: ``tokenizer_checkpoint`` and ``device``
+    are its own), or a generator checkpoint loaded for this call with ``tokenizer_checkpoint``
+    on ``device`` (default cpu; see ``resolve_device``). Frames = ``frame_count(len(audio))``.
+    Controls come from ``controls_from`` (a video; cut or held at its last frame to the audio
+    length) or, without it, the portrait's own pose, gaze and openness held still. ``window``
+    defaults to the generator's trained window (longer audio is generated in overlapping
+    windows).
+    """
+    if isinstance(generator, Talker):
+        talker = generator
+        if tokenizer_checkpoint is not None or (device is not None and resolve_device(device) != talker.device):
+            raise InferenceError(f"{talker.generator_checkpoint}: already loaded with {talker.tokenizer_checkpoint} "
+                                 f"on {talker.device}; load another Talker for another tokenizer or device")
+    else:
+        talker = load_talker(generator, tokenizer_checkpoint, device or "cpu")
+    model, tokenizer, device = talker.generator, talker.tokenizer, talker.device
     size = tokenizer.config.size
     image = portrait if isinstance(portrait, np.ndarray) else np.asarray(Image.open(portrait).convert("RGB"))
     wave = np.asarray(audio, np.float32) if isinstance(audio, np.ndarray) else media.read_audio(audio)
     frames = frame_count(len(wave))
-    backend = speech_backend_from(ckpt["config"], meta=meta)
-    speech: SpeechFeatures = backend(wave)
+    speech: SpeechFeatures = talker.speech(wave)
     if controls_from:
         controls: Controls = clip_controls(controls_from).resized(frames)
     else:
@@ -194,7 +258,8 @@ def generate_video(generator_checkpoint: str | Path, portrait: str | Path | np.n
     return {"out": str(path), "frames": frames, "audio_seconds": len(wave) / media.AUDIO_RATE,
             "size": max(size, output_size or 0), "rendered_size": size,
             "speech": speech.meta, "controls_from": str(controls_from) if controls_from else "portrait",
-            "tokens": list(tokens.shape), "device": str(device)}
+            "tokens": list(tokens.shape), "device": str(device),
+            "generator_sha256": talker.generator_sha256, "tokenizer_sha256": talker.tokenizer_sha256}
 
 
 @torch.no_grad()

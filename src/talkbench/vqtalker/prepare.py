@@ -7,13 +7,15 @@
 * ``prepare_generator_samples`` (stage 2): the tokenizer's targets, speech features and
   controls of every clip; each rank encodes its shard on its own device into the cache, then
   all ranks read every clip from it.
+
+Under torchrun the ranks wait for each other's preparation on ``training.preparing``'s gloo
+group (timeout ``train.prepare_timeout_s``), and a failure on one rank is raised on all. Both
+the regions folder and the stage-2 cache must be on storage every node sees.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import time
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -28,17 +30,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from talkbench import media, util
 from talkbench.datasets.engines import map_tasks
 from talkbench.face import analyse_image, get_backend
-from talkbench.vqtalker.cache import clip_cache_dir, clip_key, default_cache_dir
+from talkbench.vqtalker.cache import clip_cache_dir, default_cache_dir
 from talkbench.vqtalker.codec import encode_frames
 from talkbench.vqtalker.controls import clip_controls
 from talkbench.vqtalker.data import REGIONS_FORMAT, GeneratorSample, TrainingClip, TrainingDataError, regions_path
 from talkbench.vqtalker.losses import region_boxes
 from talkbench.vqtalker.speech import clip_speech
 from talkbench.vqtalker.tokenizer import to_model
+from talkbench.vqtalker.training import PREPARE_TIMEOUT_S, DistInfo, preparing
 
 log = logging.getLogger(__name__)
 
-WAIT_POLL_S = 2.0
 STALE_TEMP_SECONDS = 3600  # a temp file older than this is a killed run's, not a live writer's
 
 
@@ -176,29 +178,29 @@ def regions_bar() -> Iterator[util.ProgressCallback]:
         yield update
 
 
-def wait_for_regions(clips: Sequence[TrainingClip], out_root: str | Path, poll_s: float = WAIT_POLL_S) -> None:
-    """Block until every clip's regions file exists (files appear atomically): for ranks that
-    wait while rank 0 runs ``prepare_regions``, without a collective whose timeout (NCCL's 10
-    minutes) a long preparation would exceed."""
-    missing = list(clips)
-    start = last = time.time()
-    while missing:
-        missing = [c for c in missing if not regions_fresh(regions_path(out_root, c), c)]  # not an older run's file
-        if missing:
-            if time.time() - last > 60:
-                log.info("waiting for %d regions files in %s (%.0f s)", len(missing), out_root, time.time() - start)
-                last = time.time()
-            time.sleep(poll_s)
+def check_regions(clips: Sequence[TrainingClip], out_root: str | Path) -> None:
+    """Raise ``TrainingDataError`` naming the clips whose regions file in ``out_root`` is missing
+    or not of this clip file: on the ranks that did not prepare them, once rank 0 has."""
+    missing = [regions_path(out_root, c) for c in clips if not regions_fresh(regions_path(out_root, c), c)]
+    if missing:
+        raise TrainingDataError(
+            f"{len(missing)} of {len(clips)} eye/mouth regions files are missing or stale after rank 0 prepared "
+            f"them: {', '.join(str(p) for p in missing[:5])}{' …' if len(missing) > 5 else ''}; every node must see "
+            f"the regions folder {out_root} (a shared filesystem: put the dataset or data.cache_dir there)")
 
 
 # ----------------------------------------------------------------------------- stage-2 samples
+
+
+def stage1_path(video: Path, tokenizer_sha: str, fps: float, cache_dir: Path) -> Path:
+    return clip_cache_dir(video, cache_dir) / f"stage1_{tokenizer_sha[:16]}_{fps:g}fps.npz"
 
 
 @torch.no_grad()
 def stage1_targets(tokenizer, video: Path, tokenizer_sha: str, fps: float, cache_dir: Path) -> dict[str, np.ndarray]:
     """Stage-1 indices (G, R, T), motion f_t - f_0 (T, d) and f_g (style_dim,) of a clip on the
     tokenizer's device, frames streamed from the file (no frame cache), cached as an npz."""
-    target = clip_cache_dir(video, cache_dir) / f"stage1_{tokenizer_sha[:16]}_{fps:g}fps.npz"
+    target = stage1_path(video, tokenizer_sha, fps, cache_dir)
     cached = util.load_arrays(target) if target.is_file() else None
     if cached is not None:
         return cached
@@ -244,25 +246,17 @@ def _sample(tokenizer, video: Path, name: str, tokenizer_sha: str, speech_backen
     return GeneratorSample(name, speech.values[:t], controls.stacked()[:t], targets, stage1["global_feature"])
 
 
-def _wait_for_shards(marker_dir: Path, tag: str, world_size: int) -> None:
-    """Wait until every rank has written its shard's marker: polling files has no collective
-    timeout, where a barrier held through a long uneven shard would hit NCCL's."""
-    wanted = [marker_dir / f"{tag}.rank{r}of{world_size}" for r in range(world_size)]
-    start = time.time()
-    while not all(p.is_file() for p in wanted):
-        if time.time() - start > 60 and int(time.time() - start) % 60 < WAIT_POLL_S:
-            log.info("stage-2 preparation: waiting for ranks %s",
-                     [r for r, p in enumerate(wanted) if not p.is_file()])
-        time.sleep(WAIT_POLL_S)
-
-
 def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, speech_backend, motion: str = "grfsq",
                               fps: float = media.DEFAULT_FPS, cache_dir: str | Path | None = None, device=None,
-                              rank: int = 0, world_size: int = 1) -> list[GeneratorSample]:
-    """Stage-2 samples of ``videos`` (paths or ``TrainingClip``s). Rank r encodes clips i with
-    i % world_size == r on ``device`` (the tokenizer is moved there) into ``cache_dir``; once
-    every rank's shard is cached (and ``torch.distributed.barrier()`` when a process group is
-    up), every rank reads all samples from the cache, in ``videos`` order."""
+                              dist_info: DistInfo | None = None,
+                              timeout_s: float = PREPARE_TIMEOUT_S) -> list[GeneratorSample]:
+    """Stage-2 samples of ``videos`` (paths or ``TrainingClip``s). Rank r of ``dist_info``
+    encodes clips i with i % world_size == r on ``device`` (the tokenizer is moved there) into
+    ``cache_dir``; the ranks then wait for each other (``training.preparing``: up to
+    ``timeout_s``; a failure on one rank raises ``TrainingError`` on all) and every rank reads
+    all samples from the cache, in ``videos`` order. ``cache_dir`` must be on storage every
+    node sees: a clip another rank encoded that is not there is encoded again here."""
+    info = dist_info or DistInfo()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     if device is not None:
         tokenizer = tokenizer.to(device)
@@ -270,23 +264,16 @@ def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, s
     items = [_video(v) for v in videos]
     if not items:
         raise TrainingDataError("no clips for stage-2 preparation")
-    distributed = world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
-    run = [os.urandom(8).hex() if distributed else ""]
-    if distributed:  # one token per run, so markers of an earlier run never count
-        torch.distributed.broadcast_object_list(run, src=0)
-    for i, (video, name) in enumerate(items):
-        if i % world_size == rank:
-            _sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
-    if world_size > 1:
-        listing = "\n".join(clip_key(v) for v, _ in items) + f"\n{tokenizer_sha}|{motion}|{fps:g}|{run[0]}"
-        tag = hashlib.sha1(listing.encode()).hexdigest()[:16]
-        marker_dir = cache_dir / "stage2_shards"
-        marker_dir.mkdir(parents=True, exist_ok=True)
-        marker = marker_dir / f"{tag}.rank{rank}of{world_size}"
-        marker.touch()
-        _wait_for_shards(marker_dir, tag, world_size)
-        if distributed:
-            torch.distributed.barrier()
-            marker.unlink(missing_ok=True)  # every rank is past the wait: nobody polls for it any more
+    with preparing(info, "stage-2 preparation", timeout_s):
+        for i, (video, name) in enumerate(items):
+            if i % info.world_size == info.rank:
+                _sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
+    if info.enabled:
+        unseen = [name for i, (video, name) in enumerate(items)
+                  if i % info.world_size != info.rank and not stage1_path(video, tokenizer_sha, fps, cache_dir).is_file()]
+        if unseen:
+            log.warning("stage-2 preparation: %d clip(s) other ranks encoded are not in %s (%s): encoding them again "
+                        "here; put the cache on storage every node sees", len(unseen), cache_dir,
+                        ", ".join(unseen[:5]))
     return [_sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
             for video, name in items]

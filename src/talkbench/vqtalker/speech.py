@@ -21,8 +21,9 @@ generator embeds each and concatenates them, which is the paper's "downsampling 
 
 * **Whisper encoder features** (Table 4, C-* rows): the encoder of the Whisper model the
   language-ID code uses (``talkbench.datasets.language.resolve_model``: the packaged base model,
-  CTranslate2 format), run by CTranslate2 (``Whisper.encode``, int8 on CPU like LID) on our
-  log-mel (below), each 30 s window zero-padded to 30 s exactly as Whisper sees audio. The
+  CTranslate2 format), run by CTranslate2 (``Whisper.encode``; int8 on the CPU like LID, float16
+  with ``device: cuda``) on our log-mel (below), each 30 s window zero-padded to 30 s exactly as
+  Whisper sees audio. The
   paper used Whisper large-v2 (1280-d); base (512-d) is what ships offline here.
 * **Whisper units**: k-means centroids over those 50 Hz encoder features (raw for the default
   ``metric: euclidean``, L2-normalised for ``metric: cosine``),
@@ -175,18 +176,76 @@ def _windows(audio: np.ndarray) -> list[np.ndarray]:
 # ----------------------------------------------------------------------------- Whisper
 
 
+WHISPER_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+DEFAULT_COMPUTE_TYPES = {"cpu": "int8", "cuda": "float16"}  # int8 on CPU as language ID runs it
+
+
+@dataclass(frozen=True)
+class WhisperDevice:
+    """Where CTranslate2 runs the Whisper encoder: ``kind`` cpu or cuda, ``index`` the GPU."""
+
+    kind: str
+    index: int = 0
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "cpu" else f"cuda:{self.index}"
+
+
+def whisper_device(name: str | None = "cpu", option: str = "speech device") -> WhisperDevice:
+    """``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (cuda:0 when CTranslate2 sees a GPU,
+    else cpu), checked against the GPUs CTranslate2 sees; one this machine lacks is an error
+    naming ``option``, before CTranslate2 is asked to load anything there."""
+    text = (str(name) if name is not None else "cpu").strip().lower()
+    if text == "cpu":
+        return WhisperDevice("cpu")
+    kind, _, index = text.partition(":")
+    if text != "auto" and (kind != "cuda" or (index and not index.isdigit())):
+        raise SpeechError(f"{option} {name!r}: not a Whisper device; use {', '.join(WHISPER_DEVICES)}")
+    try:
+        import ctranslate2
+    except ImportError:
+        raise SpeechError(f"{option} {name!r}: faster-whisper is not installed "
+                          "(pip install 'talkbench[lid]')") from None
+    gpus = ctranslate2.get_cuda_device_count()
+    if text == "auto":
+        return WhisperDevice("cuda" if gpus else "cpu")
+    if not gpus:
+        raise SpeechError(f"{option} {name!r}: CTranslate2 (faster-whisper) sees no CUDA device on this machine; "
+                          "use cpu or auto")
+    device = WhisperDevice("cuda", int(index or 0))
+    if device.index >= gpus:
+        raise SpeechError(f"{option} {name!r}: CTranslate2 sees {gpus} CUDA device(s), cuda:0 .. cuda:{gpus - 1}")
+    return device
+
+
+def speech_device_for(device) -> str:
+    """The Whisper device of a torch device (or its name): its CUDA GPU, else the CPU (CTranslate2
+    has no MPS)."""
+    text = str(device) if device is not None else "cpu"
+    return text if text.split(":")[0] == "cuda" else "cpu"
+
+
+def whisper_engine(compute_type: str, device: WhisperDevice) -> str:
+    """What a Whisper backend records its features under: the compute type, and the device type
+    when not the CPU (CPU int8 and CUDA float16 encoders give different numbers)."""
+    return f"ctranslate2 {compute_type}" + ("" if device.kind == "cpu" else f" on {device.kind}")
+
+
 @lru_cache(maxsize=2)
-def _whisper_model(model: str, compute_type: str, threads: int):
+def _whisper_model(model: str, compute_type: str, threads: int, device: WhisperDevice = WhisperDevice("cpu")):
     from faster_whisper import WhisperModel
 
-    return WhisperModel(resolve_model(model, "faster-whisper"), device="cpu", compute_type=compute_type,
-                        cpu_threads=threads)
+    try:
+        return WhisperModel(resolve_model(model, "faster-whisper"), device=device.kind, device_index=device.index,
+                            compute_type=compute_type, cpu_threads=threads)
+    except (RuntimeError, ValueError) as exc:
+        raise SpeechError(f"Whisper {model} ({compute_type}) cannot load on {device}: {exc}") from None
 
 
 def whisper_encoder_frames(audio: np.ndarray, model: str = "base", compute_type: str = "int8",
-                           threads: int = 2) -> np.ndarray:
+                           threads: int = 2, device: WhisperDevice = WhisperDevice("cpu")) -> np.ndarray:
     """(N, d) Whisper encoder output at 50 Hz for the whole audio (N = ceil(samples / 320))."""
-    m = _whisper_model(model, compute_type, threads)
+    m = _whisper_model(model, compute_type, threads, device)
     n_mels = m.feature_extractor.mel_filters.shape[0]
     out = []
     for piece in _windows(audio):
@@ -205,21 +264,25 @@ class WhisperFeatures:
     native_rate = 50.0
     vocab_size = None
 
-    def __init__(self, model: str = "base", compute_type: str = "int8", threads: int = 2):
-        self.model, self.compute_type, self.threads = model, compute_type, threads
+    def __init__(self, model: str = "base", compute_type: str | None = None, threads: int = 2, device: str = "cpu"):
+        """``device``: cpu, cuda, cuda:N or auto (``whisper_device``); ``compute_type``: by default
+        int8 on the CPU, float16 on a GPU."""
+        self.device = whisper_device(device, "whisper speech backend option device")
+        self.compute_type = compute_type or DEFAULT_COMPUTE_TYPES[self.device.kind]
+        self.model, self.threads = model, threads
         self.name = f"whisper-{model}"
         self.width = {"tiny": 384, "base": 512, "small": 768, "medium": 1024, "large-v2": 1280}.get(model, 512)
 
     def __call__(self, audio: np.ndarray) -> SpeechFeatures:
         frames = frame_count(len(audio))
-        enc = fit_length(whisper_encoder_frames(audio, self.model, self.compute_type, self.threads), 2 * frames)
-        values = enc.reshape(frames, 2, -1).mean(axis=1)
+        enc = whisper_encoder_frames(audio, self.model, self.compute_type, self.threads, self.device)
+        values = fit_length(enc, 2 * frames).reshape(frames, 2, -1).mean(axis=1)
         self.width = values.shape[1]
         return SpeechFeatures(values.astype(np.float32), self.name, False, None, self.native_rate, meta=self.describe())
 
     def describe(self) -> dict:
         return {"backend": self.name, "kind": "continuous", "native_rate": 50.0, "width": self.width,
-                "engine": f"ctranslate2 {self.compute_type}"}
+                "engine": whisper_engine(self.compute_type, self.device)}
 
 
 # ----------------------------------------------------------------------------- Whisper units
@@ -268,9 +331,13 @@ class WhisperUnits:
     width = 2
 
     def __init__(self, units: str | Path | None = None, threads: int = 2,
-                 centroids: np.ndarray | None = None, meta: dict | None = None):
+                 centroids: np.ndarray | None = None, meta: dict | None = None, device: str = "cpu",
+                 compute_type: str | None = None):
         """From an artifact file, or from ``centroids`` + ``meta`` (as a generator checkpoint
-        carries them, so a trained model needs no separate file)."""
+        carries them, so a trained model needs no separate file). ``device`` as for
+        ``WhisperFeatures``; ``compute_type`` by default the artifact's on the CPU (the encoder
+        the centroids were fitted on), float16 on a GPU."""
+        self.device = whisper_device(device, "whisper-units speech backend option device")
         if centroids is None:
             path = Path(units) if units else default_units_path()
             if not path.is_file():
@@ -287,6 +354,8 @@ class WhisperUnits:
             raise SpeechError(f"{path}: not a Whisper unit artifact ({UNITS_FORMAT})")
         self.centroids = np.asarray(centroids, dtype=np.float32)
         self.meta, self.path, self.threads = meta, path, threads
+        fitted = self.meta.get("compute_type", DEFAULT_COMPUTE_TYPES["cpu"])
+        self.compute_type = compute_type or (fitted if self.device.kind == "cpu" else DEFAULT_COMPUTE_TYPES["cuda"])
         self.vocab_size = int(self.centroids.shape[0])
         self.name = f"whisper-{self.meta['model']}-units{self.vocab_size}"
         self.sha256 = hashlib.sha256(self.centroids.tobytes()).hexdigest()
@@ -300,14 +369,14 @@ class WhisperUnits:
 
     def __call__(self, audio: np.ndarray) -> SpeechFeatures:
         frames = frame_count(len(audio))
-        enc = whisper_encoder_frames(audio, self.meta["model"], self.meta["compute_type"], self.threads)
+        enc = whisper_encoder_frames(audio, self.meta["model"], self.compute_type, self.threads, self.device)
         ids = fit_length(self.units(enc), 2 * frames).reshape(frames, 2)
         return SpeechFeatures(ids, self.name, True, self.vocab_size, self.native_rate, meta=self.describe())
 
     def describe(self) -> dict:
         return {"backend": self.name, "kind": "discrete", "native_rate": 50.0, "per_frame": 2,
                 "vocab_size": self.vocab_size, "metric": self.meta.get("metric", "cosine"), "artifact": str(self.path),
-                "centroids_sha256": self.sha256}
+                "centroids_sha256": self.sha256, "engine": whisper_engine(self.compute_type, self.device)}
 
 
 # ----------------------------------------------------------------------------- CosyVoice S3
@@ -396,8 +465,8 @@ BACKENDS = tuple(SPEECH_BACKENDS.names())
 
 
 def get_speech_backend(name: str, **options) -> SpeechBackend:
-    """``whisper`` (model=…), ``whisper-units`` (units=PATH), ``cosyvoice-s3`` / ``cosyvoice-s3-25``
-    (onnx_path=…)."""
+    """``whisper`` (model=…, device=…, compute_type=…), ``whisper-units`` (units=PATH, device=…),
+    ``cosyvoice-s3`` / ``cosyvoice-s3-25`` (onnx_path=…)."""
     return SPEECH_BACKENDS.get(name)(**options)
 
 

@@ -51,7 +51,7 @@ from talkbench.vqtalker.losses import (
     d_nonsaturating_loss,
     region_masks,
 )
-from talkbench.vqtalker.prepare import prepare_regions, wait_for_regions
+from talkbench.vqtalker.prepare import check_regions, prepare_regions
 from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, load_config, load_matching
 from talkbench.vqtalker.training import (
     DistInfo,
@@ -59,10 +59,11 @@ from talkbench.vqtalker.training import (
     TrainingError,
     apply_overrides,
     finish_distributed,
-    barrier,
     init_distributed,
     mean_over_ranks,
     per_process_batch,
+    prepare_timeout,
+    preparing,
     unwrap,
     wrap_ddp,
 )
@@ -151,13 +152,15 @@ class Trainer(Stage):
         self.regions_root: Path | None = None
         if self.weights.eye or self.weights.mouth:
             self.regions_root = default_regions_root(source, dc.get("cache_dir"))
-            if self.dist.is_main:  # in parallel on the dataset engines
-                prepare_regions(self.train_clips, self.regions_root, engine=dc.get("engine", "local"),
-                                workers=int(dc.get("prepare_workers", 2)), ray_address=dc.get("ray_address"),
-                                progress=True)
-            else:  # polling files, not a collective: preparing a large dataset outlasts any timeout
-                wait_for_regions(self.train_clips, self.regions_root)
-            barrier(self.dist)
+            timeout = prepare_timeout(tc)  # hours for a large dataset: the default group's timeout is too short
+            with preparing(self.dist, "eye/mouth regions preparation", timeout):
+                if self.dist.is_main:  # in parallel on the dataset engines
+                    prepare_regions(self.train_clips, self.regions_root, engine=dc.get("engine", "local"),
+                                    workers=int(dc.get("prepare_workers", 2)), ray_address=dc.get("ray_address"),
+                                    progress=True)
+            with preparing(self.dist, "reading the eye/mouth regions", timeout):
+                if not self.dist.is_main:
+                    check_regions(self.train_clips, self.regions_root)
         self.loader_workers = int(tc.get("loader_workers", 2))
         self._batches = None
         self._eval_batch = None
@@ -258,7 +261,8 @@ class Trainer(Stage):
         model.eval()
         try:
             return validate_tokenizer(model, self.val_clips, out_dir, self.device,
-                                      metrics=tc.get("validate_metrics"), max_frames=int(tc.get("validate_frames", 50)))
+                                      metrics=tc.get("validate_metrics"), max_frames=int(tc.get("validate_frames", 50)),
+                                      run_dir=Path(out_dir).parent)  # references once, latest renders only
         finally:
             model.train(was_training)
 

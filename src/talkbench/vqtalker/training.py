@@ -18,9 +18,10 @@ import datetime
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -75,11 +76,80 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+PREPARE_TIMEOUT_S = 24 * 3600.0  # default train.prepare_timeout_s: preparing a large dataset takes hours
+_long_groups: dict[float, dist.ProcessGroup] = {}
+
+
+def prepare_timeout(train_config: dict) -> float:
+    """``train.prepare_timeout_s``: how long ranks wait for each other's data preparation."""
+    value = train_config.get("prepare_timeout_s", PREPARE_TIMEOUT_S)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0:
+        raise TrainingError(f"train.prepare_timeout_s={value!r} is not a positive number of seconds")
+    return seconds
+
+
+def long_group(timeout_s: float = PREPARE_TIMEOUT_S) -> dist.ProcessGroup:
+    """A gloo (CPU) group over all ranks whose collectives wait up to ``timeout_s``, created on
+    first use, then reused. Creating it is itself a collective: every rank must call this at the
+    same point, before the long work starts (``preparing`` does)."""
+    group = _long_groups.get(timeout_s)
+    if group is None:
+        group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        _long_groups[timeout_s] = group
+        log.info("preparation waits: gloo group with a %.0f s timeout (train.prepare_timeout_s)", timeout_s)
+    return group
+
+
+def long_barrier(info: DistInfo, what: str, failure: BaseException | None = None,
+                 timeout_s: float = PREPARE_TIMEOUT_S) -> None:
+    """Wait on the long group until every rank is here and share whether each failed: when any
+    rank passes a ``failure`` (or one died), every rank raises ``TrainingError`` naming the ranks
+    and their errors, instead of the others waiting until a timeout kills them. Without a
+    process group, a ``failure`` is raised as it is."""
+    if not (info.enabled and dist.is_initialized()):
+        if failure is not None:
+            raise failure
+        return
+    mine = None if failure is None else f"{type(failure).__name__}: {failure}"
+    reports: list[str | None] = [None] * info.world_size
+    try:
+        dist.all_gather_object(reports, mine, group=long_group(timeout_s))
+    except RuntimeError as exc:  # gloo: a peer that died (connection closed) or the timeout passed
+        raise TrainingError(
+            f"{what}: rank {info.rank} lost the other ranks (one died, or they did not all finish within "
+            f"train.prepare_timeout_s={timeout_s:g} s): {type(exc).__name__}: {exc}") from (failure or exc)
+    failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]
+    if failed:
+        raise TrainingError(f"{what} failed on " + "; ".join(f"rank {r}: {m}" for r, m in failed)) from failure
+
+
+@contextmanager
+def preparing(info: DistInfo, what: str, timeout_s: float = PREPARE_TIMEOUT_S) -> Iterator[None]:
+    """A block the ranks run apart (rank 0 prepares for all, or each rank its shard), left
+    together through ``long_barrier``: the block may take hours, and an error in it on any rank
+    is raised on every rank. Without a process group the block just runs."""
+    if not (info.enabled and dist.is_initialized()):
+        yield
+        return
+    long_group(timeout_s)  # all ranks are here now: create it before anyone starts the long part
+    failure = None
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - reported to every rank by long_barrier, raised there
+        failure = exc
+    long_barrier(info, what, failure, timeout_s)
+
+
 def finish_distributed(info: DistInfo) -> None:
     """Leave the process group together: a rank that tears down while another is still in a
     collective (e.g. the library quantizers' codebook sync) can abort at exit."""
     if info.enabled and dist.is_initialized():
         dist.barrier()
+        _long_groups.clear()
         dist.destroy_process_group()
 
 

@@ -16,6 +16,15 @@ controls (pose, gaze, blink). ``out_dir`` receives ``renders/<clip>.mp4``,
 losslessly and upscaled (Lanczos, ``codec.upscaled``) to the evaluation resolution when the
 model draws smaller, so that the face metrics see faces dlib can find.
 
+In a training run (``run_dir``: the folder of its validations, ``OUT/validation``, with one
+``out_dir`` per step) the disk does not grow with every validation: the cut ground truths are
+written once, under ``run_dir/references/<stage>-<key>/`` (the key: model resolution, frames,
+fps, evaluation resolution; ``sources.json`` there records each clip file's size and mtime, so
+a changed clip is cut again), and every validation reuses them; each validation's renders
+replace the previous ones (only the latest step keeps ``renders/``; every step keeps its
+``validation.json``, and the training log its values). ``validation.json`` names the files each
+clip was scored on.
+
 Nothing here stops training: a metric whose weights are missing (LPIPS without AlexNet, CSIM
 with an ArcFace backend that is not installed) or that no clip could give is listed in
 ``ValidationResult.skipped`` with the reason, and a clip that fails to render or score is
@@ -25,11 +34,13 @@ listed in ``ValidationResult.errors``. Only settings that name nothing known rai
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 import logging
 import math
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -58,6 +69,9 @@ VALIDATION_METRICS = ("ssim", "lmd", "csim", "lpips")  # issue 17: LPIPS when it
 DEFAULT_MAX_FRAMES = 50
 LIP_SYNC = "lip_sync_r"  # stage 2: Pearson r of mouth opening and speech envelope (talkbench.vqtalker.lipsync)
 RESULT_FILE = "validation.json"
+RENDERS = "renders"
+REFERENCES = "references"
+SOURCES_FILE = "sources.json"  # in a run's reference folder: clip id -> the clip file's cache key
 SCHEMA = "talkbench-vqtalker-validation/1"
 
 
@@ -175,6 +189,66 @@ def _write(path: Path, frames: Iterable[np.ndarray], resolution: int, fps: float
     return media.write_video(path, upscaled(frames, resolution), fps=fps, audio=audio, lossless=True)
 
 
+class _References:
+    """Where a validation's cut ground truths go: ``out_dir/references`` when it stands alone;
+    in a training run, one folder per stage and cut setting under ``run_dir/references``, whose
+    files are written once per clip file and reused by every later validation."""
+
+    def __init__(self, stage: str, out_dir: Path, run_dir: Path | None, size: int, max_frames: int,
+                 settings: EvalSettings):
+        self.shared = run_dir is not None
+        if run_dir is None:
+            self.folder = out_dir / REFERENCES
+        else:
+            cut = {"stage": stage, "size": size, "max_frames": max_frames, "fps": settings.fps,
+                   "resolution": settings.resolution}
+            key = hashlib.sha256(json.dumps(cut, sort_keys=True).encode()).hexdigest()[:12]
+            self.folder = Path(run_dir) / REFERENCES / f"{stage}-{key}"
+        self.sources = self._read() if self.shared else {}
+        self.changed = False
+
+    def _read(self) -> dict[str, str]:
+        try:
+            return dict(json.loads((self.folder / SOURCES_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return {}  # none yet, or unreadable: every reference is cut again
+
+    def path(self, clip: _Clip) -> Path:
+        return self.folder / f"{clip.clip_id}.mp4"
+
+    def reusable(self, clip: _Clip) -> Path | None:
+        """The reference an earlier validation wrote for this very clip file, if any."""
+        path = self.path(clip)
+        if self.shared and self.sources.get(clip.clip_id) == clip_key(clip.path) and path.is_file():
+            return path
+        return None
+
+    def write(self, clip: _Clip, frames: Sequence[np.ndarray], settings: EvalSettings,
+              audio: np.ndarray | None = None) -> Path:
+        path = _write(self.path(clip), frames, settings.resolution, settings.fps, audio)
+        if self.shared:
+            self.sources[clip.clip_id] = clip_key(clip.path)
+            self.changed = True
+        return path
+
+    def save(self) -> None:
+        if self.changed:
+            text = json.dumps(self.sources, indent=2, sort_keys=True) + "\n"
+            util.atomic_write_text(self.folder / SOURCES_FILE, text)
+
+
+def _drop_earlier_renders(run_dir: Path | None, out_dir: Path, rows: Sequence[ClipValidation]) -> None:
+    """In a training run, the renders of every other validation under ``run_dir``, once this one
+    rendered something (a validation that rendered nothing leaves the last renders there)."""
+    if run_dir is None or not any(r.render for r in rows):
+        return
+    keep = out_dir.resolve()
+    for step in Path(run_dir).iterdir():
+        renders = step / RENDERS
+        if step.is_dir() and step.resolve() != keep and (step / RESULT_FILE).is_file() and renders.is_dir():
+            shutil.rmtree(renders, ignore_errors=True)
+
+
 def _model_device(model):
     try:
         return next(model.parameters()).device
@@ -217,15 +291,17 @@ class _EvalMode:
 
 def validate_tokenizer(model, clips: Sequence, out_dir: str | Path, device=None, metrics: Sequence[str] | None = None,
                        max_frames: int = DEFAULT_MAX_FRAMES, settings: EvalSettings | None = None,
-                       workers: int = 1) -> ValidationResult:
+                       workers: int = 1, run_dir: str | Path | None = None) -> ValidationResult:
     """Stage 1: every clip reconstructed from its first frame and its own motion tokens by the
     in-memory ``model`` (a ``MotionTokenizer``, or DDP around one), then scored against the cut
-    ground truth. ``device``: where to run (default: where the model is)."""
+    ground truth. ``device``: where to run (default: where the model is). ``run_dir``: the
+    training run's validation folder (see the module doc: references reused, renders replaced)."""
     settings = validation_settings(metrics, settings)
     started = time.perf_counter()
     out_dir = Path(out_dir)
     model = _on(model, device)
     size = int(model.config.size)
+    references = _References("tokenizer", out_dir, Path(run_dir) if run_dir else None, size, max_frames, settings)
     rendered: list[ClipValidation] = []
     with _EvalMode(model):
         for clip in _clip_list(clips):
@@ -235,28 +311,32 @@ def validate_tokenizer(model, clips: Sequence, out_dir: str | Path, device=None,
                 frames = _cut(clip.path, size, max_frames, settings.fps)
                 if not frames:
                     raise ValidationError(f"{clip.path}: no frames")
-                reference = _write(out_dir / "references" / f"{clip.clip_id}.mp4", frames, settings.resolution, settings.fps)
+                reference = references.reusable(clip) or references.write(clip, frames, settings)
                 indices = encode_frames(model, frames)
-                render = _write(out_dir / "renders" / f"{clip.clip_id}.mp4", render_tokens(model, frames[0], indices),
+                render = _write(out_dir / RENDERS / f"{clip.clip_id}.mp4", render_tokens(model, frames[0], indices),
                                 settings.resolution, settings.fps)  # fmt: skip
                 row.reference, row.render, row.frames = str(reference), str(render), len(frames)
             except Exception as exc:  # noqa: BLE001 - one bad clip must not stop training
                 row.error = f"{type(exc).__name__}: {exc}"
                 log.warning("validation: %s not rendered: %s", clip.path, row.error)
-    return _score("tokenizer", rendered, settings, out_dir, size, max_frames, started, workers)
+    references.save()
+    result = _score("tokenizer", rendered, settings, out_dir, size, max_frames, started, workers)
+    _drop_earlier_renders(Path(run_dir) if run_dir else None, out_dir, rendered)
+    return result
 
 
 def validate_generator(generator, tokenizer, speech_backend: Callable, clips: Sequence, out_dir: str | Path, device=None,
                        metrics: Sequence[str] | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
                        settings: EvalSettings | None = None, window: int | None = None, lip_sync: bool = True,
-                       controls_cache_dir: str | Path | None = None, workers: int = 1) -> ValidationResult:
+                       controls_cache_dir: str | Path | None = None, workers: int = 1,
+                       run_dir: str | Path | None = None) -> ValidationResult:
     """Stage 2: every clip generated by the in-memory ``generator`` from its first frame, its
     first ``max_frames`` frames' audio (featurised by ``speech_backend``) and those frames' own
     controls (``controls.frames_controls``: only the cut is analysed, however long the clip;
     kept in ``controls_cache_dir`` when given), rendered by ``tokenizer``, then scored like
     stage 1; with ``lip_sync`` also the mouth-opening / speech-envelope correlation
     (``lip_sync_r``). ``window``: the generator's default window; ``device``: where to run
-    (default: where the generator is)."""
+    (default: where the generator is); ``run_dir``: as for ``validate_tokenizer``."""
     settings = validation_settings(metrics, settings)
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -264,6 +344,7 @@ def validate_generator(generator, tokenizer, speech_backend: Callable, clips: Se
     device = _model_device(generator)
     tokenizer = _on(tokenizer, device)
     size = int(tokenizer.config.size)
+    references = _References("generator", out_dir, Path(run_dir) if run_dir else None, size, max_frames, settings)
     rendered: list[ClipValidation] = []
     with _EvalMode(generator, tokenizer):
         for clip in _clip_list(clips):
@@ -285,18 +366,19 @@ def validate_generator(generator, tokenizer, speech_backend: Callable, clips: Se
                                             torch.from_numpy(controls.stacked()).to(device), f_g, window=window).cpu()
                 video = (render_tokens(tokenizer, frames[0], motion.numpy()) if generator.config.motion == "grfsq"
                          else render_motion_vectors(tokenizer, frames[0], motion))  # fmt: skip
-                reference = _write(out_dir / "references" / f"{clip.clip_id}.mp4", frames, settings.resolution,
-                                   settings.fps, wave)  # fmt: skip
-                render = _write(out_dir / "renders" / f"{clip.clip_id}.mp4", video, settings.resolution, settings.fps, wave)
+                reference = references.reusable(clip) or references.write(clip, frames, settings, wave)
+                render = _write(out_dir / RENDERS / f"{clip.clip_id}.mp4", video, settings.resolution, settings.fps, wave)
                 row.reference, row.render, row.frames = str(reference), str(render), n
             except Exception as exc:  # noqa: BLE001 - one bad clip must not stop training
                 row.error = f"{type(exc).__name__}: {exc}"
                 log.warning("validation: %s not generated: %s", clip.path, row.error)
+    references.save()
     result = _score("generator", rendered, settings, out_dir, size, max_frames, started, workers, write=False)
     if lip_sync:
         _add_lip_sync(result, mouth_envelope_correlation)
     result.seconds = round(time.perf_counter() - started, 3)
     result.write()
+    _drop_earlier_renders(Path(run_dir) if run_dir else None, out_dir, rendered)
     return result
 
 
