@@ -201,6 +201,27 @@ def test_a_clip_shorter_than_its_row_reads_its_last_frame_with_one_warning(tmp_p
     with pytest.raises(TrainingDataError, match=rf"{broken}: clip .* decodes no frame"):
         FramePairs([dataclasses.replace(clip, path=broken)], 32)[0, 1, 3]
 
+    # A healthy clip whose decode fails part-way (1 KiB zeroed mid-stream: PyAV reports the
+    # corrupt packet as an error, as it would a read error) is no short file: an error naming
+    # the file and the frame, nothing clamped, so once the file reads again every frame does.
+    flaky = tmp_path / "flaky.mp4"
+    data = video.read_bytes()
+    middle = (data.index(b"mdat") + data.index(b"moov")) // 2
+    flaky.write_bytes(data[:middle] + bytes(1024) + data[middle + 1024:])
+    flaky_clip = file_clip(flaky)
+    assert flaky_clip.frames == 20
+    flaky_pairs = FramePairs([flaky_clip], 32)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="talkbench.vqtalker.data"):
+        with pytest.raises(TrainingDataError, match=rf"{flaky}: clip {flaky_clip.clip_id} fails to decode at frame "
+                                                    r"\d+ of 20 at 25 fps \(.*decoding failed after") as failed:
+            flaky_pairs[0, 2, 17]
+    assert 0 < int(str(failed.value).split(" at frame ")[1].split()[0]) < 17
+    assert not [r for r in caplog.records if "catalog row says" in r.getMessage()]
+    flaky.write_bytes(data)
+    src, tgt, _ = flaky_pairs[0, 2, 17]
+    assert np.array_equal(src.numpy(), reference[2]) and np.array_equal(tgt.numpy(), reference[17])
+
 
 def test_clip_without_face_gets_nan_boxes_and_a_warning(tmp_path, caplog):
     rng = np.random.default_rng(0)
@@ -251,16 +272,17 @@ def test_fill_nearest_takes_the_nearest_face_earlier_on_ties():
     assert np.isnan(fill_nearest([None, None])).all()
 
 
-def test_generator_samples_are_sharded_by_rank_and_equal_on_every_rank(built, tmp_path, caplog):
+def test_generator_samples_are_sharded_by_rank_and_equal_on_every_rank(built, tmp_path):
     """Two ranks in turn, no process group (nothing to wait on): rank 1 encodes its shard, finds
-    rank 0's clip missing from the cache (a warning names it) and encodes it too; rank 0 then
-    reads both from the cache; the samples are equal. The stage-1 targets, streamed from the
-    file, are codec.encode_frames of the decoded frames. (The wait on a real process group:
+    rank 0's clip missing from the cache and raises an error naming its stage-1 file (no silent
+    re-encoding); rank 0 then encodes its shard and reads rank 1's from the cache, and rank 1,
+    run again, reads both; the samples are equal. The stage-1 targets, streamed from the file,
+    are codec.encode_frames of the decoded frames. (The wait on a real process group:
     tests/vqtalker/test_waits.py.)"""
     from talkbench.vqtalker.codec import encode_frames
     from talkbench.vqtalker.cache import clip_key
     from talkbench.vqtalker.inference import load_tokenizer
-    from talkbench.vqtalker.prepare import prepare_generator_samples
+    from talkbench.vqtalker.prepare import prepare_generator_samples, stage1_path
     from talkbench.vqtalker.speech import get_speech_backend
     from talkbench.vqtalker.training import DistInfo
     from talkbench.weights import file_sha256
@@ -274,12 +296,16 @@ def test_generator_samples_are_sharded_by_rank_and_equal_on_every_rank(built, tm
     kwargs = dict(tokenizer=tokenizer, tokenizer_sha=sha, speech_backend=get_speech_backend("whisper"),
                   cache_dir=cache, device="cpu")
     results = {}
-    with caplog.at_level(logging.WARNING, logger="talkbench.vqtalker.prepare"):
-        results[1] = prepare_generator_samples(clips, dist_info=DistInfo(1, 2), **kwargs)
-    assert "1 clip(s) other ranks encoded are not in" in caplog.text and f"({clips[0].clip_id})" in caplog.text
+    missing = stage1_path(clips[0].path, sha, media.DEFAULT_FPS, cache)
+    with pytest.raises(TrainingDataError, match=rf"^1 of 1 stage-1 files other ranks encoded are missing from the "
+                                                rf"stage-2 cache: {missing}; every node must see the stage-2 cache "
+                                                rf"{cache} \(a shared filesystem"):
+        prepare_generator_samples(clips, dist_info=DistInfo(1, 2), **kwargs)
+    assert [p.parent.name for p in cache.glob("*/stage1_*.npz")] == [clip_key(clips[1].path)]  # its shard only
+    results[0] = prepare_generator_samples(clips, dist_info=DistInfo(0, 2), **kwargs)
     stamps = {p: p.stat().st_mtime_ns for p in cache.glob("*/stage1_*.npz")}
     assert sorted(p.parent.name for p in stamps) == sorted(clip_key(c.path) for c in clips)
-    results[0] = prepare_generator_samples(clips, dist_info=DistInfo(0, 2), **kwargs)
+    results[1] = prepare_generator_samples(clips, dist_info=DistInfo(1, 2), **kwargs)
     assert {p: p.stat().st_mtime_ns for p in cache.glob("*/stage1_*.npz")} == stamps  # read, not encoded again
     for a, b in zip(results[0], results[1], strict=True):
         assert a.clip == b.clip and np.array_equal(a.targets, b.targets) and np.array_equal(a.speech, b.speech)

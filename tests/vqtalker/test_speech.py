@@ -224,14 +224,39 @@ def test_whisper_units_record_their_engine():
     centroids = np.eye(4, dtype=np.float32)
     meta = {"format": S.UNITS_FORMAT, "model": "base", "compute_type": "int8", "metric": "euclidean"}
     units = S.WhisperUnits(centroids=centroids, meta=meta)
-    assert units.compute_type == "int8" and units.describe()["engine"] == "ctranslate2 int8"
-    assert S.WhisperUnits(centroids=centroids, meta=meta, compute_type="float32").describe()["engine"] == \
-        "ctranslate2 float32"
+    # On the encoder the centroids were fitted on, the description is the one before engines
+    # were recorded (git e667bd1), so earlier speech caches stay valid.
+    assert units.compute_type == "int8" and units.engine == units.fitted_engine == "ctranslate2 int8"
+    assert units.describe() == {"backend": "whisper-base-units4", "kind": "discrete", "native_rate": 50.0,
+                                "per_frame": 2, "vocab_size": 4, "metric": "euclidean", "artifact": "<embedded>",
+                                "centroids_sha256": units.sha256}
+    other = S.WhisperUnits(centroids=centroids, meta=meta, compute_type="float32")
+    assert other.describe()["engine"] == "ctranslate2 float32"  # another encoder: cached apart
+    assert S.recorded_engine(units, units.describe()) == "ctranslate2 int8"
+    assert S.recorded_engine(other, other.describe()) == "ctranslate2 float32"
+    # Units fitted on float32 run on float32 on the CPU by default, and name nothing either.
+    fitted32 = S.WhisperUnits(centroids=centroids, meta={**meta, "compute_type": "float32"})
+    assert fitted32.compute_type == "float32" and "engine" not in fitted32.describe()
     # On a GPU the default is float16, recorded with the device type.
     assert S.DEFAULT_COMPUTE_TYPES == {"cpu": "int8", "cuda": "float16"}
     assert S.whisper_engine("float16", S.WhisperDevice("cuda", 1)) == "ctranslate2 float16 on cuda"
-    assert [S.speech_device_for(d) for d in ("cuda:1", "cuda", "cpu", "mps", None)] == \
-        ["cuda:1", "cuda", "cpu", "cpu", "cpu"]
+
+
+def test_units_speech_cache_keeps_its_name_on_the_cpu(whisper_ready, sample_clips, tmp_path):
+    """The cache file of the default CPU units is named as before engines were recorded."""
+    import hashlib
+    import json
+
+    audios = [media.read_audio(c.video) for c in sample_clips[:2]]
+    path = S.fit_units(audios, k=8, out=tmp_path / "units.npz")
+    units = S.WhisperUnits(path)
+    described = {"backend": units.name, "kind": "discrete", "native_rate": 50.0, "per_frame": 2, "vocab_size": 8,
+                 "metric": "euclidean", "artifact": str(path), "centroids_sha256": units.sha256}  # e667bd1's
+    tag = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
+    feats = S.clip_speech(units, sample_clips[2].video, tmp_path / "cache")
+    assert [f.name for f in (tmp_path / "cache").rglob("speech_*.npz")] == [f"speech_{tag}.npz"]
+    assert "engine" not in feats.meta and feats.values.shape == (S.frame_count(len(media.read_audio(
+        sample_clips[2].video))), 2)
 
 
 @no_ct2_gpu
@@ -239,15 +264,28 @@ def test_whisper_on_a_missing_gpu_is_an_error_naming_the_option(tmp_path):
     pytest.importorskip("ctranslate2")
     from talkbench.vqtalker.inference import speech_backend_from
 
-    with pytest.raises(S.SpeechError, match=r"^whisper speech backend option device 'cuda': CTranslate2 "
+    with pytest.raises(S.SpeechError, match=r"^speech.device 'cuda': CTranslate2 "
                                             r"\(faster-whisper\) sees no CUDA device on this machine; use cpu or auto"):
         S.get_speech_backend("whisper", device="cuda")
     meta = {"format": S.UNITS_FORMAT, "model": "base", "compute_type": "int8"}
-    with pytest.raises(S.SpeechError, match=r"^whisper-units speech backend option device 'cuda:1': .* no CUDA device"):
+    with pytest.raises(S.SpeechError, match=r"^speech.device 'cuda:1': .* no CUDA device"):
         S.WhisperUnits(centroids=np.eye(4, dtype=np.float32), meta=meta, device="cuda:1")
-    with pytest.raises(S.SpeechError, match=r"option device 'tpu': not a Whisper device; use auto, cpu, cuda, cuda:N"):
+    with pytest.raises(S.SpeechError, match=r"^speech.device 'tpu': not a Whisper device; use auto, cpu, cuda, cuda:N"):
         S.WhisperFeatures(device="tpu")
-    # A trainer's or generate's torch device reaches the Whisper backend (stage-2 preparation).
-    with pytest.raises(S.SpeechError, match=r"option device 'cuda:0': .* no CUDA device"):
-        speech_backend_from({"speech": {"backend": "whisper"}}, device="cuda:0")
-    assert speech_backend_from({"speech": {"backend": "whisper"}}, device="mps").device == S.WhisperDevice("cpu")
+    # The config's speech.device is where Whisper runs: cuda there is an error, cpu is the CPU.
+    with pytest.raises(S.SpeechError, match=r"^speech.device 'cuda': .* no CUDA device"):
+        speech_backend_from({"speech": {"backend": "whisper", "device": "cuda"}})
+    assert speech_backend_from({"speech": {"backend": "whisper"}}).device == S.WhisperDevice("cpu")
+    assert speech_backend_from({"speech": {"backend": "whisper", "device": "auto"}}).device == S.WhisperDevice("cpu")
+
+
+@no_ct2_gpu
+def test_a_gpu_whisper_cannot_run_on_is_an_error_when_the_backend_is_built(whisper_ready):
+    """The probe encode: on a machine where CTranslate2 cannot run CUDA (here: no GPU at all,
+    as when its CUDA 12 libraries are missing) the check fails at once, naming speech.device
+    and the likely cause, as a SpeechError."""
+    with pytest.raises(S.SpeechError, match=r"^speech.device 'cuda': Whisper cannot run on cuda:0: Whisper base "
+                                            r"\(float16\) cannot load on cuda:0: .*CUDA 12 cuBLAS and cuDNN 9.*"
+                                            r"pip install nvidia-cublas-cu12 nvidia-cudnn-cu12.*speech.device: cpu"):
+        S.check_whisper_device("base", "float16", 2, S.WhisperDevice("cuda", 0), "cuda")
+    S.check_whisper_device("base", "int8", 2, S.WhisperDevice("cpu"), "cpu")  # nothing to check on the CPU

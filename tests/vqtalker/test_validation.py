@@ -96,6 +96,54 @@ def test_a_run_writes_references_once_and_keeps_only_the_latest_renders(tokenize
     assert len(list(run.glob("references/*"))) == 2
 
 
+def _tokenizer_stage(tokenizer, clip, out_dir):
+    """A training stage whose validation is the tiny tokenizer's (the model does not train, so
+    every validation scores the same and the first stays the best)."""
+    from talkbench.vqtalker.training import Stage
+
+    class TokenizerStage(Stage):
+        def train_step(self):
+            self.step += 1
+            return {"loss": 0.0}
+
+        def validate(self, out_dir):
+            return validate_tokenizer(tokenizer, [clip], out_dir, "cpu", metrics=("ssim",), max_frames=FRAMES,
+                                      run_dir=self.validation_dir)  # as train.py does
+
+        def state_dict(self):
+            return {"format": "tokenizer-stage/1", "step": self.step}
+
+    return TokenizerStage({"train": {"best_metric": "ssim", "validate_metrics": ["ssim"]}}, out_dir)
+
+
+def test_the_best_checkpoints_renders_survive_later_validations(tokenizer, clips, tmp_path, caplog):
+    from talkbench.vqtalker.training import run_fit
+
+    stage = _tokenizer_stage(tokenizer, clips[0], tmp_path)
+    rows = run_fit(stage, steps=3, log_every=1, checkpoint_every=3, eval_every=None, validate_every=1)
+    assert [r["val_ssim"] for r in rows] == [rows[0]["val_ssim"]] * 3 and rows[0]["val_ssim"] > 0.3
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert best["step"] == 1  # ties do not replace it
+    run = tmp_path / "validation"
+    assert sorted(p.relative_to(run).as_posix() for p in run.glob("*/renders/*.mp4")) == \
+        ["step_0000001/renders/en_001.mp4", "step_0000003/renders/en_001.mp4"]  # the best's and the latest's
+    assert all((run / f"step_000000{i}" / "validation.json").is_file() for i in (1, 2, 3))
+    # A validation outside the run's validation folder removes nothing there.
+    stage.validate(tmp_path / "elsewhere" / "step_0000004")
+    assert len(list(run.glob("*/renders/*.mp4"))) == 2 and (tmp_path / "elsewhere" / "step_0000004" / "renders").is_dir()
+    assert "is not a folder of the run's validations" in caplog.text
+    # Nor does a run whose best.json cannot be read.
+    (tmp_path / "checkpoints" / "best.json").write_text("{}")
+    stage.validate(run / "step_0000005")
+    assert len(list(run.glob("*/renders/*.mp4"))) == 3 and "earlier renders kept" in caplog.text
+    # Once the best is another step, the old best's renders go too.
+    (tmp_path / "checkpoints" / "best.json").write_text(json.dumps({**best, "step": 5, "validation": str(
+        run / "step_0000005" / "validation.json")}))
+    stage.validate(run / "step_0000006")
+    assert sorted(p.relative_to(run).as_posix() for p in run.glob("*/renders/*.mp4")) == \
+        ["step_0000005/renders/en_001.mp4", "step_0000006/renders/en_001.mp4"]
+
+
 def test_missing_weights_and_bad_clips_are_recorded_not_raised(tokenizer, clips, tmp_path, monkeypatch):
     monkeypatch.setenv("TALKBENCH_WEIGHTS_DIR", str(tmp_path / "no-weights"))
     broken = tmp_path / "broken.mp4"

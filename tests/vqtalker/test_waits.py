@@ -1,7 +1,8 @@
 """Ranks waiting for each other's data preparation (``training.preparing``/``long_barrier``):
-two real gloo processes. A failure on one rank is raised promptly on every rank, naming the
-rank and its error (region preparation on rank 0, a stage-2 shard on each rank); a rank that
-dies is noticed by the others at once; and a preparation longer than the default group's
+two real gloo processes joined by ``training.init_distributed``. A failure on one rank is
+raised promptly on every rank, naming the rank and its error (region preparation on rank 0, a
+stage-2 shard on each rank); a rank that dies, during a preparation or before any (right after
+joining), is noticed by the others at once; and a preparation longer than the default group's
 timeout is waited through. Single-process: ``train.prepare_timeout_s`` and the regions check
 of the ranks that did not prepare."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,35 +20,39 @@ import pytest
 
 from talkbench import media
 from talkbench.vqtalker.data import TrainingDataError, file_clip, regions_path
+from talkbench.samples import sample_dir
 from talkbench.vqtalker.prepare import check_regions, prepare_regions
-from talkbench.vqtalker.training import PREPARE_TIMEOUT_S, DistInfo, TrainingError, prepare_timeout, preparing
+from talkbench.vqtalker.training import (
+    MAX_PREPARE_TIMEOUT_S,
+    PREPARE_TIMEOUT_S,
+    DistInfo,
+    TrainingError,
+    prepare_timeout,
+    preparing,
+)
 
 DEFAULT_TIMEOUT_S = 6  # the default group's: the slow preparation below outlasts it
 SLOW_S = 8
 
 _SCRIPT = """
-import datetime, json, os, sys, time
+import json, os, sys, time
 from pathlib import Path
 import torch, torch.distributed as dist
-from talkbench.vqtalker.inference import load_tokenizer
-from talkbench.vqtalker.prepare import prepare_generator_samples
-from talkbench.vqtalker.speech import get_speech_backend
-from talkbench.vqtalker.training import DistInfo, TrainingError, preparing
+from talkbench.vqtalker.training import TrainingError, finish_distributed, init_distributed, preparing
 
-rank, world, init, out, mode = int(sys.argv[1]), 2, sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+rank, out, mode = int(os.environ["RANK"]), Path(sys.argv[1]), sys.argv[2]
 torch.set_num_threads(1)
-tokenizer = load_tokenizer(sys.argv[5])
-backend = get_speech_backend("whisper")  # loads its model on first use: never here
-dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
-                        timeout=datetime.timedelta(seconds=%(default)d))
-info = DistInfo(rank, world, rank)
+info = init_distributed(60)  # the default group's timeout: TALKBENCH_DIST_TIMEOUT_MIN
+if mode == "early":  # rank 1 fails before any preparation (say, out of GPU memory loading the tokenizer)
+    if rank == 1:
+        os._exit(3)
+    time.sleep(1)  # rank 0's own work before its preparation
 results = {}
 
 def attempt(name, body):
     start = time.monotonic()
     try:
-        body()
-        results[name] = {"ok": True}
+        results[name] = {"ok": body()}
     except TrainingError as exc:
         results[name] = {"error": str(exc), "type": type(exc).__name__}
     results[name]["wait"] = time.monotonic() - start
@@ -58,13 +64,28 @@ def regions():
             time.sleep(1)
             raise ValueError("no face in clip_x")
 
+def samples(videos, cache_dir):
+    from talkbench.vqtalker.inference import load_tokenizer
+    from talkbench.vqtalker.prepare import prepare_generator_samples
+    from talkbench.vqtalker.speech import get_speech_backend
+
+    backend = get_speech_backend("cosyvoice-s3", onnx_path=sys.argv[5])  # a tiny S3 stand-in
+    got = prepare_generator_samples(videos, load_tokenizer(sys.argv[3]), "0" * 64, backend, cache_dir=cache_dir,
+                                    dist_info=info, timeout_s=60)
+    return [[s.clip, s.frames, s.targets.tolist()] for s in got]
+
 def stage2():
     broken = []
-    for r in range(world):
+    for r in range(info.world_size):
         broken.append(out / f"broken{r}.mp4")
         broken[-1].write_bytes(b"not a video")
-    prepare_generator_samples(broken, tokenizer, "0" * 64, backend, cache_dir=out / "cache", dist_info=info,
-                              timeout_s=60)
+    samples(broken, out / "cache")
+
+def stage2_shared():  # rank 0 encodes the one clip, rank 1 reads it from the cache both see
+    return samples([Path(sys.argv[4])], out / "shared")
+
+def stage2_unshared():  # rank 1's cache is its own, without rank 0's clip
+    return samples([Path(sys.argv[4])], out / ("shared" if rank == 0 else "rank1-cache"))
 
 def slow():
     with preparing(info, "slow preparation", 60):
@@ -77,18 +98,35 @@ def dies():
             time.sleep(1)
             os._exit(3)
 
+def early():
+    with preparing(info, "eye/mouth regions preparation"):
+        pass
+
+def other_timeout():
+    with preparing(info, "stage-2 preparation", 30):
+        pass
+
 if mode == "together":
     attempt("regions", regions)
     attempt("stage2", stage2)
+    attempt("stage2_shared", stage2_shared)
+    attempt("stage2_unshared", stage2_unshared)
     attempt("slow", slow)
+    attempt("other_timeout", other_timeout)
     dist.barrier()  # the default group is still usable after all that
     results["after"] = "barrier"
     (out / f"rank{rank}.json").write_text(json.dumps(results))
-    dist.destroy_process_group()
+    finish_distributed(info)
 else:
-    attempt("dies", dies)
-    os._exit(0)  # rank 0 is gone: no tear-down together
-""" % {"default": DEFAULT_TIMEOUT_S, "slow": SLOW_S}
+    attempt(mode, dies if mode == "dies" else early)
+    os._exit(0)  # the other rank is gone: no tear-down together
+""" % {"slow": SLOW_S}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _two_ranks(tmp_path: Path, mode: str) -> dict[int, dict]:
@@ -96,10 +134,19 @@ def _two_ranks(tmp_path: Path, mode: str) -> dict[int, dict]:
     out.mkdir()
     script.write_text(_SCRIPT)
     checkpoint = Path(__file__).parents[2] / "src/talkbench/vqtalker/pretrained/tiny-tokenizer.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(rank), f"file://{tmp_path / ('store-' + mode)}",
-                               str(out), mode, str(checkpoint)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=env) for rank in range(2)]
+    clip, s3 = tmp_path / "clip.mp4", tmp_path / "s3.onnx"
+    if mode == "together":  # a 10-frame talking clip and a tiny S3 tokenizer for the stage-2 cases
+        from tests.vqtalker.test_speech import _loudness_tokenizer
+
+        frames = media.read_frames(sample_dir() / "en_001.mp4", size=256)[:10]
+        media.write_video(clip, iter(frames), audio=media.read_audio(sample_dir() / "en_001.mp4")[:6400])
+        _loudness_tokenizer(s3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "TALKBENCH_DIST_TIMEOUT_MIN": str(DEFAULT_TIMEOUT_S / 60)}
+    procs = [subprocess.Popen([sys.executable, str(script), str(out), mode, str(checkpoint), str(clip), str(s3)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}) for rank in range(2)]
     logs = []
     for p in procs:
         try:
@@ -131,9 +178,24 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank_and_a_long_preparation_is
         on_rank0, _, on_rank1 = error.partition("; rank 1: MediaError: ")
         assert "broken0.mp4" in on_rank0 and "broken1" not in on_rank0
         assert "broken1.mp4" in on_rank1 and "broken0" not in on_rank1
+        # one clip, encoded by rank 0: rank 1 reads it from the shared cache (the same sample)
+        assert results["stage2_shared"]["ok"][0][:2] == ["clip", 10]
+        # a cache rank 1 does not share: an error naming the missing file, raised on both ranks
+        assert results["stage2_unshared"]["error"].startswith(
+            "reading the stage-2 samples failed on rank 1: TrainingDataError: 1 of 1 stage-1 files other ranks "
+            f"encoded are missing from the stage-2 cache: {tmp_path / 'together' / 'rank1-cache'}/")
+        assert results["stage2_unshared"]["error"].endswith(
+            f"; every node must see the stage-2 cache {tmp_path / 'together' / 'rank1-cache'} (a shared filesystem: "
+            "put --cache-dir or TALKBENCH_CACHE_DIR there)")
         # rank 0 prepares longer than the default group's timeout: everyone waits it out
-        assert results["slow"] == {"ok": True, "wait": results["slow"]["wait"]}
+        assert results["slow"] == {"ok": None, "wait": results["slow"]["wait"]}
+        # a preparation asking another timeout than the group was made with is refused up front, on every rank
+        assert results["other_timeout"]["error"] == ("train.prepare_timeout_s=30 s, but the process group was "
+                                                     "joined with 60 s: pass the config's value to "
+                                                     "training.init_distributed")
         assert results["after"] == "barrier"
+    assert ranks[0]["stage2_shared"]["ok"] == ranks[1]["stage2_shared"]["ok"]
+    assert not list((tmp_path / "together" / "rank1-cache").glob("*/stage1_*.npz"))  # not encoded again there
     assert 0.9 < ranks[1]["regions"]["wait"] < 15  # waited for rank 0's second, then raised promptly
     assert ranks[1]["slow"]["wait"] > SLOW_S - 0.5 > DEFAULT_TIMEOUT_S  # rank 1 waited past its default timeout
 
@@ -147,12 +209,28 @@ def test_a_rank_that_dies_during_preparation_does_not_leave_the_others_waiting(t
                                       "they did not all finish within train.prepare_timeout_s=60 s): ")
 
 
-def test_prepare_timeout_is_a_positive_number_of_seconds():
+def test_a_rank_that_fails_before_any_preparation_does_not_leave_the_others_waiting(tmp_path):
+    """The long group is made when the ranks join, not at the first preparation: a rank that
+    dies before it (a config error, out of GPU memory loading the tokenizer) would otherwise
+    leave the others in the group's creation for the whole train.prepare_timeout_s."""
+    ranks = _two_ranks(tmp_path, "early")
+    assert list(ranks) == [0]  # rank 1 died right after joining
+    result = ranks[0]["early"]
+    assert result["type"] == "TrainingError" and result["wait"] < 15
+    assert result["error"].startswith("eye/mouth regions preparation: rank 0 lost the other ranks (one died, or "
+                                      "they did not all finish within train.prepare_timeout_s=60 s): ")
+
+
+def test_prepare_timeout_is_a_positive_number_of_seconds_up_to_30_days():
     assert prepare_timeout({}) == PREPARE_TIMEOUT_S == 86400
     assert prepare_timeout({"prepare_timeout_s": 600}) == 600.0
+    assert prepare_timeout({"prepare_timeout_s": MAX_PREPARE_TIMEOUT_S}) == 30 * 86400
     for bad in (0, -5, "soon", None, float("nan")):
         with pytest.raises(TrainingError, match=r"train.prepare_timeout_s=.* is not a positive number of seconds"):
             prepare_timeout({"prepare_timeout_s": bad})
+    for huge in (MAX_PREPARE_TIMEOUT_S + 1, 1e300, float("inf")):  # 1e300 s overflows datetime.timedelta
+        with pytest.raises(TrainingError, match=r"train.prepare_timeout_s=.* is more than 2592000 s \(30 days\)"):
+            prepare_timeout({"prepare_timeout_s": huge})
 
 
 def test_without_a_process_group_a_failure_passes_as_it_is():
@@ -177,3 +255,21 @@ def test_the_other_ranks_check_names_missing_and_stale_regions_files(tmp_path):
         fh.write(b"\0" * 10)  # another file under the same name (another size): its boxes are not this file's
     with pytest.raises(TrainingDataError, match=rf"^1 of 2 .*: {regions_path(root, clips[1])}; every node"):
         check_regions(clips, root)
+
+
+def test_a_speech_vocabulary_mismatch_is_refused_before_any_preparation(tmp_path):
+    """build_trainer checks model.speech_vocab against the speech backend before it reads a clip
+    (here the source does not even exist), not after hours of preparation."""
+    from tests.vqtalker.test_speech import _loudness_tokenizer
+
+    from talkbench.vqtalker.generator import load_generator_config
+    from talkbench.vqtalker.generator_train import build_trainer
+
+    cfg = load_generator_config("tiny")
+    cfg["model"]["speech_vocab"] = 17
+    cfg["speech"] = {"backend": "cosyvoice-s3", "onnx_path": str(_loudness_tokenizer(tmp_path / "s3.onnx"))}
+    cfg["data"] = {"source": str(tmp_path / "no-such-dataset")}
+    checkpoint = Path(__file__).parents[2] / "src/talkbench/vqtalker/pretrained/tiny-tokenizer.pt"
+    with pytest.raises(TrainingError, match=r"^speech backend has 4096 codes but model.speech_vocab is 17: "
+                                            r"set --set model.speech_vocab=4096$"):
+        build_trainer(cfg, tmp_path / "run", checkpoint, device="cpu")

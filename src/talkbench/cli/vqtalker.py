@@ -28,11 +28,11 @@ def train_tokenizer(
     talkbench.vqtalker.train --config C --out DIR`."""
     from talkbench.vqtalker.tokenizer import count_parameters, load_config
     from talkbench.vqtalker.train import Trainer
-    from talkbench.vqtalker.training import apply_overrides, init_distributed
+    from talkbench.vqtalker.training import apply_overrides, init_distributed, prepare_timeout
 
     logging.basicConfig(level=logging.WARNING)
     cfg = apply_overrides(load_config(config), overrides)
-    info = init_distributed()
+    info = init_distributed(prepare_timeout(cfg["train"]))
     trainer = Trainer(cfg, out, dist_info=info)
     if resume:
         trainer.load(resume)

@@ -55,10 +55,10 @@ def train_generator(
     talkbench.vqtalker.generator_train --config C --tokenizer CKPT --out DIR`."""
     from talkbench.vqtalker.generator import count_parameters, load_generator_config
     from talkbench.vqtalker.generator_train import build_trainer
-    from talkbench.vqtalker.training import apply_overrides, init_distributed
+    from talkbench.vqtalker.training import apply_overrides, init_distributed, prepare_timeout
 
     cfg = apply_overrides(load_generator_config(config), overrides)
-    info = init_distributed()
+    info = init_distributed(prepare_timeout(cfg.get("train", {})))
     err_console.print("preparing clips (stage-1 targets, speech, controls; cached after the first run)…")
     trainer = build_trainer(cfg, out, tokenizer, info)
     if resume:

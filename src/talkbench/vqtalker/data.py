@@ -283,9 +283,10 @@ class FramePairs(Dataset):
     target's (3, 4) float32 eye/eye/mouth boxes (NaN without ``regions_root``: runs whose eye
     and mouth loss weights are zero need no landmarks).
 
-    A clip whose file decodes fewer frames than its catalog row says (a truncated file) does
-    not stop training: indices past its decodable end read its last decodable frame, with a
-    warning once per clip (per worker process). A clip that decodes no frame raises."""
+    A clip whose file decodes, to its end without an error, fewer frames than its catalog row
+    says (a truncated file) does not stop training: indices past its decodable end read its
+    last decodable frame, with a warning once per clip (per worker process). A clip that
+    decodes no frame, or whose decode fails part-way, raises ``TrainingDataError``."""
 
     def __init__(self, clips: Sequence[TrainingClip], size: int, regions_root: str | Path | None = None,
                  margin: float = 0.25):
@@ -321,7 +322,10 @@ class FramePairs(Dataset):
 
     def _decodable_frames(self, c: int) -> int:
         """How many frames clip ``c``'s file decodes at its fps (one full decode, at a tiny size);
-        remembered, so later picks of the clip are clamped before reading."""
+        remembered, so later picks of the clip are clamped before reading. Only a decode that
+        reaches the end of the file counts: one that fails on the way (a read error, a corrupt
+        packet) raises and records nothing, since clamping then would hide a healthy clip's
+        later frames for the life of the worker."""
         clip = self.clips[c]
         count = 0
         try:
@@ -330,6 +334,9 @@ class FramePairs(Dataset):
         except MediaError as exc:
             if count == 0:
                 raise TrainingDataError(f"{clip.path}: clip {clip.clip_id} decodes no frame ({exc})") from exc
+            raise TrainingDataError(f"{clip.path}: clip {clip.clip_id} fails to decode at frame {count} of "
+                                    f"{clip.frames} at {clip.fps:g} fps ({exc}); a read error or a corrupt "
+                                    "stream, not a short file, so no pick is clamped") from exc
         if count == 0:
             raise TrainingDataError(f"{clip.path}: clip {clip.clip_id} decodes no frame")
         self._decodable[c] = min(count, clip.frames)

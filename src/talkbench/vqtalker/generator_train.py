@@ -218,7 +218,7 @@ class GeneratorTrainer(Stage):
                                       self.validation.clips, out_dir, self.device,
                                       metrics=tc.get("validate_metrics"), max_frames=int(tc.get("validate_frames", 50)),
                                       controls_cache_dir=self.validation.cache_dir,
-                                      run_dir=Path(out_dir).parent)  # references once, latest renders only
+                                      run_dir=self.validation_dir)  # references once, latest and best renders only
         finally:
             model.train(was)
 
@@ -268,7 +268,11 @@ def build_trainer(config: dict, out_dir: str | Path, tokenizer_checkpoint: str |
     device = default_device(info, device)
     tokenizer = load_tokenizer(tokenizer_checkpoint, device)
     sha = util.sha256_file(tokenizer_checkpoint)
-    backend = speech_backend_from(config, threads, device=device)  # Whisper on this rank's GPU
+    backend = speech_backend_from(config, threads)  # Whisper where speech.device says, not on the rank's device
+    # before the hours of preparation, not after
+    if config["model"].get("speech_discrete", True) and backend.vocab_size != config["model"]["speech_vocab"]:
+        raise TrainingError(f"speech backend has {backend.vocab_size} codes but model.speech_vocab is "
+                            f"{config['model']['speech_vocab']}: set --set model.speech_vocab={backend.vocab_size}")
     motion = config["model"].get("motion", "grfsq")
     fps = float(config.get("data", {}).get("fps", media.DEFAULT_FPS))
     train, held = split_videos(config)
@@ -277,9 +281,6 @@ def build_trainer(config: dict, out_dir: str | Path, tokenizer_checkpoint: str |
                    timeout_s=prepare_timeout(config.get("train", {})))
     samples = prepare_generator_samples(train, **prepare)
     holdout = prepare_generator_samples(held, **prepare) if held else []
-    if config["model"].get("speech_discrete", True) and backend.vocab_size != config["model"]["speech_vocab"]:
-        raise TrainingError(f"speech backend has {backend.vocab_size} codes but model.speech_vocab is "
-                            f"{config['model']['speech_vocab']}: set --set model.speech_vocab={backend.vocab_size}")
     meta = {"tokenizer_checkpoint": str(tokenizer_checkpoint), "tokenizer_sha256": sha, "speech": backend.describe(),
             "train_clips": [_clip_name(v) for v in train], "holdout_clips": [_clip_name(v) for v in held]}
     if getattr(backend, "centroids", None) is not None:  # Whisper units travel with the model
@@ -304,8 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     if not torch.cuda.is_available():  # CPU ranks share the cores
         torch.set_num_threads(int(os.environ.get("TALKBENCH_TORCH_THREADS", "1")))
-    info = init_distributed()
     config = apply_overrides(load_generator_config(args.config), args.overrides)
+    # the config first: the long preparation group is made with its timeout, right at joining
+    info = init_distributed(prepare_timeout(config.get("train", {})))
     trainer = build_trainer(config, args.out, args.tokenizer, info, Path(args.cache_dir) if args.cache_dir else None)
     if args.resume:
         trainer.load(args.resume)

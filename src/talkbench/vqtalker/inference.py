@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -31,7 +32,7 @@ from talkbench.vqtalker.speech import (
     default_units_path,
     frame_count,
     get_speech_backend,
-    speech_device_for,
+    recorded_engine,
 )
 from talkbench.vqtalker.tokenizer import MotionTokenizer, TokenizerConfig, from_model, to_model
 
@@ -45,7 +46,8 @@ LEGACY_TOKENIZER_FORMAT = "talkbench-vqtalker-tokenizer/1"
 LEGACY_TOKENIZER_KEY = "generator"
 GENERATOR_FORMAT = "talkbench-vqtalker-generator/1"
 DEVICES = ("auto", "cpu", "cuda", "mps")
-WHISPER_BACKENDS = ("whisper", "whisper-units")  # the speech backends that take a device
+
+log = logging.getLogger(__name__)
 
 
 class InferenceError(TalkbenchError):
@@ -78,6 +80,19 @@ def resolve_device(name: str | torch.device | None = None, option: str = "--devi
     if device.type == "mps" and not mps_ok:
         raise InferenceError(f"{option} {name!r}: Apple MPS is not available on this machine; use cpu or auto")
     return device
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two torch devices are one: ``cuda`` is the current CUDA device (cuda:0 without
+    CUDA), and a CPU or MPS device without an index is its first."""
+    def key(device: torch.device) -> tuple[str, int]:
+        if device.index is not None:
+            return device.type, device.index
+        if device.type == "cuda" and torch.cuda.is_available():
+            return "cuda", torch.cuda.current_device()
+        return device.type, 0
+
+    return key(torch.device(a)) == key(torch.device(b))
 
 
 def autocast(device: str | torch.device, enabled: bool = True):
@@ -139,31 +154,25 @@ def load_generator(path: str | Path, device="cpu") -> tuple[MotionGenerator, dic
     return model.to(device).eval(), ckpt
 
 
-def speech_backend_from(config: dict, threads: int = 2, meta: dict | None = None,
-                        device: str | torch.device | None = None):
+def speech_backend_from(config: dict, threads: int = 2, meta: dict | None = None):
     """The config's speech backend; Whisper units embedded in a checkpoint's ``meta`` win.
-    ``device`` (a torch device or its name) runs the Whisper backends on that GPU, or on the CPU
-    for anything else; None leaves the config's ``speech.device`` (default cpu). The CosyVoice
-    backends run on the CPU."""
+    The Whisper backends run where the config's ``speech.device`` says (default cpu), whatever
+    torch device the models are on: CTranslate2 needs its own CUDA libraries, and CPU and GPU
+    features differ slightly. The CosyVoice backends run on the CPU."""
     sc = dict(config.get("speech") or {})
     name = sc.pop("backend", "whisper-units")
-    whisper = {}
-    if name in WHISPER_BACKENDS:
-        for key in ("device", "compute_type"):
-            if sc.get(key) is not None:
-                whisper[key] = sc.pop(key)
-        if device is not None:
-            whisper["device"] = speech_device_for(device)
     if name == "whisper-units" and meta and meta.get("speech_units") is not None:
+        whisper = {key: sc[key] for key in ("device", "compute_type") if sc.get(key) is not None}
         return WhisperUnits(threads=threads, centroids=np.asarray(meta["speech_units"]),
                             meta=json.loads(meta["speech_units_meta"]), **whisper)
     if name == "whisper-units":
         k = int(sc.pop("k", 64))
         metric = sc.pop("metric", "euclidean")
         units = sc.pop("units", None) or default_units_path(k, metric=metric)
-        return get_speech_backend(name, units=units, threads=threads, **whisper)
+        options = {key: sc[key] for key in ("device", "compute_type") if sc.get(key) is not None}
+        return get_speech_backend(name, units=units, threads=threads, **options)
     options = {k: v for k, v in sc.items() if v is not None}
-    return get_speech_backend(name, **options, **whisper)
+    return get_speech_backend(name, **options)
 
 
 # ----------------------------------------------------------------------------- generation
@@ -177,7 +186,7 @@ class Talker:
 
     generator: MotionGenerator  # eval mode, on ``device``
     tokenizer: MotionTokenizer  # eval mode, on ``device``
-    speech: SpeechBackend  # on ``device`` when it is a GPU and the backend is a Whisper one
+    speech: SpeechBackend  # where the config's ``speech.device`` says (default cpu), not on ``device``
     device: torch.device
     generator_checkpoint: Path
     tokenizer_checkpoint: Path
@@ -205,7 +214,11 @@ def load_talker(generator_checkpoint: str | Path, tokenizer_checkpoint: str | Pa
     if not tok_path.is_absolute() and not tok_path.is_file():
         tok_path = generator_checkpoint.parent / tok_path  # stripped checkpoints name a sibling file
     tokenizer = load_tokenizer(tok_path, device)
-    speech = speech_backend_from(ckpt["config"], meta=meta, device=device)
+    speech = speech_backend_from(ckpt["config"], meta=meta)
+    trained, now = recorded_engine(speech, meta.get("speech")), getattr(speech, "engine", None)
+    if trained is not None and trained != now:
+        log.warning("%s: trained on speech features from %s, generating with %s (speech.device / speech.compute_type "
+                    "in its config): the generator sees slightly different input", generator_checkpoint, trained, now)
     return Talker(generator=model, tokenizer=tokenizer, speech=speech, device=device,
                   generator_checkpoint=generator_checkpoint, tokenizer_checkpoint=tok_path,
                   generator_sha256=sha256_file(generator_checkpoint), tokenizer_sha256=sha256_file(tok_path),
@@ -231,7 +244,8 @@ def generate_video(generator: Talker | str | Path, portrait: str | Path | np.nda
     """
     if isinstance(generator, Talker):
         talker = generator
-        if tokenizer_checkpoint is not None or (device is not None and resolve_device(device) != talker.device):
+        if tokenizer_checkpoint is not None or (device is not None and not same_device(resolve_device(device),
+                                                                                          talker.device)):
             raise InferenceError(f"{talker.generator_checkpoint}: already loaded with {talker.tokenizer_checkpoint} "
                                  f"on {talker.device}; load another Talker for another tokenizer or device")
     else:

@@ -6,7 +6,8 @@
   and a finished one does nothing the second time.
 * ``prepare_generator_samples`` (stage 2): the tokenizer's targets, speech features and
   controls of every clip; each rank encodes its shard on its own device into the cache, then
-  all ranks read every clip from it.
+  all ranks read every clip from it (a clip another rank encoded that is not in this node's
+  cache is an error, not encoded again).
 
 Under torchrun the ranks wait for each other's preparation on ``training.preparing``'s gloo
 group (timeout ``train.prepare_timeout_s``), and a failure on one rank is raised on all. Both
@@ -37,7 +38,7 @@ from talkbench.vqtalker.data import REGIONS_FORMAT, GeneratorSample, TrainingCli
 from talkbench.vqtalker.losses import region_boxes
 from talkbench.vqtalker.speech import clip_speech
 from talkbench.vqtalker.tokenizer import to_model
-from talkbench.vqtalker.training import PREPARE_TIMEOUT_S, DistInfo, preparing
+from talkbench.vqtalker.training import DistInfo, preparing
 
 log = logging.getLogger(__name__)
 
@@ -249,13 +250,15 @@ def _sample(tokenizer, video: Path, name: str, tokenizer_sha: str, speech_backen
 def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, speech_backend, motion: str = "grfsq",
                               fps: float = media.DEFAULT_FPS, cache_dir: str | Path | None = None, device=None,
                               dist_info: DistInfo | None = None,
-                              timeout_s: float = PREPARE_TIMEOUT_S) -> list[GeneratorSample]:
+                              timeout_s: float | None = None) -> list[GeneratorSample]:
     """Stage-2 samples of ``videos`` (paths or ``TrainingClip``s). Rank r of ``dist_info``
     encodes clips i with i % world_size == r on ``device`` (the tokenizer is moved there) into
-    ``cache_dir``; the ranks then wait for each other (``training.preparing``: up to
-    ``timeout_s``; a failure on one rank raises ``TrainingError`` on all) and every rank reads
-    all samples from the cache, in ``videos`` order. ``cache_dir`` must be on storage every
-    node sees: a clip another rank encoded that is not there is encoded again here."""
+    ``cache_dir``; the ranks then wait for each other and every rank reads all samples from the
+    cache, in ``videos`` order, both steps in ``training.preparing`` blocks (the long group's
+    timeout, ``train.prepare_timeout_s``, which ``timeout_s`` must equal when given; a failure on
+    one rank raises ``TrainingError`` on all). ``cache_dir`` must be on storage every node sees:
+    a clip another rank encoded that is not there raises ``TrainingDataError`` naming its file
+    (``check_stage1``), rather than encoding it again outside the wait."""
     info = dist_info or DistInfo()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     if device is not None:
@@ -268,12 +271,22 @@ def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, s
         for i, (video, name) in enumerate(items):
             if i % info.world_size == info.rank:
                 _sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
-    if info.enabled:
-        unseen = [name for i, (video, name) in enumerate(items)
-                  if i % info.world_size != info.rank and not stage1_path(video, tokenizer_sha, fps, cache_dir).is_file()]
-        if unseen:
-            log.warning("stage-2 preparation: %d clip(s) other ranks encoded are not in %s (%s): encoding them again "
-                        "here; put the cache on storage every node sees", len(unseen), cache_dir,
-                        ", ".join(unseen[:5]))
-    return [_sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
-            for video, name in items]
+    with preparing(info, "reading the stage-2 samples", timeout_s):
+        if info.enabled:
+            others = [video for i, (video, _) in enumerate(items) if i % info.world_size != info.rank]
+            check_stage1(others, tokenizer_sha, fps, cache_dir)
+        samples = [_sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
+                   for video, name in items]
+    return samples
+
+
+def check_stage1(videos: Sequence[Path], tokenizer_sha: str, fps: float, cache_dir: Path) -> None:
+    """Raise ``TrainingDataError`` naming the stage-1 files of ``videos`` missing from
+    ``cache_dir``: on each rank, for the clips other ranks encoded."""
+    missing = [stage1_path(v, tokenizer_sha, fps, cache_dir) for v in videos]
+    missing = [p for p in missing if not p.is_file()]
+    if missing:
+        raise TrainingDataError(
+            f"{len(missing)} of {len(videos)} stage-1 files other ranks encoded are missing from the stage-2 cache: "
+            f"{', '.join(str(p) for p in missing[:5])}{' …' if len(missing) > 5 else ''}; every node must see the "
+            f"stage-2 cache {cache_dir} (a shared filesystem: put --cache-dir or TALKBENCH_CACHE_DIR there)")

@@ -22,8 +22,8 @@ generator embeds each and concatenates them, which is the paper's "downsampling 
 * **Whisper encoder features** (Table 4, C-* rows): the encoder of the Whisper model the
   language-ID code uses (``talkbench.datasets.language.resolve_model``: the packaged base model,
   CTranslate2 format), run by CTranslate2 (``Whisper.encode``; int8 on the CPU like LID, float16
-  with ``device: cuda``) on our log-mel (below), each 30 s window zero-padded to 30 s exactly as
-  Whisper sees audio. The
+  with ``speech.device: cuda``, which is checked by one encode when the backend is built) on our
+  log-mel (below), each 30 s window zero-padded to 30 s exactly as Whisper sees audio. The
   paper used Whisper large-v2 (1280-d); base (512-d) is what ships offline here.
 * **Whisper units**: k-means centroids over those 50 Hz encoder features (raw for the default
   ``metric: euclidean``, L2-normalised for ``metric: cosine``),
@@ -191,7 +191,7 @@ class WhisperDevice:
         return self.kind if self.kind == "cpu" else f"cuda:{self.index}"
 
 
-def whisper_device(name: str | None = "cpu", option: str = "speech device") -> WhisperDevice:
+def whisper_device(name: str | None = "cpu", option: str = "speech.device") -> WhisperDevice:
     """``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (cuda:0 when CTranslate2 sees a GPU,
     else cpu), checked against the GPUs CTranslate2 sees; one this machine lacks is an error
     naming ``option``, before CTranslate2 is asked to load anything there."""
@@ -218,17 +218,21 @@ def whisper_device(name: str | None = "cpu", option: str = "speech device") -> W
     return device
 
 
-def speech_device_for(device) -> str:
-    """The Whisper device of a torch device (or its name): its CUDA GPU, else the CPU (CTranslate2
-    has no MPS)."""
-    text = str(device) if device is not None else "cpu"
-    return text if text.split(":")[0] == "cuda" else "cpu"
-
-
 def whisper_engine(compute_type: str, device: WhisperDevice) -> str:
     """What a Whisper backend records its features under: the compute type, and the device type
     when not the CPU (CPU int8 and CUDA float16 encoders give different numbers)."""
     return f"ctranslate2 {compute_type}" + ("" if device.kind == "cpu" else f" on {device.kind}")
+
+
+# CTranslate2 4.x wheels run CUDA on the CUDA 12 libraries, which a torch built for another CUDA
+# does not bring: without them the model loads and the first encode fails.
+CUDA_HINT = ("CTranslate2 runs Whisper on the CUDA 12 cuBLAS and cuDNN 9 libraries, which are likely missing "
+             "(pip install nvidia-cublas-cu12 nvidia-cudnn-cu12, with their lib folders on LD_LIBRARY_PATH)")
+
+
+def _failure(device: WhisperDevice) -> str:
+    """What to add to a Whisper failure on ``device``."""
+    return f"; {CUDA_HINT}, or set speech.device: cpu" if device.kind == "cuda" else ""
 
 
 @lru_cache(maxsize=2)
@@ -238,8 +242,16 @@ def _whisper_model(model: str, compute_type: str, threads: int, device: WhisperD
     try:
         return WhisperModel(resolve_model(model, "faster-whisper"), device=device.kind, device_index=device.index,
                             compute_type=compute_type, cpu_threads=threads)
-    except (RuntimeError, ValueError) as exc:
-        raise SpeechError(f"Whisper {model} ({compute_type}) cannot load on {device}: {exc}") from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise SpeechError(f"Whisper {model} ({compute_type}) cannot load on {device}: {exc}{_failure(device)}") from None
+
+
+def _encode(m, mel: np.ndarray, model: str, compute_type: str, device: WhisperDevice) -> np.ndarray:
+    try:
+        return np.array(m.encode(mel[None]))[0]  # (1500, d)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise SpeechError(f"Whisper {model} ({compute_type}) encoder failed on {device}: "
+                          f"{type(exc).__name__}: {exc}{_failure(device)}") from None
 
 
 def whisper_encoder_frames(audio: np.ndarray, model: str = "base", compute_type: str = "int8",
@@ -252,9 +264,27 @@ def whisper_encoder_frames(audio: np.ndarray, model: str = "base", compute_type:
         padded = np.zeros(WINDOW_SAMPLES, np.float32)
         padded[: len(piece)] = piece
         mel = log_mel(padded, n_mels)[:, : WINDOW_SAMPLES // HOP]
-        enc = np.array(m.encode(mel[None]))[0]  # (1500, d)
+        enc = _encode(m, mel, model, compute_type, device)
         out.append(enc[: math.ceil(len(piece) / (2 * HOP))])
     return np.concatenate(out).astype(np.float32)
+
+
+_checked: set[tuple] = set()  # (model, compute type, threads, device) whose probe encode succeeded
+
+
+def check_whisper_device(model: str, compute_type: str, threads: int, device: WhisperDevice,
+                         requested: str | None = None, option: str = "speech.device") -> None:
+    """On a GPU, encode one silent 30 s window now, so that a device CTranslate2 cannot run on
+    is an error naming ``option`` when the backend is built, not at the first clip hours into
+    a preparation. Once per process and setting; nothing to check on the CPU."""
+    key = (model, compute_type, threads, device)
+    if device.kind != "cuda" or key in _checked:
+        return
+    try:
+        whisper_encoder_frames(np.zeros(WINDOW_SAMPLES, np.float32), model, compute_type, threads, device)
+    except SpeechError as exc:
+        raise SpeechError(f"{option} {requested or str(device)!r}: Whisper cannot run on {device}: {exc}") from None
+    _checked.add(key)
 
 
 class WhisperFeatures:
@@ -265,13 +295,16 @@ class WhisperFeatures:
     vocab_size = None
 
     def __init__(self, model: str = "base", compute_type: str | None = None, threads: int = 2, device: str = "cpu"):
-        """``device``: cpu, cuda, cuda:N or auto (``whisper_device``); ``compute_type``: by default
-        int8 on the CPU, float16 on a GPU."""
-        self.device = whisper_device(device, "whisper speech backend option device")
+        """``device`` (a config's ``speech.device``): cpu, cuda, cuda:N or auto (``whisper_device``;
+        a GPU is checked by ``check_whisper_device``); ``compute_type``: by default int8 on the
+        CPU, float16 on a GPU."""
+        self.device = whisper_device(device)
         self.compute_type = compute_type or DEFAULT_COMPUTE_TYPES[self.device.kind]
+        self.engine = whisper_engine(self.compute_type, self.device)
         self.model, self.threads = model, threads
         self.name = f"whisper-{model}"
         self.width = {"tiny": 384, "base": 512, "small": 768, "medium": 1024, "large-v2": 1280}.get(model, 512)
+        check_whisper_device(model, self.compute_type, threads, self.device, device)
 
     def __call__(self, audio: np.ndarray) -> SpeechFeatures:
         frames = frame_count(len(audio))
@@ -282,7 +315,7 @@ class WhisperFeatures:
 
     def describe(self) -> dict:
         return {"backend": self.name, "kind": "continuous", "native_rate": 50.0, "width": self.width,
-                "engine": whisper_engine(self.compute_type, self.device)}
+                "engine": self.engine}
 
 
 # ----------------------------------------------------------------------------- Whisper units
@@ -337,7 +370,7 @@ class WhisperUnits:
         carries them, so a trained model needs no separate file). ``device`` as for
         ``WhisperFeatures``; ``compute_type`` by default the artifact's on the CPU (the encoder
         the centroids were fitted on), float16 on a GPU."""
-        self.device = whisper_device(device, "whisper-units speech backend option device")
+        self.device = whisper_device(device)
         if centroids is None:
             path = Path(units) if units else default_units_path()
             if not path.is_file():
@@ -356,9 +389,13 @@ class WhisperUnits:
         self.meta, self.path, self.threads = meta, path, threads
         fitted = self.meta.get("compute_type", DEFAULT_COMPUTE_TYPES["cpu"])
         self.compute_type = compute_type or (fitted if self.device.kind == "cpu" else DEFAULT_COMPUTE_TYPES["cuda"])
+        self.engine = whisper_engine(self.compute_type, self.device)
+        # the encoder the centroids were fitted on: what a description without "engine" means
+        self.fitted_engine = whisper_engine(fitted, WhisperDevice("cpu"))
         self.vocab_size = int(self.centroids.shape[0])
         self.name = f"whisper-{self.meta['model']}-units{self.vocab_size}"
         self.sha256 = hashlib.sha256(self.centroids.tobytes()).hexdigest()
+        check_whisper_device(self.meta["model"], self.compute_type, threads, self.device, device)
 
     def units(self, frames50: np.ndarray) -> np.ndarray:
         """Nearest centroid of each frame (by cosine, or Euclidean distance as fitted)."""
@@ -374,9 +411,14 @@ class WhisperUnits:
         return SpeechFeatures(ids, self.name, True, self.vocab_size, self.native_rate, meta=self.describe())
 
     def describe(self) -> dict:
-        return {"backend": self.name, "kind": "discrete", "native_rate": 50.0, "per_frame": 2,
-                "vocab_size": self.vocab_size, "metric": self.meta.get("metric", "cosine"), "artifact": str(self.path),
-                "centroids_sha256": self.sha256, "engine": whisper_engine(self.compute_type, self.device)}
+        """Names the speech cache files: on the fitted encoder (the default) it is what it was
+        before engines were recorded, so those caches stay valid; any other engine is named."""
+        description = {"backend": self.name, "kind": "discrete", "native_rate": 50.0, "per_frame": 2,
+                       "vocab_size": self.vocab_size, "metric": self.meta.get("metric", "cosine"),
+                       "artifact": str(self.path), "centroids_sha256": self.sha256}
+        if self.engine != self.fitted_engine:
+            description["engine"] = self.engine
+        return description
 
 
 # ----------------------------------------------------------------------------- CosyVoice S3
@@ -464,9 +506,18 @@ for _s3 in S3_WEIGHTS:
 BACKENDS = tuple(SPEECH_BACKENDS.names())
 
 
+def recorded_engine(backend: SpeechBackend, description: dict | None) -> str | None:
+    """The Whisper engine ``description`` (a ``describe()`` of a backend like ``backend``, as a
+    checkpoint records it) was computed with; for units without one, the encoder their
+    centroids were fitted on. None: not a Whisper backend, or not recorded."""
+    if not description or getattr(backend, "engine", None) is None:
+        return None
+    return description.get("engine") or getattr(backend, "fitted_engine", None)
+
+
 def get_speech_backend(name: str, **options) -> SpeechBackend:
-    """``whisper`` (model=…, device=…, compute_type=…), ``whisper-units`` (units=PATH, device=…),
-    ``cosyvoice-s3`` / ``cosyvoice-s3-25`` (onnx_path=…)."""
+    """``whisper`` (model=…, device=…, compute_type=…), ``whisper-units`` (units=PATH, device=…,
+    compute_type=…), ``cosyvoice-s3`` / ``cosyvoice-s3-25`` (onnx_path=…)."""
     return SPEECH_BACKENDS.get(name)(**options)
 
 

@@ -152,7 +152,7 @@ class Trainer(Stage):
         self.regions_root: Path | None = None
         if self.weights.eye or self.weights.mouth:
             self.regions_root = default_regions_root(source, dc.get("cache_dir"))
-            timeout = prepare_timeout(tc)  # hours for a large dataset: the default group's timeout is too short
+            timeout = prepare_timeout(tc)  # the long group's (init_distributed): the default group's is too short
             with preparing(self.dist, "eye/mouth regions preparation", timeout):
                 if self.dist.is_main:  # in parallel on the dataset engines
                     prepare_regions(self.train_clips, self.regions_root, engine=dc.get("engine", "local"),
@@ -262,7 +262,7 @@ class Trainer(Stage):
         try:
             return validate_tokenizer(model, self.val_clips, out_dir, self.device,
                                       metrics=tc.get("validate_metrics"), max_frames=int(tc.get("validate_frames", 50)),
-                                      run_dir=Path(out_dir).parent)  # references once, latest renders only
+                                      run_dir=self.validation_dir)  # references once, latest and best renders only
         finally:
             model.train(was_training)
 
@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="every rank also writes its final weights to OUT/replica_rank{R}.pt (replica checks)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    info = init_distributed()
     config = apply_overrides(load_config(args.config), args.overrides)
+    # the config first: the long preparation group is made with its timeout, right at joining
+    info = init_distributed(prepare_timeout(config["train"]))
     trainer = Trainer(config, args.out, dist_info=info)
     if args.resume:
         trainer.load(args.resume)

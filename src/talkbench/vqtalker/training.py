@@ -57,17 +57,23 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed() -> DistInfo:
+def init_distributed(prepare_timeout_s: float | None = None) -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on
     CPU. The collective timeout (``TALKBENCH_DIST_TIMEOUT_MIN``, default 60 minutes) covers the
-    other ranks' wait while rank 0 runs held-out validation."""
+    other ranks' wait while rank 0 runs held-out validation. Right after joining, before any
+    rank's own work, every rank also creates the long group of ``preparing`` (timeout
+    ``prepare_timeout_s``, default ``PREPARE_TIMEOUT_S``; pass ``prepare_timeout(config["train"])``):
+    creating a group is itself a collective, so a rank that failed before a later, lazy creation
+    would leave the others blocked in it for that whole timeout."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    timeout_s = _checked_timeout(PREPARE_TIMEOUT_S if prepare_timeout_s is None else prepare_timeout_s)
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         minutes = float(os.environ.get("TALKBENCH_DIST_TIMEOUT_MIN", "60"))
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
+    create_long_group(timeout_s)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -77,65 +83,98 @@ def barrier(info: DistInfo) -> None:
 
 
 PREPARE_TIMEOUT_S = 24 * 3600.0  # default train.prepare_timeout_s: preparing a large dataset takes hours
-_long_groups: dict[float, dist.ProcessGroup] = {}
+MAX_PREPARE_TIMEOUT_S = 30 * 24 * 3600.0  # far past any preparation, and far from timedelta's overflow
 
 
-def prepare_timeout(train_config: dict) -> float:
-    """``train.prepare_timeout_s``: how long ranks wait for each other's data preparation."""
-    value = train_config.get("prepare_timeout_s", PREPARE_TIMEOUT_S)
+@dataclass(frozen=True)
+class LongGroup:
+    group: dist.ProcessGroup
+    timeout_s: float
+
+
+_long: LongGroup | None = None
+
+
+def _checked_timeout(value) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = float("nan")
     if not seconds > 0:
         raise TrainingError(f"train.prepare_timeout_s={value!r} is not a positive number of seconds")
+    if seconds > MAX_PREPARE_TIMEOUT_S:
+        raise TrainingError(f"train.prepare_timeout_s={value!r} is more than {MAX_PREPARE_TIMEOUT_S:.0f} s "
+                            f"(30 days): give a number of seconds up to that")
     return seconds
 
 
-def long_group(timeout_s: float = PREPARE_TIMEOUT_S) -> dist.ProcessGroup:
-    """A gloo (CPU) group over all ranks whose collectives wait up to ``timeout_s``, created on
-    first use, then reused. Creating it is itself a collective: every rank must call this at the
-    same point, before the long work starts (``preparing`` does)."""
-    group = _long_groups.get(timeout_s)
-    if group is None:
-        group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
-        _long_groups[timeout_s] = group
+def prepare_timeout(train_config: dict) -> float:
+    """``train.prepare_timeout_s``: how long ranks wait for each other's data preparation
+    (positive, at most ``MAX_PREPARE_TIMEOUT_S``)."""
+    return _checked_timeout(train_config.get("prepare_timeout_s", PREPARE_TIMEOUT_S))
+
+
+def create_long_group(timeout_s: float = PREPARE_TIMEOUT_S) -> dist.ProcessGroup:
+    """Create the gloo (CPU) group over all ranks whose collectives wait up to ``timeout_s``
+    (kept for ``preparing``/``long_barrier``). A collective: every rank calls it at the same
+    point, right after ``init_process_group`` (``init_distributed`` does); again with the same
+    timeout, it returns the group it made."""
+    global _long
+    timeout_s = _checked_timeout(timeout_s)
+    if _long is None or _long.timeout_s != timeout_s:
+        _long = LongGroup(dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s)), timeout_s)
         log.info("preparation waits: gloo group with a %.0f s timeout (train.prepare_timeout_s)", timeout_s)
-    return group
+    return _long.group
+
+
+def long_group(timeout_s: float | None = None) -> LongGroup:
+    """The long group ``init_distributed`` created (never created here: a lazy creation is a
+    collective that a rank which failed earlier never joins). ``timeout_s``, when given, must be
+    the group's: the value the process group was joined with."""
+    if _long is None:
+        raise TrainingError("no long-timeout process group for the preparation waits: join with "
+                            "training.init_distributed(prepare_timeout(config['train'])) (or call "
+                            "training.create_long_group on every rank right after init_process_group)")
+    if timeout_s is not None and _checked_timeout(timeout_s) != _long.timeout_s:
+        raise TrainingError(f"train.prepare_timeout_s={timeout_s:g} s, but the process group was joined with "
+                            f"{_long.timeout_s:g} s: pass the config's value to training.init_distributed")
+    return _long
 
 
 def long_barrier(info: DistInfo, what: str, failure: BaseException | None = None,
-                 timeout_s: float = PREPARE_TIMEOUT_S) -> None:
+                 timeout_s: float | None = None) -> None:
     """Wait on the long group until every rank is here and share whether each failed: when any
     rank passes a ``failure`` (or one died), every rank raises ``TrainingError`` naming the ranks
     and their errors, instead of the others waiting until a timeout kills them. Without a
-    process group, a ``failure`` is raised as it is."""
+    process group, a ``failure`` is raised as it is. ``timeout_s``: see ``long_group``."""
     if not (info.enabled and dist.is_initialized()):
         if failure is not None:
             raise failure
         return
+    long = long_group(timeout_s)
     mine = None if failure is None else f"{type(failure).__name__}: {failure}"
     reports: list[str | None] = [None] * info.world_size
     try:
-        dist.all_gather_object(reports, mine, group=long_group(timeout_s))
+        dist.all_gather_object(reports, mine, group=long.group)
     except RuntimeError as exc:  # gloo: a peer that died (connection closed) or the timeout passed
         raise TrainingError(
             f"{what}: rank {info.rank} lost the other ranks (one died, or they did not all finish within "
-            f"train.prepare_timeout_s={timeout_s:g} s): {type(exc).__name__}: {exc}") from (failure or exc)
+            f"train.prepare_timeout_s={long.timeout_s:g} s): {type(exc).__name__}: {exc}") from (failure or exc)
     failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]
     if failed:
         raise TrainingError(f"{what} failed on " + "; ".join(f"rank {r}: {m}" for r, m in failed)) from failure
 
 
 @contextmanager
-def preparing(info: DistInfo, what: str, timeout_s: float = PREPARE_TIMEOUT_S) -> Iterator[None]:
+def preparing(info: DistInfo, what: str, timeout_s: float | None = None) -> Iterator[None]:
     """A block the ranks run apart (rank 0 prepares for all, or each rank its shard), left
-    together through ``long_barrier``: the block may take hours, and an error in it on any rank
-    is raised on every rank. Without a process group the block just runs."""
+    together through ``long_barrier`` on the long group ``init_distributed`` created: the block
+    may take hours, and an error in it on any rank is raised on every rank. Without a process
+    group the block just runs. ``timeout_s``: see ``long_group``."""
     if not (info.enabled and dist.is_initialized()):
         yield
         return
-    long_group(timeout_s)  # all ranks are here now: create it before anyone starts the long part
+    long_group(timeout_s)  # before the block: a missing group or another timeout is refused up front
     failure = None
     try:
         yield
@@ -147,9 +186,10 @@ def preparing(info: DistInfo, what: str, timeout_s: float = PREPARE_TIMEOUT_S) -
 def finish_distributed(info: DistInfo) -> None:
     """Leave the process group together: a rank that tears down while another is still in a
     collective (e.g. the library quantizers' codebook sync) can abort at exit."""
+    global _long
     if info.enabled and dist.is_initialized():
         dist.barrier()
-        _long_groups.clear()
+        _long = None
         dist.destroy_process_group()
 
 
@@ -343,9 +383,17 @@ class Stage:
         """How often ``evaluate`` runs when neither the call nor ``train.eval_every`` says."""
         return None
 
+    @property
+    def validation_dir(self) -> Path:
+        """``OUT/validation``: the run's validation folder, one ``step_NNNNNNN`` folder per
+        validation and the shared references (the ``run_dir`` of ``validation``)."""
+        return self.out_dir / "validation"
+
     def validate(self, out_dir: Path):
-        """Held-out metrics (a ``validation.ValidationResult``), run on rank 0 only; None: no
-        validation split."""
+        """Held-out metrics (a ``validation.ValidationResult``) into ``out_dir``, run on rank 0
+        only; None: no validation split. The training loop passes a folder of
+        ``validation_dir``, whose other steps' renders may then be removed; any other folder
+        leaves them."""
         return None
 
     def state_dict(self) -> dict:
@@ -452,7 +500,7 @@ def _validate(stage: Stage, best) -> dict[str, float]:
     values: dict[str, float] = {}
     if stage.dist.is_main:
         try:
-            result = stage.validate(stage.out_dir / "validation" / f"step_{stage.step:07d}")
+            result = stage.validate(stage.validation_dir / f"step_{stage.step:07d}")
             if result is not None:
                 values = {f"val_{k}": float(v) for k, v in result.values.items()}
                 if best is not None:

@@ -21,9 +21,11 @@ In a training run (``run_dir``: the folder of its validations, ``OUT/validation`
 written once, under ``run_dir/references/<stage>-<key>/`` (the key: model resolution, frames,
 fps, evaluation resolution; ``sources.json`` there records each clip file's size and mtime, so
 a changed clip is cut again), and every validation reuses them; each validation's renders
-replace the previous ones (only the latest step keeps ``renders/``; every step keeps its
-``validation.json``, and the training log its values). ``validation.json`` names the files each
-clip was scored on.
+replace the previous ones: only the latest step and the step of the best checkpoint (the one
+``OUT/checkpoints/best.json`` records) keep ``renders/``; every step keeps its
+``validation.json``, and the training log its values. ``validation.json`` names the files each
+clip was scored on. The renders of other steps are only removed when ``out_dir`` is a folder of
+``run_dir`` (the training loop passes both, ``Stage.validation_dir``).
 
 Nothing here stops training: a metric whose weights are missing (LPIPS without AlexNet, CSIM
 with an ArcFace backend that is not installed) or that no clip could give is listed in
@@ -237,15 +239,40 @@ class _References:
             util.atomic_write_text(self.folder / SOURCES_FILE, text)
 
 
+def _best_step(run_dir: Path) -> str | None:
+    """The name of the step folder whose validation made the best checkpoint, as
+    ``OUT/checkpoints/best.json`` (OUT: ``run_dir``'s parent) records it; None when there is
+    none yet. An unreadable record raises ``ValidationError``."""
+    from talkbench.vqtalker.best import BEST_RECORD  # here: best imports this module
+
+    record = run_dir.parent / "checkpoints" / BEST_RECORD
+    if not record.is_file():
+        return None
+    try:
+        return Path(json.loads(record.read_text())["validation"]).parent.name
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValidationError(f"{record}: no validation recorded ({type(exc).__name__}: {exc})") from None
+
+
 def _drop_earlier_renders(run_dir: Path | None, out_dir: Path, rows: Sequence[ClipValidation]) -> None:
-    """In a training run, the renders of every other validation under ``run_dir``, once this one
-    rendered something (a validation that rendered nothing leaves the last renders there)."""
+    """In a training run, the renders of every other validation under ``run_dir`` but the best
+    checkpoint's, once this one rendered something (a validation that rendered nothing leaves
+    the last renders there). Nothing is removed unless ``out_dir`` is a folder of ``run_dir``,
+    nor when best.json cannot be read."""
     if run_dir is None or not any(r.render for r in rows):
         return
-    keep = out_dir.resolve()
-    for step in Path(run_dir).iterdir():
+    run_dir = Path(run_dir)
+    if out_dir.resolve().parent != run_dir.resolve():
+        log.warning("validation: %s is not a folder of the run's validations %s: earlier renders kept", out_dir, run_dir)
+        return
+    try:
+        keep = {out_dir.name, _best_step(run_dir)}
+    except ValidationError as exc:
+        log.warning("validation: earlier renders kept: %s", exc)
+        return
+    for step in run_dir.iterdir():
         renders = step / RENDERS
-        if step.is_dir() and step.resolve() != keep and (step / RESULT_FILE).is_file() and renders.is_dir():
+        if step.is_dir() and step.name not in keep and (step / RESULT_FILE).is_file() and renders.is_dir():
             shutil.rmtree(renders, ignore_errors=True)
 
 
