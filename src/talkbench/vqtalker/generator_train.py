@@ -189,19 +189,24 @@ class GeneratorTrainer(Stage):
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """``eval``: teacher-forced loss (per-token NLL, or MSE) on the held-out clips, whole
-        clips, scored in overlapping windows of the trained length (``windowed_loss``)."""
+        clips, scored in overlapping windows of the trained length (``windowed_loss``); each
+        rank scores its share of the clips (i % world_size == rank), the mean is over all."""
         if not self.holdout:
             return {}
         model = self.model
         was = model.training
         model.eval()
-        values = []
+        total, count = 0.0, 0
         for i, s in enumerate(self.holdout):
+            if i % self.dist.world_size != self.dist.rank:
+                continue
             batch = collate(self.holdout, [(i, 0, s.frames)], model.config.motion, self.device)
             with autocast(self.device, self.use_amp):
-                values.append(model.windowed_loss(**batch)[0].item())
+                total += model.windowed_loss(**batch)[0].item()
+            count += 1
         model.train(was)
-        return {"eval": float(np.mean(values))}
+        shares = mean_over_ranks({"total": total, "count": count}, self.dist, self.device)
+        return {"eval": shares["total"] / shares["count"]}  # a ratio of means: the ratio of the sums
 
     def validate(self, out_dir: Path):
         if self.validation is None or not self.validation.clips:
