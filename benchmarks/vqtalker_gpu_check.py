@@ -93,7 +93,8 @@ def _micro_batch(config: dict) -> int:
     """Samples per GPU and micro-step when the paper's four GPUs share the recipe's global batch."""
     from talkbench.vqtalker.training import per_process_batch
 
-    return max(1, per_process_batch(config["train"], PAPER_GPUS))
+    train = config["train"]
+    return max(1, per_process_batch(train, PAPER_GPUS, int(train.get("grad_accum", 1))))
 
 
 def _per_sample_flops(name: str, config: dict, device) -> int:

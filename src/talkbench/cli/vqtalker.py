@@ -28,7 +28,7 @@ def train_tokenizer(
     talkbench.vqtalker.train --config C --out DIR`."""
     from talkbench.vqtalker.tokenizer import count_parameters, load_config
     from talkbench.vqtalker.train import Trainer
-    from talkbench.vqtalker.training import apply_overrides, init_distributed, prepare_timeout
+    from talkbench.vqtalker.training import apply_overrides, finish_distributed, init_distributed, prepare_timeout
 
     logging.basicConfig(level=logging.WARNING)
     cfg = apply_overrides(load_config(config), overrides)
@@ -46,6 +46,7 @@ def train_tokenizer(
                   disable=as_json or not info.is_main) as bar:
         task = bar.add_task("training", total=target, completed=trainer.step, l1="")
         rows = trainer.fit(steps=target, on_step=lambda s, t: bar.update(task, completed=s, l1=f"l1 {t['l1']:.4f}"))
+    finish_distributed(info)  # leave the process group together (a no-op in one process)
     summary = {
         "out": str(out),
         "step": trainer.step,

@@ -55,7 +55,7 @@ def train_generator(
     talkbench.vqtalker.generator_train --config C --tokenizer CKPT --out DIR`."""
     from talkbench.vqtalker.generator import count_parameters, load_generator_config
     from talkbench.vqtalker.generator_train import build_trainer
-    from talkbench.vqtalker.training import apply_overrides, init_distributed, prepare_timeout
+    from talkbench.vqtalker.training import apply_overrides, finish_distributed, init_distributed, prepare_timeout
 
     cfg = apply_overrides(load_generator_config(config), overrides)
     info = init_distributed(prepare_timeout(cfg.get("train", {})))
@@ -65,13 +65,15 @@ def train_generator(
         trainer.load(resume)
     target = int(steps if steps is not None else cfg["train"]["steps"])
     err_console.print(f"generator {count_parameters(trainer.model) / 1e6:.2f}M parameters, "
-                      f"{len(trainer.samples)} training / {len(trainer.holdout)} held-out clips, step {trainer.step} -> {target}")
+                      f"{len(trainer.samples)} training / {len(trainer.holdout)} held-out clips, "
+                      f"step {trainer.step} -> {target}, batch {trainer.batch_size} per process")
     key = "nll" if trainer.model.config.motion == "grfsq" else "mse"
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
                   disable=as_json or not info.is_main) as bar:
         task = bar.add_task("training", total=target, completed=trainer.step, loss="")
         rows = trainer.fit(steps=target, on_step=lambda s, t: bar.update(task, completed=s, loss=f"{key} {t[key]:.4f}"))
+    finish_distributed(info)  # leave the process group together (a no-op in one process)
     summary = {"out": str(out), "step": trainer.step, "checkpoint": str(out / "checkpoints" / "latest.pt"),
                "log": str(out / "log.csv"), "first": rows[0] if rows else None, "last": rows[-1] if rows else None}
     if as_json:
