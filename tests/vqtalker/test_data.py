@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,10 @@ from talkbench.vqtalker.data import (
     pair_picks,
     regions_path,
 )
+from talkbench.vqtalker.controls import Controls, clip_controls
+from talkbench.vqtalker.controls import cache_file as controls_cache_file
 from talkbench.vqtalker.losses import region_boxes
-from talkbench.vqtalker.prepare import check_regions, fill_nearest, prepare_regions
+from talkbench.vqtalker.prepare import check_regions, fill_nearest, prepare_controls, prepare_regions
 from talkbench.vqtalker.tokenizer import to_model
 
 
@@ -261,6 +264,27 @@ def test_a_clip_that_fails_costs_only_its_regions(tmp_path):
         prepare_regions([bad, good], tmp_path / "regions", workers=0, progress=False)
     assert regions_path(tmp_path / "regions", good).is_file()
     assert not regions_path(tmp_path / "regions", bad).exists()
+
+
+def test_prepare_controls_in_parallel_equal_serial_controls_and_resume(built, tmp_path):
+    """Stage-2 controls on two local workers: a broken file fails by name while the other clips'
+    files are stored, each equal to a serial ``clip_controls`` of the clip and where
+    ``_sample`` reads them; a second call computes nothing."""
+    clips = catalog_clips(built)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    cache = tmp_path / "cache"
+    with pytest.raises(TrainingDataError, match=rf"^controls failed for 1 of 3 clips: {re.escape(str(broken))}: "):
+        prepare_controls([clips[0], broken, clips[1]], cache, media.DEFAULT_FPS, workers=2)
+    files = {c.clip_id: controls_cache_file(c.path, media.DEFAULT_FPS, cache) for c in clips}
+    stamps = {name: f.stat().st_mtime_ns for name, f in files.items()}
+    for clip in clips:
+        got, serial = Controls.load(files[clip.clip_id]), clip_controls(clip.path, cache_dir=tmp_path / "serial")
+        assert len(got) == 60 and got.found.any()
+        for field in ("pose", "gaze", "blink", "found"):
+            assert np.array_equal(getattr(got, field), getattr(serial, field)), (clip.clip_id, field)
+    assert prepare_controls(clips, cache, media.DEFAULT_FPS, workers=2) == []
+    assert {name: f.stat().st_mtime_ns for name, f in files.items()} == stamps
 
 
 def test_fill_nearest_takes_the_nearest_face_earlier_on_ties():

@@ -70,8 +70,9 @@ def samples(videos, cache_dir):
     from talkbench.vqtalker.speech import get_speech_backend
 
     backend = get_speech_backend("cosyvoice-s3", onnx_path=sys.argv[5])  # a tiny S3 stand-in
+    # workers=0: controls in this process; a spawned worker would run this script again, joining the group
     got = prepare_generator_samples(videos, load_tokenizer(sys.argv[3]), "0" * 64, backend, cache_dir=cache_dir,
-                                    dist_info=info, timeout_s=60)
+                                    dist_info=info, timeout_s=60, workers=0)
     return [[s.clip, s.frames, s.targets.tolist()] for s in got]
 
 def stage2():
@@ -175,7 +176,7 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank_and_a_long_preparation_is
         # stage 2: each rank encodes only its shard (clip i on rank i), and both hear of both failures
         error = results["stage2"]["error"]
         assert error.startswith("stage-2 preparation failed on rank 0: ")
-        on_rank0, _, on_rank1 = error.partition("; rank 1: MediaError: ")
+        on_rank0, _, on_rank1 = error.partition("; rank 1: TrainingDataError: controls failed for 1 of 1 clips: ")
         assert "broken0.mp4" in on_rank0 and "broken1" not in on_rank0
         assert "broken1.mp4" in on_rank1 and "broken0" not in on_rank1
         # one clip, encoded by rank 0: rank 1 reads it from the shared cache (the same sample)

@@ -283,7 +283,10 @@ def build_trainer(config: dict, out_dir: str | Path, tokenizer_checkpoint: str |
     train, held = split_videos(config)
     prepare = dict(tokenizer=tokenizer, tokenizer_sha=sha, speech_backend=backend, motion=motion, fps=fps,
                    cache_dir=cache_dir, device=device, dist_info=info,
-                   timeout_s=prepare_timeout(config.get("train", {})))
+                   timeout_s=prepare_timeout(config.get("train", {})),
+                   engine=config.get("data", {}).get("engine", "local"),  # controls in parallel, as stage 1's regions
+                   workers=int(config.get("data", {}).get("prepare_workers", 2)),
+                   ray_address=config.get("data", {}).get("ray_address"))
     samples = prepare_generator_samples(train, **prepare)
     holdout = prepare_generator_samples(held, **prepare) if held else []
     meta = {"tokenizer_checkpoint": str(tokenizer_checkpoint), "tokenizer_sha256": sha, "speech": backend.describe(),

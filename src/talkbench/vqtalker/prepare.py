@@ -7,7 +7,8 @@
 * ``prepare_generator_samples`` (stage 2): the tokenizer's targets, speech features and
   controls of every clip; each rank encodes its shard on its own device into the cache, then
   all ranks read every clip from it (a clip another rank encoded that is not in this node's
-  cache is an error, not encoded again).
+  cache is an error, not encoded again). The shard's controls (dlib landmarks of every frame)
+  come first, in parallel on the dataset engines (``prepare_controls``).
 
 Under torchrun the ranks wait for each other's preparation on ``training.preparing``'s gloo
 group (timeout ``train.prepare_timeout_s``), and a failure on one rank is raised on all. Both
@@ -33,7 +34,8 @@ from talkbench.datasets.engines import map_tasks
 from talkbench.face import analyse_image, get_backend
 from talkbench.vqtalker.cache import clip_cache_dir, default_cache_dir
 from talkbench.vqtalker.codec import encode_frames
-from talkbench.vqtalker.controls import clip_controls
+from talkbench.vqtalker.controls import Controls, clip_controls
+from talkbench.vqtalker.controls import cache_file as controls_cache_file
 from talkbench.vqtalker.data import REGIONS_FORMAT, GeneratorSample, TrainingClip, TrainingDataError, regions_path
 from talkbench.vqtalker.losses import region_boxes
 from talkbench.vqtalker.speech import clip_speech
@@ -247,10 +249,86 @@ def _sample(tokenizer, video: Path, name: str, tokenizer_sha: str, speech_backen
     return GeneratorSample(name, speech.values[:t], controls.stacked()[:t], targets, stage1["global_feature"])
 
 
+@dataclass(frozen=True)
+class ControlsDone:
+    clip_id: str
+    path: Path
+    frames: int = 0
+    face_frames: int = 0  # frames where dlib found a face (0: neutral controls)
+    error: str | None = None  # why this clip has no controls file
+
+
+def _controls_task(job: tuple[Path, str, float, Path]) -> ControlsDone:
+    """One clip's controls in a worker, cached where ``_sample``'s ``clip_controls`` reads them;
+    its failure comes back in the result, so the other clips go on."""
+    path, name, fps, cache_dir = job
+    try:
+        controls = clip_controls(path, fps, cache_dir)
+        return ControlsDone(name, path, len(controls), int(controls.found.sum()))
+    except Exception as exc:  # noqa: BLE001 - a bad file must not end the other clips' preparation
+        return ControlsDone(name, path, error=f"{path}: {type(exc).__name__}: {exc}")
+
+
+def controls_cached(path: Path, fps: float, cache_dir: Path) -> bool:
+    """A readable controls file of this very clip file (the cache key holds its size and mtime)."""
+    try:
+        target = controls_cache_file(path, fps, cache_dir)
+    except OSError:  # a missing clip: its task reports it
+        return False
+    return target.is_file() and Controls.load(target) is not None
+
+
+def prepare_controls(videos: Sequence, cache_dir: str | Path, fps: float = media.DEFAULT_FPS, *,
+                     engine: str = "local", workers: int = 2, ray_address: str | None = None,
+                     progress: bool | util.ProgressCallback = False) -> list[ControlsDone]:
+    """Head pose, gaze and blink (``controls.clip_controls``: dlib landmarks of every frame) of
+    ``videos`` (paths or ``TrainingClip``s) into ``cache_dir``, clips in parallel on ``engine``;
+    clips whose controls file is already there are skipped. Returns what this call computed. A
+    clip that fails costs only itself: the others are stored, then ``TrainingDataError`` names
+    the failed ones. ``progress`` as for ``prepare_regions``."""
+    cache_dir, videos = Path(cache_dir), list(videos)
+    todo = [(video, name, float(fps), cache_dir) for video, name in map(_video, videos)
+            if not controls_cached(video, fps, cache_dir)]
+    if not todo:
+        return []
+    log.info("controls: %d of %d clips to prepare in %s", len(todo), len(videos), cache_dir)
+    done, failed = [], []
+    with (_progress_bar("controls") if progress is True else nullcontext(progress or None)) as report:
+        if report is not None:
+            report(0, len(todo), "")
+        with closing(map_tasks(_controls_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
+            for finished, result in enumerate(it, 1):
+                if report is not None:
+                    report(finished, len(todo), result.clip_id)
+                if result.error:
+                    failed.append(result)
+                    continue
+                if result.face_frames == 0:
+                    log.warning("%s: no face found in any frame; its controls are neutral", result.clip_id)
+                done.append(result)
+    if failed:
+        raise TrainingDataError(f"controls failed for {len(failed)} of {len(todo)} clips: "
+                                + "; ".join(r.error for r in failed[:5]) + (" …" if len(failed) > 5 else ""))
+    return done
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[util.ProgressCallback]:
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None, clip_id: str) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
 def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, speech_backend, motion: str = "grfsq",
                               fps: float = media.DEFAULT_FPS, cache_dir: str | Path | None = None, device=None,
-                              dist_info: DistInfo | None = None,
-                              timeout_s: float | None = None) -> list[GeneratorSample]:
+                              dist_info: DistInfo | None = None, timeout_s: float | None = None,
+                              engine: str = "local", workers: int = 2,
+                              ray_address: str | None = None) -> list[GeneratorSample]:
     """Stage-2 samples of ``videos`` (paths or ``TrainingClip``s). Rank r of ``dist_info``
     encodes clips i with i % world_size == r on ``device`` (the tokenizer is moved there) into
     ``cache_dir``; the ranks then wait for each other and every rank reads all samples from the
@@ -258,19 +336,24 @@ def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, s
     timeout, ``train.prepare_timeout_s``, which ``timeout_s`` must equal when given; a failure on
     one rank raises ``TrainingError`` on all). ``cache_dir`` must be on storage every node sees:
     a clip another rank encoded that is not there raises ``TrainingDataError`` naming its file
-    (``check_stage1``), rather than encoding it again outside the wait."""
+    (``check_stage1``), rather than encoding it again outside the wait. Each rank first prepares
+    its shard's controls in parallel on the dataset engines (``prepare_controls`` with
+    ``engine``, ``workers``, ``ray_address``), so the encoding loop finds them cached."""
     info = dist_info or DistInfo()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     if device is not None:
         tokenizer = tokenizer.to(device)
     tokenizer.eval()
+    videos = list(videos)
     items = [_video(v) for v in videos]
     if not items:
         raise TrainingDataError("no clips for stage-2 preparation")
     with preparing(info, "stage-2 preparation", timeout_s):
-        for i, (video, name) in enumerate(items):
-            if i % info.world_size == info.rank:
-                _sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
+        mine = [i for i in range(len(items)) if i % info.world_size == info.rank]
+        prepare_controls([videos[i] for i in mine], cache_dir, fps, engine=engine, workers=workers,
+                         ray_address=ray_address, progress=info.is_main)
+        for video, name in (items[i] for i in mine):
+            _sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
     with preparing(info, "reading the stage-2 samples", timeout_s):
         if info.enabled:
             others = [video for i, (video, _) in enumerate(items) if i % info.world_size != info.rank]
