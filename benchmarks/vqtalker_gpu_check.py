@@ -5,8 +5,8 @@
 Runs, in bf16 autocast, and prints one table:
 
 - stage 1 (paper-256, paper-512): a few hundred G+D steps, with the VGG19 perceptual pyramid
-  and the discriminator, at the per-GPU batch the paper's four GPUs would take of the config's
-  ``train.global_batch``;
+  and the discriminator, at the per-GPU micro-batch the paper's four GPUs would take of the
+  config's ``train.global_batch`` (global batch / (4 x ``train.grad_accum``));
 - stage 2 (generator-paper): steps on ``train.window``-frame windows;
 - DDP: stage 1 (paper-256) and stage 2 again, one process per visible GPU
   (torch.multiprocessing, NCCL), reporting the global throughput;

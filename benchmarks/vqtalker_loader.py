@@ -93,10 +93,15 @@ def naive_pick(path: Path, s: int, t: int, size: int) -> tuple[np.ndarray, np.nd
     return got[s], got[t]
 
 
-def loader_rate(clips: list[TrainingClip], size: int, batch: int, steps: int, workers: int) -> float:
-    loader = pair_loader(clips, size, batch_size=batch, seed=SEED, workers=workers, steps=steps)
+def loader_rate(clips: list[TrainingClip], size: int, batch: int, steps: int, workers: int, prefetch: int = 2) -> float:
+    """Pairs per second over ``steps`` timed batches, after the batches the workers fetch ahead
+    during their start-up (workers x prefetch), which would otherwise be counted as free."""
+    warm = max(1, workers * prefetch)
+    loader = pair_loader(clips, size, batch_size=batch, seed=SEED, workers=workers, steps=warm + steps,
+                         prefetch=prefetch)
     it = iter(loader)
-    next(it)  # worker start-up and the first batch are not counted
+    for _ in range(warm):
+        next(it)
     t0 = time.perf_counter()
     n = sum(len(src) for src, _, _ in it)
     rate = n / (time.perf_counter() - t0)
@@ -115,8 +120,8 @@ def measure(label: str, path: Path, keyint: int | None, args) -> Row:
         src, tgt, _ = pairs[pick]
         times.append(time.perf_counter() - t0)
     pick_cpu = (time.process_time() - c0) / len(times)
-    w0 = loader_rate(clips, args.size, args.batch, args.steps + 1, 0)
-    w2 = loader_rate(clips, args.size, args.batch, args.steps + 1, 2)
+    w0 = loader_rate(clips, args.size, args.batch, args.steps, 0)
+    w2 = loader_rate(clips, args.size, args.batch, args.steps, 2)
     t0, c0 = time.perf_counter(), time.process_time()
     for _, s, t in picks[: args.naive_picks]:
         ref = naive_pick(path, s, t, args.size)

@@ -3,6 +3,7 @@ sequences, padding, and the configs (paper size, Table 4 ablations)."""
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 
@@ -324,7 +325,9 @@ def test_two_process_torchrun_step(stage2_setup):
     from talkbench.vqtalker.inference import load_generator_checkpoint
 
     root, cfg, ckpt = stage2_setup
-    build_trainer(cfg, root / "warm", ckpt, cache_dir=root / "cache")  # fill the cache once
+    warm = build_trainer(cfg, root / "warm", ckpt, cache_dir=root / "cache")  # fill the cache once
+    assert len(warm.holdout) == 1
+    held_out = warm.evaluate()["eval"]  # one process, the initial weights
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
@@ -337,6 +340,10 @@ def test_two_process_torchrun_step(stage2_setup):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["step"] == 2 and math.isfinite(summary["last"]["nll"])
     assert load_generator_checkpoint(root / "ddp" / "checkpoints" / "latest.pt")["step"] == 2
+    # the held-out loss, scored by rank 0 alone (one clip, two ranks) and reduced over both, equals one process's
+    with open(root / "ddp" / "log.csv") as f:
+        first = next(csv.DictReader(f))
+    assert first["step"] == "0" and float(first["eval"]) == pytest.approx(held_out, abs=1e-6)
 
 
 def test_mouth_envelope_correlation_measures_lip_sync(sample_clips):

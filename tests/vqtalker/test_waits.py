@@ -21,12 +21,21 @@ import pytest
 from talkbench import media
 from talkbench.vqtalker.data import TrainingDataError, file_clip, regions_path
 from talkbench.samples import sample_dir
-from talkbench.vqtalker.prepare import check_regions, prepare_regions
+from talkbench.vqtalker.inference import load_tokenizer
+from talkbench.vqtalker.prepare import (
+    check_regions,
+    check_stage1,
+    prepare_generator_samples,
+    prepare_regions,
+    stage1_path,
+)
+from talkbench.vqtalker.pretrained import TINY_TOKENIZER
 from talkbench.vqtalker.training import (
     MAX_PREPARE_TIMEOUT_S,
     PREPARE_TIMEOUT_S,
     DistInfo,
     TrainingError,
+    local_world_size,
     prepare_timeout,
     preparing,
 )
@@ -274,3 +283,27 @@ def test_a_speech_vocabulary_mismatch_is_refused_before_any_preparation(tmp_path
     with pytest.raises(TrainingError, match=r"^speech backend has 4096 codes but model.speech_vocab is 17: "
                                             r"set --set model.speech_vocab=4096$"):
         build_trainer(cfg, tmp_path / "run", checkpoint, device="cpu")
+
+
+def test_ray_preparation_on_several_ranks_needs_a_cluster_address(tmp_path, monkeypatch):
+    """Each rank starting (and shutting down) a Ray of its own would fight over one node: refused
+    before anything is prepared. Workers are shared among a node's ranks."""
+    two_ranks = DistInfo(0, 2, 0)
+    with pytest.raises(TrainingError, match=r"^data.engine=ray with several ranks needs data.ray_address"):
+        prepare_generator_samples([tmp_path / "a.mp4"], load_tokenizer(TINY_TOKENIZER), "0" * 64, None,
+                                  cache_dir=tmp_path, dist_info=two_ranks, engine="ray")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert local_world_size() == 4
+
+
+def test_the_other_ranks_check_names_missing_controls_once_stage1_files_are_there(tmp_path):
+    video = Path(sample_dir()) / "en_001.mp4"
+    target = stage1_path(video, "0" * 64, 25.0, tmp_path)
+    with pytest.raises(TrainingDataError, match=r"^1 of 1 stage-1 files other ranks encoded are missing"):
+        check_stage1([video], "0" * 64, 25.0, tmp_path)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"")
+    with pytest.raises(TrainingDataError, match=r"^1 of 1 controls files other ranks encoded are missing from the "
+                                                r"stage-2 cache: .*controls_v1_25fps\.npz; every node must see"):
+        check_stage1([video], "0" * 64, 25.0, tmp_path)

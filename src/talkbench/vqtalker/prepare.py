@@ -40,7 +40,7 @@ from talkbench.vqtalker.data import REGIONS_FORMAT, GeneratorSample, TrainingCli
 from talkbench.vqtalker.losses import region_boxes
 from talkbench.vqtalker.speech import clip_speech
 from talkbench.vqtalker.tokenizer import to_model
-from talkbench.vqtalker.training import DistInfo, preparing
+from talkbench.vqtalker.training import DistInfo, TrainingError, local_world_size, preparing
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engi
                 pass
     log.info("eye/mouth regions: %d of %d clips to prepare in %s", len(todo), len(clips), out_root)
     done, failed = [], []
-    with (regions_bar() if progress is True else nullcontext(progress or None)) as report:
+    with (progress_bar("regions") if progress is True else nullcontext(progress or None)) as report:
         if report is not None:
             report(0, len(todo), "")
         with closing(map_tasks(_regions_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
@@ -169,11 +169,11 @@ def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engi
 
 
 @contextmanager
-def regions_bar() -> Iterator[util.ProgressCallback]:
-    """A rich bar on stderr while the block runs, as a ``ProgressCallback`` for ``prepare_regions``."""
-    with Progress(TextColumn("regions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+def progress_bar(label: str) -> Iterator[util.ProgressCallback]:
+    """A rich bar named ``label`` on stderr while the block runs, as a ``ProgressCallback``."""
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True)) as bar:
-        task = bar.add_task("regions", total=None)
+        task = bar.add_task(label, total=None)
 
         def update(done: int, total: int | None, clip_id: str) -> None:
             bar.update(task, completed=done, total=total)
@@ -284,16 +284,16 @@ def prepare_controls(videos: Sequence, cache_dir: str | Path, fps: float = media
     """Head pose, gaze and blink (``controls.clip_controls``: dlib landmarks of every frame) of
     ``videos`` (paths or ``TrainingClip``s) into ``cache_dir``, clips in parallel on ``engine``;
     clips whose controls file is already there are skipped. Returns what this call computed. A
-    clip that fails costs only itself: the others are stored, then ``TrainingDataError`` names
-    the failed ones. ``progress`` as for ``prepare_regions``."""
+    clip that raises costs only itself: the others are stored, then ``TrainingDataError`` names
+    the failed ones (a worker process that dies stops the call; a re-run skips what is stored). ``progress`` as for ``prepare_regions``."""
     cache_dir, videos = Path(cache_dir), list(videos)
-    todo = [(video, name, float(fps), cache_dir) for video, name in map(_video, videos)
-            if not controls_cached(video, fps, cache_dir)]
+    todo = [(video.resolve(), name, float(fps), cache_dir.resolve()) for video, name in map(_video, videos)
+            if not controls_cached(video, fps, cache_dir)]  # absolute: a remote Ray worker has its own cwd
     if not todo:
         return []
     log.info("controls: %d of %d clips to prepare in %s", len(todo), len(videos), cache_dir)
     done, failed = [], []
-    with (_progress_bar("controls") if progress is True else nullcontext(progress or None)) as report:
+    with (progress_bar("controls") if progress is True else nullcontext(progress or None)) as report:
         if report is not None:
             report(0, len(todo), "")
         with closing(map_tasks(_controls_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
@@ -310,18 +310,6 @@ def prepare_controls(videos: Sequence, cache_dir: str | Path, fps: float = media
         raise TrainingDataError(f"controls failed for {len(failed)} of {len(todo)} clips: "
                                 + "; ".join(r.error for r in failed[:5]) + (" …" if len(failed) > 5 else ""))
     return done
-
-
-@contextmanager
-def _progress_bar(label: str) -> Iterator[util.ProgressCallback]:
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int | None, clip_id: str) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, speech_backend, motion: str = "grfsq",
@@ -348,9 +336,14 @@ def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, s
     items = [_video(v) for v in videos]
     if not items:
         raise TrainingDataError("no clips for stage-2 preparation")
+    if info.enabled and engine == "ray" and not ray_address:
+        raise TrainingError("data.engine=ray with several ranks needs data.ray_address (a running cluster): "
+                            "each rank would otherwise start and shut down a Ray of its own")
+    # data.prepare_workers counts processes per node, as in stage 1 (where rank 0 alone prepares)
+    per_rank = max(1, workers // local_world_size()) if workers else 0
     with preparing(info, "stage-2 preparation", timeout_s):
         mine = [i for i in range(len(items)) if i % info.world_size == info.rank]
-        prepare_controls([videos[i] for i in mine], cache_dir, fps, engine=engine, workers=workers,
+        prepare_controls([videos[i] for i in mine], cache_dir, fps, engine=engine, workers=per_rank,
                          ray_address=ray_address, progress=info.is_main)
         for video, name in (items[i] for i in mine):
             _sample(tokenizer, video, name, tokenizer_sha, speech_backend, motion, fps, cache_dir)
@@ -365,11 +358,15 @@ def prepare_generator_samples(videos: Sequence, tokenizer, tokenizer_sha: str, s
 
 def check_stage1(videos: Sequence[Path], tokenizer_sha: str, fps: float, cache_dir: Path) -> None:
     """Raise ``TrainingDataError`` naming the stage-1 files of ``videos`` missing from
-    ``cache_dir``: on each rank, for the clips other ranks encoded."""
+    ``cache_dir``, then their controls files: on each rank, for the clips other ranks encoded."""
     missing = [stage1_path(v, tokenizer_sha, fps, cache_dir) for v in videos]
     missing = [p for p in missing if not p.is_file()]
+    what = "stage-1"
+    if not missing:
+        missing = [controls_cache_file(v, fps, cache_dir) for v in videos if not controls_cached(v, fps, cache_dir)]
+        what = "controls"
     if missing:
         raise TrainingDataError(
-            f"{len(missing)} of {len(videos)} stage-1 files other ranks encoded are missing from the stage-2 cache: "
+            f"{len(missing)} of {len(videos)} {what} files other ranks encoded are missing from the stage-2 cache: "
             f"{', '.join(str(p) for p in missing[:5])}{' …' if len(missing) > 5 else ''}; every node must see the "
             f"stage-2 cache {cache_dir} (a shared filesystem: put --cache-dir or TALKBENCH_CACHE_DIR there)")

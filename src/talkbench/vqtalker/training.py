@@ -77,6 +77,11 @@ def init_distributed(prepare_timeout_s: float | None = None) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def local_world_size() -> int:
+    """Processes of this job on this node (torchrun's ``LOCAL_WORLD_SIZE``; 1 outside torchrun)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()
