@@ -144,26 +144,32 @@ def prepare_regions(clips: Sequence[TrainingClip], out_root: str | Path, *, engi
             except FileNotFoundError:
                 pass
     log.info("eye/mouth regions: %d of %d clips to prepare in %s", len(todo), len(clips), out_root)
+    done = run_clip_tasks(_regions_task, todo, "eye/mouth regions", "regions", engine, workers, ray_address, progress)
+    for result in done:
+        if result.face_frames == 0:
+            log.warning("%s: no face found in any frame; eye/mouth losses are zero for this clip", result.clip_id)
+        if result.decoded != result.frames:
+            log.warning("%s: %d frames decode, the catalog says %d", result.clip_id, result.decoded, result.frames)
+    return done
+
+
+def run_clip_tasks(task, todo: list, what: str, label: str, engine: str, workers: int, ray_address: str | None,
+                   progress: bool | util.ProgressCallback) -> list:
+    """``task`` over ``todo`` on the dataset engines, with a bar named ``label`` (``progress``
+    as for ``prepare_regions``); returns the results without an ``error``. A clip that fails
+    costs only itself: the others are stored, then ``TrainingDataError`` names the failed ones
+    (a re-run after fixing or dropping them redoes only them)."""
     done, failed = [], []
-    with (progress_bar("regions") if progress is True else nullcontext(progress or None)) as report:
+    with (progress_bar(label) if progress is True else nullcontext(progress or None)) as report:
         if report is not None:
             report(0, len(todo), "")
-        with closing(map_tasks(_regions_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
+        with closing(map_tasks(task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
             for finished, result in enumerate(it, 1):
                 if report is not None:
                     report(finished, len(todo), result.clip_id)
-                if result.error:
-                    failed.append(result)
-                    continue
-                if result.face_frames == 0:
-                    log.warning("%s: no face found in any frame; eye/mouth losses are zero for this clip",
-                                result.clip_id)
-                if result.decoded != result.frames:
-                    log.warning("%s: %d frames decode, the catalog says %d", result.clip_id, result.decoded,
-                                result.frames)
-                done.append(result)
-    if failed:  # the others are stored: a re-run after fixing (or dropping) these redoes only them
-        raise TrainingDataError(f"eye/mouth regions failed for {len(failed)} of {len(todo)} clips: "
+                (failed if result.error else done).append(result)
+    if failed:
+        raise TrainingDataError(f"{what} failed for {len(failed)} of {len(todo)} clips: "
                                 + "; ".join(r.error for r in failed[:5]) + (" …" if len(failed) > 5 else ""))
     return done
 
@@ -285,30 +291,18 @@ def prepare_controls(videos: Sequence, cache_dir: str | Path, fps: float = media
     ``videos`` (paths or ``TrainingClip``s) into ``cache_dir``, clips in parallel on ``engine``;
     clips whose controls file is already there are skipped. Returns what this call computed. A
     clip that raises costs only itself: the others are stored, then ``TrainingDataError`` names
-    the failed ones (a worker process that dies stops the call; a re-run skips what is stored). ``progress`` as for ``prepare_regions``."""
+    the failed ones (a worker process that dies stops the call; a re-run skips what is stored).
+    ``progress`` as for ``prepare_regions``."""
     cache_dir, videos = Path(cache_dir), list(videos)
     todo = [(video.resolve(), name, float(fps), cache_dir.resolve()) for video, name in map(_video, videos)
             if not controls_cached(video, fps, cache_dir)]  # absolute: a remote Ray worker has its own cwd
     if not todo:
         return []
     log.info("controls: %d of %d clips to prepare in %s", len(todo), len(videos), cache_dir)
-    done, failed = [], []
-    with (progress_bar("controls") if progress is True else nullcontext(progress or None)) as report:
-        if report is not None:
-            report(0, len(todo), "")
-        with closing(map_tasks(_controls_task, todo, engine=engine, workers=workers, ray_address=ray_address)) as it:
-            for finished, result in enumerate(it, 1):
-                if report is not None:
-                    report(finished, len(todo), result.clip_id)
-                if result.error:
-                    failed.append(result)
-                    continue
-                if result.face_frames == 0:
-                    log.warning("%s: no face found in any frame; its controls are neutral", result.clip_id)
-                done.append(result)
-    if failed:
-        raise TrainingDataError(f"controls failed for {len(failed)} of {len(todo)} clips: "
-                                + "; ".join(r.error for r in failed[:5]) + (" …" if len(failed) > 5 else ""))
+    done = run_clip_tasks(_controls_task, todo, "controls", "controls", engine, workers, ray_address, progress)
+    for result in done:
+        if result.face_frames == 0:
+            log.warning("%s: no face found in any frame; its controls are neutral", result.clip_id)
     return done
 
 
